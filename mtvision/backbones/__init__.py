@@ -1,0 +1,16 @@
+"""Backbones with named feature taps; importable without the rest of mtvision."""
+
+from mtvision.backbones.conv_norm_act import ConvNormAct
+from mtvision.backbones.feature_spec import FeatureSpec, select_specs
+from mtvision.backbones.inverted_residual import InvertedResidual
+from mtvision.backbones.mobilenetv2 import MobileNetV2
+from mtvision.backbones.torchvision_adapter import TorchvisionBackboneAdapter
+
+__all__ = [
+    "ConvNormAct",
+    "FeatureSpec",
+    "InvertedResidual",
+    "MobileNetV2",
+    "TorchvisionBackboneAdapter",
+    "select_specs",
+]

@@ -1,0 +1,3 @@
+from mtvision.evaluation.topk_accuracy import TopKAccuracy
+
+__all__ = ["TopKAccuracy"]

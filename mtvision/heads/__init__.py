@@ -1,0 +1,3 @@
+from mtvision.heads.classifier_head import ClassifierHead
+
+__all__ = ["ClassifierHead"]
