@@ -1,0 +1,55 @@
+"""Conv2d -> BatchNorm2d -> optional ReLU6: the unit every MobileNetV2 layer is made of."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class ConvNormAct(nn.Module):
+    """A bias-free ``Conv2d`` followed by ``BatchNorm2d`` and ``ReLU6`` (or nothing).
+
+    Padding is ``dilation * (kernel_size - 1) // 2``, so a stride-1 layer keeps the
+    spatial size and a stride-2 layer maps H to ceil(H / 2) for odd kernels.
+
+    Args:
+        in_channels: C_in of the (N, C_in, H, W) input.
+        out_channels: C_out of the (N, C_out, H', W') output.
+        kernel_size: square kernel size.
+        stride: convolution stride.
+        dilation: convolution dilation (atrous rate).
+        groups: ``in_channels`` for a depthwise convolution.
+        activation: apply ReLU6 after the norm; ``False`` gives the paper's linear
+            bottleneck projection (``act`` is then an ``nn.Identity``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        activation: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=dilation * (kernel_size - 1) // 2,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act: nn.Module = nn.ReLU6(inplace=True) if activation else nn.Identity()
+
+    @property
+    def out_channels(self) -> int:
+        return self.conv.out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))."""
+        return self.act(self.bn(self.conv(x)))

@@ -1,0 +1,83 @@
+"""The MobileNetV2 inverted residual block, which exposes its own expansion output."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mtvision.backbones.conv_norm_act import ConvNormAct
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise (3x3) -> linear project (1x1), plus identity shortcut.
+
+    ``expand`` is a 1x1 ConvNormAct to ``round(in_channels * expand_ratio)`` channels
+    (absent when ``expand_ratio == 1``), ``depthwise`` a 3x3 depthwise ConvNormAct
+    carrying the block's stride and dilation, ``project`` a 1x1 conv + BN without
+    activation (the paper's linear bottleneck). The shortcut is added when the block
+    keeps both spatial size and channel count.
+
+    The expansion output (after the expand layer's ReLU6, before the depthwise conv)
+    is a tap of its own: SSDLite's first prediction layer reads it from the first
+    block of the 160-channel stage. ``forward(x, return_expansion=True)`` returns
+    it next to the block output, so nobody has to slice into the block from outside.
+
+    Args:
+        in_channels: C_in of the (N, C_in, H, W) input.
+        out_channels: C_out of the output.
+        stride: 1 or 2, applied by the depthwise conv.
+        expand_ratio: t in the paper's Table 2.
+        dilation: atrous rate of the depthwise conv (padding equals it).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        expand_ratio: float,
+        dilation: int = 1,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        hidden_channels = int(round(in_channels * expand_ratio))
+        self.expand: ConvNormAct | None = (
+            ConvNormAct(in_channels, hidden_channels, kernel_size=1) if expand_ratio != 1 else None
+        )
+        self.depthwise = ConvNormAct(
+            hidden_channels,
+            hidden_channels,
+            kernel_size=3,
+            stride=stride,
+            dilation=dilation,
+            groups=hidden_channels,
+        )
+        self.project = ConvNormAct(hidden_channels, out_channels, kernel_size=1, activation=False)
+        self.use_residual = stride == 1 and in_channels == out_channels
+
+    @property
+    def expansion_channels(self) -> int:
+        """Channels of the expansion tap (the depthwise conv's width)."""
+        return self.depthwise.out_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.project.out_channels
+
+    def forward_expansion(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) -> expansion tap (N, expansion_channels, H, W); the input itself when t == 1."""
+        return x if self.expand is None else self.expand(x)
+
+    def forward(self, x: Tensor, return_expansion: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride)).
+
+        With ``return_expansion=True`` returns ``(out, expansion)``, ``expansion`` being
+        (N, expansion_channels, H, W).
+        """
+        expansion = self.forward_expansion(x)
+        out = self.project(self.depthwise(expansion))
+        if self.use_residual:
+            out = x + out
+        if return_expansion:
+            return out, expansion
+        return out

@@ -1,0 +1,350 @@
+"""MobileNetV2 (Sandler et al., arXiv:1801.04381) as a backbone with named feature taps.
+
+The architecture is the paper's Table 2, kept below as a literal ``[t, c, n, s]``
+table and read by one loop. Channel rounding follows torchvision, so torchvision's
+``mobilenet_v2`` weights load through :meth:`MobileNetV2.load_torchvision_state_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtvision.backbones.conv_norm_act import ConvNormAct
+from mtvision.backbones.feature_spec import FeatureSpec
+from mtvision.backbones.inverted_residual import InvertedResidual
+from mtvision.registry import MODELS
+
+# Table 2: expansion factor t, output channels c, repeats n, stride s of the first repeat.
+INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+STEM_CHANNELS = 32
+FINAL_CHANNELS = 1280
+
+# The paper's "layer 15" (torchvision features[14]): the first block of stage 6. Its
+# expansion output feeds SSDLite's first prediction layer.
+EXPANSION_TAP = "layer15_expansion"
+EXPANSION_TAP_STAGE = "stage6"
+
+LOGITS = "logits"
+VALID_OUTPUT_STRIDES = (8, 16, 32)
+
+
+def _make_divisible(value: float, divisor: int) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``, never more than 10% down.
+
+    Same rule as TF-slim and torchvision, so thinned models keep their channel counts.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class LoadResult(NamedTuple):
+    """Keys skipped by a non-strict :meth:`MobileNetV2.load_torchvision_state_dict`."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+@MODELS.register_module()
+class MobileNetV2(nn.Module):
+    """MobileNetV2 returning a dict of named feature maps (and optionally logits).
+
+    Modules: ``stem`` (3x3 s2 ConvNormAct), ``stage1`` .. ``stage7`` (``nn.Sequential``
+    of :class:`InvertedResidual`, one per row of Table 2), ``final_conv`` (1x1
+    ConvNormAct) and, when ``num_classes`` is set, ``classifier`` (dropout + linear
+    on the globally average-pooled ``final_conv``).
+
+    ``feature_info`` lists every spatial tap of the built model in depth order as
+    :class:`FeatureSpec` (name, channels, stride); a tap of an (N, 3, H, W) input has
+    shape (N, channels, ceil(H / stride), ceil(W / stride)).
+
+    Args:
+        width_mult: channel multiplier; channels are rounded to ``round_nearest``. The
+            final 1x1 conv is never thinned below 1280.
+        output_stride: 8, 16 or 32. Below 32 the later strides become dilations
+            (DeepLab's atrous scheme), so the deepest maps keep 1/output_stride.
+        out_features: tap names returned by ``forward``; default ``("logits",)``
+            with a classifier, else ``("final_conv",)``.
+        frozen_stages: -1 freezes nothing, 0 the stem, k >= 1 the stem and stage1..k
+            (no gradients, kept in eval mode by ``train()``).
+        norm_eval: keep every BatchNorm in eval mode during training.
+        num_classes: build the classifier with this many outputs (tap ``"logits"``).
+        dropout: dropout probability before the classifier's linear layer.
+        round_nearest: channel rounding divisor.
+    """
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        output_stride: int = 32,
+        out_features: Sequence[str] | None = None,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        num_classes: int | None = None,
+        dropout: float = 0.2,
+        round_nearest: int = 8,
+    ) -> None:
+        super().__init__()
+        if output_stride not in VALID_OUTPUT_STRIDES:
+            raise ValueError(
+                f"output_stride must be one of {VALID_OUTPUT_STRIDES}, got {output_stride}"
+            )
+        num_stages = len(INVERTED_RESIDUAL_SETTING)
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f"frozen_stages must be in [-1, {num_stages}], got {frozen_stages}")
+        self.width_mult = width_mult
+        self.output_stride = output_stride
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.num_classes = num_classes
+
+        in_channels = _make_divisible(STEM_CHANNELS * width_mult, round_nearest)
+        self.stem = ConvNormAct(3, in_channels, kernel_size=3, stride=2)
+        current_stride = 2
+        feature_info = [FeatureSpec("stem", in_channels, current_stride)]
+
+        # TF DeepLab's rule: once the running stride reaches output_stride, each further
+        # stride becomes stride 1 with the current rate, and multiplies the rate of the
+        # blocks after it.
+        rate = 1
+        for stage_index, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
+            stage_name = f"stage{stage_index}"
+            out_channels = _make_divisible(c * width_mult, round_nearest)
+            blocks = []
+            for block_index in range(n):
+                stride = s if block_index == 0 else 1
+                input_stride = current_stride
+                if current_stride == output_stride:
+                    block_stride, dilation = 1, rate
+                    rate *= stride
+                else:
+                    block_stride, dilation = stride, 1
+                    current_stride *= stride
+                block = InvertedResidual(in_channels, out_channels, block_stride, t, dilation)
+                if stage_name == EXPANSION_TAP_STAGE and block_index == 0:
+                    # The expansion precedes the depthwise conv, so it has the input's stride.
+                    feature_info.append(
+                        FeatureSpec(EXPANSION_TAP, block.expansion_channels, input_stride)
+                    )
+                blocks.append(block)
+                in_channels = out_channels
+            self.add_module(stage_name, nn.Sequential(*blocks))
+            feature_info.append(FeatureSpec(stage_name, out_channels, current_stride))
+
+        self.last_channels = _make_divisible(FINAL_CHANNELS * max(1.0, width_mult), round_nearest)
+        self.final_conv = ConvNormAct(in_channels, self.last_channels, kernel_size=1)
+        feature_info.append(FeatureSpec("final_conv", self.last_channels, current_stride))
+
+        self.classifier: nn.Sequential | None = None
+        if num_classes is not None:
+            self.classifier = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(self.last_channels, num_classes)
+            )
+
+        strides = [spec.stride for spec in feature_info]
+        if strides != sorted(strides):
+            raise AssertionError(f"tap strides must never decrease along depth: {feature_info}")
+        self.feature_info: list[FeatureSpec] = feature_info
+
+        if out_features is None:
+            out_features = (LOGITS,) if num_classes is not None else ("final_conv",)
+        self.set_out_features(out_features)
+
+        self._init_weights()
+        for module in self._frozen_modules():
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+        self.train()
+
+    # ------------------------------------------------------------------ taps
+
+    @property
+    def out_features(self) -> tuple[str, ...]:
+        """Names of the maps ``forward`` returns, in this order."""
+        return self._out_features
+
+    def set_out_features(self, names: Sequence[str]) -> None:
+        """Choose which taps ``forward`` returns; unknown names raise ``ValueError``."""
+        names = tuple(names)
+        available = [spec.name for spec in self.feature_info]
+        if self.classifier is not None:
+            available.append(LOGITS)
+        if not names:
+            raise ValueError(f"out_features must name at least one of {available}")
+        if LOGITS in names and self.classifier is None:
+            raise ValueError(
+                f"out_features asks for {LOGITS!r} but the model has no classifier "
+                f"(num_classes=None); available: {available}"
+            )
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            raise ValueError(f"unknown out_features {unknown}; available: {available}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"out_features has duplicates: {list(names)}")
+
+        depth = {name: index for index, name in enumerate(available)}
+        deepest = max(names, key=depth.__getitem__)
+        module_order = ["stem", *(f"stage{i}" for i in range(1, 8)), "final_conv"]
+        if deepest == LOGITS:
+            last_module = "final_conv"
+        elif deepest == EXPANSION_TAP:
+            last_module = EXPANSION_TAP_STAGE
+        else:
+            last_module = deepest
+        self._out_features = names
+        self._modules_to_run = tuple(module_order[: module_order.index(last_module) + 1])
+        self._stop_at_expansion = deepest == EXPANSION_TAP
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """(N, 3, H, W) -> {name: (N, C, ceil(H / stride), ceil(W / stride))}, plus
+        ``"logits"`` (N, num_classes) when requested; keys in ``out_features`` order.
+
+        Layers after the deepest requested tap are not run.
+        """
+        wanted = self._out_features
+        taps: dict[str, Tensor] = {}
+        for name in self._modules_to_run:
+            module = getattr(self, name)
+            if name == EXPANSION_TAP_STAGE and EXPANSION_TAP in wanted:
+                first_block, *other_blocks = module
+                if self._stop_at_expansion:
+                    taps[EXPANSION_TAP] = first_block.forward_expansion(x)
+                    break
+                x, taps[EXPANSION_TAP] = first_block(x, return_expansion=True)
+                for block in other_blocks:
+                    x = block(x)
+            else:
+                x = module(x)
+            if name in wanted:
+                taps[name] = x
+        if LOGITS in wanted:
+            assert self.classifier is not None
+            taps[LOGITS] = self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return {name: taps[name] for name in wanted}
+
+    # ------------------------------------------------------------- training
+
+    def _init_weights(self) -> None:
+        # Private name on purpose: mmengine calls a child's public ``init_weights()``
+        # and would wipe weights loaded before the runner starts.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def _frozen_modules(self) -> Iterator[nn.Module]:
+        if self.frozen_stages >= 0:
+            yield self.stem
+        for stage_index in range(1, self.frozen_stages + 1):
+            yield getattr(self, f"stage{stage_index}")
+
+    def train(self, mode: bool = True) -> MobileNetV2:
+        """Like ``nn.Module.train``, but frozen stages (and, with ``norm_eval``, every
+        BatchNorm) stay in eval mode so their running statistics do not move."""
+        super().train(mode)
+        if mode:
+            for module in self._frozen_modules():
+                module.eval()
+            if self.norm_eval:
+                for module in self.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
+
+    # -------------------------------------------------- torchvision weights
+
+    def torchvision_module_map(self) -> dict[str, str]:
+        """torchvision ``mobilenet_v2`` module path -> module path in this model.
+
+        ``features.0`` is the stem, ``features.1 .. 17`` the blocks in order,
+        ``features.18`` the final conv. Inside a torchvision block with an expansion,
+        ``conv.0`` / ``conv.1`` / ``conv.2`` / ``conv.3`` are expand / depthwise /
+        project conv / project BN; without one (t = 1) the indices shift down by one.
+        """
+        mapping = {"features.0.0": "stem.conv", "features.0.1": "stem.bn"}
+        feature_index = 1
+        for stage_index in range(1, len(INVERTED_RESIDUAL_SETTING) + 1):
+            stage = getattr(self, f"stage{stage_index}")
+            for block_index, block in enumerate(stage):
+                theirs = f"features.{feature_index}.conv"
+                ours = f"stage{stage_index}.{block_index}"
+                layers = ["expand", "depthwise"] if block.expand is not None else ["depthwise"]
+                for position, layer in enumerate(layers):
+                    mapping[f"{theirs}.{position}.0"] = f"{ours}.{layer}.conv"
+                    mapping[f"{theirs}.{position}.1"] = f"{ours}.{layer}.bn"
+                mapping[f"{theirs}.{len(layers)}"] = f"{ours}.project.conv"
+                mapping[f"{theirs}.{len(layers) + 1}"] = f"{ours}.project.bn"
+                feature_index += 1
+        mapping[f"features.{feature_index}.0"] = "final_conv.conv"
+        mapping[f"features.{feature_index}.1"] = "final_conv.bn"
+        if self.classifier is not None:
+            mapping["classifier.1"] = "classifier.1"
+        return mapping
+
+    def load_torchvision_state_dict(
+        self, state_dict: Mapping[str, Tensor], strict: bool = True
+    ) -> LoadResult:
+        """Load a torchvision ``mobilenet_v2`` state dict (same width) into this model.
+
+        Keys are renamed with :meth:`torchvision_module_map`. ``classifier.*`` keys
+        are dropped when this model has no classifier. Shape mismatches always raise
+        ``ValueError``; missing and unexpected keys raise it when ``strict``, else they
+        are skipped and returned. Every offending key is listed with its shape.
+        """
+        module_map = self.torchvision_module_map()
+        own_state = self.state_dict()
+        renamed: dict[str, Tensor] = {}
+        unexpected: list[str] = []
+        for key, value in state_dict.items():
+            module_path, _, tensor_name = key.rpartition(".")
+            our_key = f"{module_map.get(module_path)}.{tensor_name}"
+            if module_path in module_map and our_key in own_state:
+                renamed[our_key] = value
+            elif self.classifier is None and key.startswith("classifier."):
+                continue
+            else:
+                unexpected.append(f"{key} {tuple(value.shape)}")
+        missing = [
+            f"{key} {tuple(value.shape)}" for key, value in own_state.items() if key not in renamed
+        ]
+        mismatched = [
+            f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own_state[key].shape)}"
+            for key, value in renamed.items()
+            if value.shape != own_state[key].shape
+        ]
+        problems = []
+        if mismatched:
+            problems.append("shape mismatches:\n  " + "\n  ".join(mismatched))
+        if strict and missing:
+            problems.append("missing keys:\n  " + "\n  ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys:\n  " + "\n  ".join(unexpected))
+        if problems:
+            raise ValueError(
+                f"cannot load torchvision mobilenet_v2 weights into MobileNetV2("
+                f"width_mult={self.width_mult}, num_classes={self.num_classes}):\n"
+                + "\n".join(problems)
+            )
+        self.load_state_dict(renamed, strict=False)
+        return LoadResult(missing_keys=missing, unexpected_keys=unexpected)

@@ -1,0 +1,388 @@
+"""MobileNetV2 backbone: torchvision parity, sizes, taps, dilation, freezing, weight loading."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from mtvision.backbones import FeatureSpec, InvertedResidual, MobileNetV2
+from mtvision.utils.complexity import count_multiply_adds, count_parameters
+
+ALL_TAPS = (
+    "stem",
+    "stage1",
+    "stage2",
+    "stage3",
+    "stage4",
+    "stage5",
+    "layer15_expansion",
+    "stage6",
+    "stage7",
+    "final_conv",
+)
+
+
+def _randomise_batch_norms(model: nn.Module, generator: torch.Generator) -> None:
+    """Give every BN real running statistics, then perturb them and its affine parameters.
+
+    With torchvision's init (weight 1, bias 0, mean 0, var 1) the activations shrink
+    layer by layer: the logits barely depend on the input and an absolute tolerance
+    would accept a wrongly wired model. Statistics measured on a batch keep every
+    layer's output O(1) and input-dependent; the perturbation makes each BN distinct.
+    """
+    batch_norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    for module in batch_norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 96, 96, generator=generator))
+    for module in batch_norms:
+        module.momentum = 0.1
+        channels = module.num_features
+        with torch.no_grad():
+            module.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
+            module.bias.copy_(torch.randn(channels, generator=generator) * 0.2)
+            std = module.running_var.sqrt()
+            module.running_mean.add_(torch.randn(channels, generator=generator) * 0.2 * std)
+            module.running_var.mul_(torch.rand(channels, generator=generator) + 0.5)
+
+
+def _seeded_torchvision(width_mult: float, num_classes: int = 1000) -> nn.Module:
+    torch.manual_seed(0)
+    reference = torchvision.models.mobilenet_v2(
+        weights=None, width_mult=width_mult, num_classes=num_classes
+    )
+    _randomise_batch_norms(reference, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        # Larger classifier weights than the init's N(0, 0.01), so logits are O(1).
+        reference.classifier[1].weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
+    return reference.eval()
+
+
+@pytest.mark.parametrize("width_mult", [0.5, 0.75, 1.0, 1.4])
+def test_logits_and_taps_match_torchvision_with_copied_weights(width_mult: float) -> None:
+    reference = _seeded_torchvision(width_mult)
+    model = MobileNetV2(
+        width_mult=width_mult,
+        num_classes=1000,
+        out_features=("layer15_expansion", "final_conv", "logits"),
+    ).eval()
+    result = model.load_torchvision_state_dict(reference.state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+
+    captured = {}
+    reference.features[14].conv[0].register_forward_hook(
+        lambda module, inputs, output: captured.__setitem__("expansion", output.clone())
+    )
+    reference.features.register_forward_hook(
+        lambda module, inputs, output: captured.__setitem__("features", output.clone())
+    )
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected_logits = reference(images)
+        outputs = model(images)
+
+    assert list(outputs) == ["layer15_expansion", "final_conv", "logits"]
+    for name, expected in (
+        ("logits", expected_logits),
+        ("layer15_expansion", captured["expansion"]),
+        ("final_conv", captured["features"]),
+    ):
+        scale = expected.abs().max().item()
+        difference = (outputs[name] - expected).abs().max().item()
+        print(
+            f"width {width_mult} {name}: max |ref| {scale:.4g}, max rel diff {difference / scale:.3g}"
+        )
+        assert outputs[name].shape == expected.shape
+        # The reference must depend on the input, else matching it proves little.
+        assert (expected[0] - expected[1]).abs().max().item() > 0.1 * scale
+        assert difference <= 1e-5 * scale
+
+
+def test_parameter_count_and_multiply_adds_at_width_1() -> None:
+    model = MobileNetV2(num_classes=1000)
+    multiply_adds = count_multiply_adds(model, (1, 3, 224, 224))
+    print(f"MobileNetV2 1.0 @224: {count_parameters(model)} params, {multiply_adds} MAdds")
+    assert count_parameters(model) == 3_504_872
+    assert multiply_adds == 300_774_272
+    assert 290e6 <= multiply_adds <= 320e6
+
+
+def test_parameter_count_at_width_1_4_equals_torchvision() -> None:
+    model = MobileNetV2(width_mult=1.4, num_classes=1000)
+    reference = torchvision.models.mobilenet_v2(weights=None, width_mult=1.4)
+    print(f"MobileNetV2 1.4: {count_parameters(model)} params")
+    assert count_parameters(model) == count_parameters(reference) == 6_108_776
+
+
+@pytest.mark.parametrize("output_stride", [32, 16, 8])
+def test_every_tap_has_the_shape_its_feature_spec_declares(output_stride: int) -> None:
+    model = MobileNetV2(output_stride=output_stride, out_features=ALL_TAPS).eval()
+    assert [spec.name for spec in model.feature_info] == list(ALL_TAPS)
+    for height, width in ((224, 224), (320, 320), (513, 513), (301, 397)):
+        with torch.no_grad():
+            outputs = model(torch.zeros(1, 3, height, width))
+        assert list(outputs) == list(ALL_TAPS)
+        for spec in model.feature_info:
+            expected = (
+                1,
+                spec.channels,
+                math.ceil(height / spec.stride),
+                math.ceil(width / spec.stride),
+            )
+            assert tuple(outputs[spec.name].shape) == expected, (spec, height, width)
+
+
+@pytest.mark.parametrize(
+    ("output_stride", "expected_strides"),
+    [
+        (32, [2, 2, 4, 8, 16, 16, 16, 32, 32, 32]),
+        (16, [2, 2, 4, 8, 16, 16, 16, 16, 16, 16]),
+        (8, [2, 2, 4, 8, 8, 8, 8, 8, 8, 8]),
+    ],
+)
+def test_feature_info_strides_follow_output_stride(
+    output_stride: int, expected_strides: list[int]
+) -> None:
+    model = MobileNetV2(output_stride=output_stride)
+    assert [spec.stride for spec in model.feature_info] == expected_strides
+
+
+@pytest.mark.parametrize(
+    ("output_stride", "expected"),
+    [
+        # (stride, dilation) of each depthwise conv from stage4 on.
+        (
+            16,
+            {
+                "stage4": [(2, 1), (1, 1), (1, 1), (1, 1)],
+                "stage5": [(1, 1), (1, 1), (1, 1)],
+                "stage6": [(1, 1), (1, 2), (1, 2)],
+                "stage7": [(1, 2)],
+            },
+        ),
+        (
+            8,
+            {
+                "stage4": [(1, 1), (1, 2), (1, 2), (1, 2)],
+                "stage5": [(1, 2), (1, 2), (1, 2)],
+                "stage6": [(1, 2), (1, 4), (1, 4)],
+                "stage7": [(1, 4)],
+            },
+        ),
+    ],
+)
+def test_dilation_scheme_matches_deeplab(output_stride: int, expected: dict) -> None:
+    model = MobileNetV2(output_stride=output_stride)
+    for stage_name, stride_dilations in expected.items():
+        stage = getattr(model, stage_name)
+        actual = [
+            (block.depthwise.conv.stride[0], block.depthwise.conv.dilation[0]) for block in stage
+        ]
+        assert actual == stride_dilations, stage_name
+        assert all(
+            block.depthwise.conv.padding[0] == block.depthwise.conv.dilation[0] for block in stage
+        )
+
+
+def test_feature_info_channels_at_width_0_35_and_1_4() -> None:
+    def channels(width_mult: float) -> dict[str, int]:
+        return {spec.name: spec.channels for spec in MobileNetV2(width_mult).feature_info}
+
+    assert channels(0.35) == {
+        "stem": 16,
+        "stage1": 8,
+        "stage2": 8,
+        "stage3": 16,
+        "stage4": 24,
+        "stage5": 32,
+        "layer15_expansion": 192,
+        "stage6": 56,
+        "stage7": 112,
+        "final_conv": 1280,
+    }
+    assert channels(1.4) == {
+        "stem": 48,
+        "stage1": 24,
+        "stage2": 32,
+        "stage3": 48,
+        "stage4": 88,
+        "stage5": 136,
+        "layer15_expansion": 816,
+        "stage6": 224,
+        "stage7": 448,
+        "final_conv": 1792,
+    }
+    assert all(isinstance(spec, FeatureSpec) for spec in MobileNetV2(0.35).feature_info)
+
+
+def test_default_out_features_and_logits_shape() -> None:
+    assert MobileNetV2().out_features == ("final_conv",)
+    classifier = MobileNetV2(num_classes=7).eval()
+    assert classifier.out_features == ("logits",)
+    with torch.no_grad():
+        outputs = classifier(torch.zeros(2, 3, 64, 64))
+    assert list(outputs) == ["logits"]
+    assert outputs["logits"].shape == (2, 7)
+
+
+def test_forward_stops_after_the_deepest_requested_tap() -> None:
+    model = MobileNetV2(out_features=("stage2", "layer15_expansion")).eval()
+    called = []
+    for name in ("stage5", "stage6", "stage7", "final_conv"):
+        getattr(model, name).register_forward_hook(lambda *args, name=name: called.append(name))
+    depthwise_runs = []
+    model.stage6[0].depthwise.register_forward_hook(lambda *args: depthwise_runs.append(1))
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, 64, 64))
+    assert called == ["stage5"]
+    assert depthwise_runs == []
+    assert outputs["layer15_expansion"].shape == (1, 576, 4, 4)
+
+
+def test_inverted_residual_exposes_its_expansion() -> None:
+    block = InvertedResidual(16, 24, stride=2, expand_ratio=6).eval()
+    assert block.expansion_channels == 96
+    x = torch.randn(1, 16, 9, 9)
+    with torch.no_grad():
+        out, expansion = block(x, return_expansion=True)
+        assert torch.equal(expansion, block.expand(x))
+        assert torch.equal(out, block(x))
+    assert out.shape == (1, 24, 5, 5)
+    assert expansion.shape == (1, 96, 9, 9)
+    assert not block.use_residual
+    assert InvertedResidual(24, 24, stride=1, expand_ratio=6).use_residual
+    no_expansion = InvertedResidual(32, 16, stride=1, expand_ratio=1)
+    assert no_expansion.expand is None and no_expansion.expansion_channels == 32
+
+
+def test_frozen_stages_get_no_gradient_and_stay_in_eval_mode() -> None:
+    model = MobileNetV2(frozen_stages=2, out_features=("stage4",))
+    model.train()
+    frozen_prefixes = ("stem.", "stage1.", "stage2.")
+    assert not model.stem.training and not model.stem.bn.training
+    assert not model.stage2[1].project.bn.training
+    assert model.stage3[0].project.bn.training
+    running_mean_before = model.stage1[0].depthwise.bn.running_mean.clone()
+
+    model(torch.randn(2, 3, 64, 64))["stage4"].square().mean().backward()
+
+    for name, parameter in model.named_parameters():
+        if name.startswith(frozen_prefixes):
+            assert not parameter.requires_grad and parameter.grad is None, name
+        elif name.startswith(("stage3.", "stage4.")):
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    assert torch.equal(model.stage1[0].depthwise.bn.running_mean, running_mean_before)
+
+
+def test_norm_eval_keeps_running_statistics() -> None:
+    model = MobileNetV2(norm_eval=True, out_features=("stage3",))
+    model.train()
+    assert model.training
+    statistics_before = {
+        name: buffer.clone() for name, buffer in model.named_buffers() if "running" in name
+    }
+    for _ in range(2):
+        model(torch.randn(2, 3, 64, 64) * 3 + 1)
+    for name, buffer in model.named_buffers():
+        if "running" in name:
+            assert torch.equal(buffer, statistics_before[name]), name
+
+    updating = MobileNetV2(out_features=("stage3",)).train()
+    mean_before = updating.stem.bn.running_mean.clone()
+    updating(torch.randn(2, 3, 64, 64) * 3 + 1)
+    assert not torch.equal(updating.stem.bn.running_mean, mean_before)
+
+
+def test_out_features_errors_list_available_taps() -> None:
+    with pytest.raises(ValueError, match=r"unknown out_features \['stage8'\].*layer15_expansion"):
+        MobileNetV2(out_features=("stage3", "stage8"))
+    with pytest.raises(ValueError, match="no classifier"):
+        MobileNetV2(out_features=("logits",))
+    with pytest.raises(ValueError, match="duplicates"):
+        MobileNetV2(out_features=("stage3", "stage3"))
+    with pytest.raises(ValueError, match="at least one"):
+        MobileNetV2(out_features=())
+
+
+@pytest.mark.parametrize("output_stride", [4, 12, 64])
+def test_output_stride_must_be_8_16_or_32(output_stride: int) -> None:
+    with pytest.raises(ValueError, match=r"output_stride must be one of \(8, 16, 32\)"):
+        MobileNetV2(output_stride=output_stride)
+
+
+def test_loading_weights_of_another_width_lists_shape_mismatches() -> None:
+    model = MobileNetV2(width_mult=1.0, num_classes=1000)
+    other = torchvision.models.mobilenet_v2(weights=None, width_mult=0.5).state_dict()
+    with pytest.raises(ValueError) as error:
+        model.load_torchvision_state_dict(other)
+    message = str(error.value)
+    assert "shape mismatches" in message
+    assert "stem.conv.weight: checkpoint (16, 3, 3, 3) vs model (32, 3, 3, 3)" in message
+    assert (
+        "stage6.0.expand.conv.weight: checkpoint (288, 48, 1, 1) vs model (576, 96, 1, 1)"
+        in message
+    )
+    # The final conv is 1280 wide at both widths, only its input differs.
+    assert (
+        "final_conv.conv.weight: checkpoint (1280, 160, 1, 1) vs model (1280, 320, 1, 1)" in message
+    )
+    assert "final_conv.bn.weight" not in message
+
+
+def test_missing_and_unexpected_keys_are_listed() -> None:
+    model = MobileNetV2(num_classes=1000)
+    state_dict = torchvision.models.mobilenet_v2(weights=None).state_dict()
+    del state_dict["features.3.conv.1.1.running_var"]
+    state_dict["features.19.weight"] = torch.zeros(4)
+    with pytest.raises(ValueError) as error:
+        model.load_torchvision_state_dict(state_dict)
+    message = str(error.value)
+    assert "missing keys:\n  stage2.1.depthwise.bn.running_var (144,)" in message
+    assert "unexpected keys:\n  features.19.weight (4,)" in message
+
+    result = model.load_torchvision_state_dict(state_dict, strict=False)
+    assert result.missing_keys == ["stage2.1.depthwise.bn.running_var (144,)"]
+    assert result.unexpected_keys == ["features.19.weight (4,)"]
+
+
+def test_classifier_keys_are_dropped_for_a_backbone_without_classifier(tmp_path) -> None:
+    reference = _seeded_torchvision(1.0)
+    checkpoint = tmp_path / "mobilenet_v2.pth"
+    torch.save(reference.state_dict(), checkpoint)
+    backbone = MobileNetV2().eval()
+    result = backbone.load_torchvision_state_dict(torch.load(checkpoint, weights_only=True))
+    assert result == ([], [])
+    assert torch.equal(
+        backbone.stage7[0].project.bn.running_var, reference.features[17].conv[3].running_var
+    )
+    assert torch.equal(
+        backbone.final_conv.bn.num_batches_tracked, reference.features[18][1].num_batches_tracked
+    )
+    with torch.no_grad():
+        expected = reference.features(torch.ones(1, 3, 64, 64))
+        assert torch.equal(backbone(torch.ones(1, 3, 64, 64))["final_conv"], expected)
+
+
+def test_torchvision_module_map_covers_every_torchvision_module_with_state() -> None:
+    model = MobileNetV2(num_classes=1000)
+    reference = torchvision.models.mobilenet_v2(weights=None)
+    stateful = {key.rpartition(".")[0] for key in reference.state_dict()}
+    module_map = model.torchvision_module_map()
+    assert set(module_map) == stateful
+    assert module_map["features.1.conv.1"] == "stage1.0.project.conv"
+    assert module_map["features.14.conv.0.0"] == "stage6.0.expand.conv"
+    assert module_map["features.18.1"] == "final_conv.bn"
+
+
+def test_registered_in_mtvision_models_registry() -> None:
+    from mtvision.registry import MODELS
+
+    model = MODELS.build(dict(type="MobileNetV2", width_mult=0.5, out_features=("stage3",)))
+    assert isinstance(model, MobileNetV2)
+    assert model.out_features == ("stage3",)
