@@ -1,0 +1,183 @@
+"""ImageNet-style class-folder dataset (torchvision ``ImageFolder`` semantics).
+
+Layout::
+
+    data_root/
+      train/
+        n01440764/  *.JPEG, *.png, ...
+        n01443537/
+        ...
+      val/
+        n01440764/
+        ...
+
+Classes are the sorted class-folder names (or the ``classes`` given), labels
+their indices; images are found recursively under each class folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from mtvision.data.image_io import ImageLoadError
+from mtvision.registry import DATASETS, TRANSFORMS
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageNetFolder"]
+
+#: File extensions read as images (torchvision's list), matched case-insensitively.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@DATASETS.register_module()
+class ImageNetFolder(BaseDataset):
+    """Images in ``data_root/<split>/<class_folder>/``, labelled by folder.
+
+    ``load_data_list`` gives ``{"img_path": str, "label": int}`` per image
+    (``get_data_info`` adds ``sample_idx``), sorted by class then path;
+    ``metainfo["classes"]`` is the tuple of class names, index = label.
+
+    Args:
+        data_root: folder holding the split folders.
+        split: split folder name, e.g. ``"train"`` or ``"val"``.
+        classes: class-folder names in label order; ``None`` uses all class
+            folders, sorted. Fixing it keeps labels identical across splits
+            and selects a subset of classes (other folders are ignored).
+            OpenMMLab's ``metainfo=dict(classes=...)`` does the same.
+        on_empty_class: ``"raise"`` (default) when a class folder is missing
+            or holds no image, or ``"skip"`` to log one warning listing them.
+            A skipped class keeps its name and label index, so labels still
+            match other splits; it just has no samples.
+        on_bad_image: ``"raise"`` (default) when an image cannot be loaded
+            (the error names the file), or ``"skip"``: the sample is dropped
+            (the pipeline result becomes None) and mmengine's ``BaseDataset``
+            fetches a random other one; every skip is logged as a warning
+            naming the file and counted in ``num_skipped_images`` (per
+            process: each data-loader worker counts its own).
+        pipeline: transforms, e.g. ``LoadImage -> Albumentations -> PackInputs``.
+        test_mode: evaluation mode; cannot be combined with
+            ``on_bad_image="skip"`` because a replacement sample would be
+            evaluated twice.
+        **kwargs: other ``BaseDataset`` arguments (``indices``,
+            ``serialize_data``, ``lazy_init``, ``max_refetch``, ...).
+
+    Hidden entries (names starting with ``.``) are ignored.
+    """
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike,
+        split: str = "train",
+        classes: Sequence[str] | None = None,
+        on_empty_class: Literal["raise", "skip"] = "raise",
+        on_bad_image: Literal["raise", "skip"] = "raise",
+        pipeline: Sequence = (),
+        test_mode: bool = False,
+        **kwargs,
+    ):
+        for name, value in (("on_empty_class", on_empty_class), ("on_bad_image", on_bad_image)):
+            if value not in ("raise", "skip"):
+                raise ValueError(f"{name} must be 'raise' or 'skip', got {value!r}")
+        if test_mode and on_bad_image == "skip":
+            raise ValueError(
+                "on_bad_image='skip' cannot be used with test_mode=True: mmengine would "
+                "replace a bad image by a random other sample, counted twice in evaluation"
+            )
+        self.split = split
+        self.split_dir = os.path.join(os.fspath(data_root), split)
+        self.fixed_classes = None if classes is None else tuple(classes)
+        self.on_empty_class = on_empty_class
+        self.on_bad_image = on_bad_image
+        self.num_skipped_images = 0
+        # BaseDataset would build config dicts in mmengine's root registry,
+        # which finds mtvision's transforms only under default_scope='mtvision'
+        # (set by the Runner); building here works in plain scripts too.
+        transforms = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
+        super().__init__(
+            data_root=os.fspath(data_root), pipeline=transforms, test_mode=test_mode, **kwargs
+        )
+
+    def load_data_list(self) -> list[dict]:
+        self._check_split_dir()
+        classes = (
+            self.fixed_classes
+            or tuple(self._metainfo.get("classes", ()))
+            or self._find_class_folders()
+        )
+        self._metainfo["classes"] = classes
+
+        data_list: list[dict] = []
+        empty: list[str] = []
+        for label, name in enumerate(classes):
+            paths = _image_files_under(os.path.join(self.split_dir, name))
+            if not paths:
+                empty.append(name)
+            data_list.extend({"img_path": path, "label": label} for path in paths)
+
+        if empty:
+            problem = (
+                f"{len(empty)} of {len(classes)} class folders in {self.split_dir} are "
+                f"missing or hold no image ({'/'.join(IMAGE_EXTENSIONS)}): {', '.join(empty)}"
+            )
+            if self.on_empty_class == "raise":
+                raise FileNotFoundError(
+                    f"{problem}; pass on_empty_class='skip' to train without them"
+                )
+            print_log(f"ImageNetFolder: skipped {problem}", logger="current", level=logging.WARNING)
+        return data_list
+
+    def _expected_layout(self) -> str:
+        return f"expected layout {os.path.join(self.data_root, '<split>', '<class_name>', '<image>.jpg')}"
+
+    def _check_split_dir(self) -> None:
+        if not os.path.isdir(self.data_root):
+            raise FileNotFoundError(
+                f"ImageNet data root {self.data_root} does not exist; {self._expected_layout()}"
+            )
+        if not os.path.isdir(self.split_dir):
+            found = sorted(e for e in os.listdir(self.data_root) if not e.startswith("."))
+            raise FileNotFoundError(
+                f"split folder {self.split_dir} does not exist (the data root holds {found[:10]}); "
+                f"{self._expected_layout()}"
+            )
+
+    def _find_class_folders(self) -> tuple[str, ...]:
+        with os.scandir(self.split_dir) as entries:
+            names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        if not names:
+            raise FileNotFoundError(
+                f"no class folders in {self.split_dir}; {self._expected_layout()}"
+            )
+        return tuple(names)
+
+    def prepare_data(self, idx: int) -> dict | None:
+        if self.on_bad_image == "raise":
+            return super().prepare_data(idx)
+        try:
+            return super().prepare_data(idx)
+        except ImageLoadError as err:
+            self.num_skipped_images += 1
+            print_log(
+                f"ImageNetFolder: skipped bad image #{self.num_skipped_images}: {err}",
+                logger="current",
+                level=logging.WARNING,
+            )
+            return None
+
+
+def _image_files_under(folder: str) -> list[str]:
+    """Sorted paths of the image files anywhere under ``folder`` ([] if it does not exist)."""
+    paths = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        paths.extend(
+            os.path.join(root, f)
+            for f in sorted(files)
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return paths

@@ -1,0 +1,242 @@
+"""Pipeline transforms on the sample dict, registered in ``TRANSFORMS``.
+
+A pipeline is ``LoadImage -> Albumentations -> PackInputs``::
+
+    pipeline = [
+        dict(type="LoadImage"),
+        dict(type="Albumentations", transforms=[
+            dict(type="RandomResizedCrop", size=(224, 224)),
+            dict(type="HorizontalFlip", p=0.5),
+        ]),
+        dict(type="PackInputs"),
+    ]
+
+Sample dict keys (before ``PackInputs``):
+
+- ``image``: np.ndarray (H, W, 3) uint8 RGB
+- ``label``: int (classification)
+- ``boxes``: np.ndarray (N, 4) float32, xyxy in pixels, with ``labels``:
+  np.ndarray (N,) int64, contiguous 0..C-1 (detection)
+- ``mask``: np.ndarray (H, W) uint8, 255 = ignore (segmentation)
+- ``meta``: dict with ``img_path``, ``ori_shape`` (H, W) as loaded,
+  ``img_shape`` (H, W) after augmentation, ``sample_idx`` and any
+  dataset-specific ids.
+
+The pipeline stays uint8: mean/std normalisation, batching and padding happen
+in the model's data preprocessor (mmengine ``ImgDataPreprocessor``, with
+``bgr_to_rgb=False`` since images are already RGB).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import random
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+
+from mtvision.data.image_io import load_image
+from mtvision.registry import TRANSFORMS
+
+__all__ = ["Albumentations", "LoadImage", "PackInputs"]
+
+
+@TRANSFORMS.register_module()
+class LoadImage:
+    """Read ``img_path`` into ``image`` (H, W, 3) uint8 RGB and start ``meta``.
+
+    ``meta`` gets ``img_path``, ``ori_shape`` (H, W) and, when present,
+    ``sample_idx``; every other key (``label``, ``boxes``, ...) is kept.
+    Unreadable files raise :class:`~mtvision.data.image_io.ImageLoadError`.
+    """
+
+    def __call__(self, results: dict) -> dict:
+        image = load_image(results["img_path"])
+        meta = dict(results.get("meta", {}))
+        meta["img_path"] = results["img_path"]
+        meta["ori_shape"] = tuple(image.shape[:2])
+        if "sample_idx" in results:
+            meta["sample_idx"] = results["sample_idx"]
+        return {**results, "image": image, "meta": meta}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@TRANSFORMS.register_module()
+class Albumentations:
+    """Apply an ``albumentations.Compose`` to ``image`` and, when present, ``mask`` and ``boxes``.
+
+    Args:
+        transforms: albumentations transforms, each a built transform object or
+            a config ``dict(type="ClassName", **kwargs)`` naming a class of the
+            ``albumentations`` module. Compositions (``OneOf``, ``SomeOf``,
+            ``Sequential``) take their ``transforms`` list in the same form.
+        bbox_params: overrides for ``albumentations.BboxParams``; the defaults
+            are ``format="pascal_voc"`` (xyxy pixels, the sample contract) and
+            ``label_fields=["labels"]``, so boxes dropped by a crop take their
+            labels with them.
+
+    Masks are resampled with nearest-neighbour interpolation (albumentations'
+    default for masks); padding fills masks with each transform's
+    ``fill_mask``, so segmentation configs set ``fill_mask=255`` (ignore).
+    Writes ``meta["img_shape"]`` = (H, W) of the augmented image.
+    """
+
+    def __init__(self, transforms: Sequence[dict | Any], bbox_params: dict | None = None):
+        self.transforms = [_build_albumentation(t) for t in transforms]
+        self.bbox_params = {
+            "format": "pascal_voc",
+            "label_fields": ["labels"],
+            **(bbox_params or {}),
+        }
+        self.compose = A.Compose(self.transforms, bbox_params=A.BboxParams(**self.bbox_params))
+        self._seeded_in_pid: int | None = None
+
+    def __call__(self, results: dict) -> dict:
+        self._seed_once_per_process()
+        has_boxes = "boxes" in results
+        # A Compose with bbox_params demands boxes and labels on every call;
+        # samples without boxes pass empty ones that are not written back.
+        boxes = results["boxes"] if has_boxes else np.zeros((0, 4), np.float32)
+        labels = results["labels"] if has_boxes else np.zeros((0,), np.int64)
+        targets = {
+            "image": results["image"],
+            "bboxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+            "labels": np.asarray(labels, np.int64).reshape(-1),
+        }
+        if "mask" in results:
+            targets["mask"] = results["mask"]
+
+        out = self.compose(**targets)
+
+        results = {**results, "image": out["image"]}
+        if "mask" in out:
+            results["mask"] = out["mask"]
+        if has_boxes:
+            results["boxes"] = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+            results["labels"] = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
+        results["meta"] = {**results.get("meta", {}), "img_shape": tuple(out["image"].shape[:2])}
+        return results
+
+    def _seed_once_per_process(self) -> None:
+        # Compose draws from its own generator, made when it is built.
+        # DataLoader workers are copies of that state, so without reseeding
+        # every worker replays the same augmentations and mmengine's seed never
+        # reaches them. torch.initial_seed() differs per worker and follows the
+        # seed mmengine sets. One generator is shared by all transforms: a
+        # seed per transform would make their random draws identical.
+        pid = os.getpid()
+        if self._seeded_in_pid != pid:
+            seed = torch.initial_seed()
+            self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            self._seeded_in_pid = pid
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(transforms={self.transforms}, bbox_params={self.bbox_params})"
+        )
+
+
+def _build_albumentation(cfg: dict | Any) -> Any:
+    """Build one albumentations transform from ``dict(type=..., **kwargs)``; pass objects through."""
+    if not isinstance(cfg, dict):
+        if not isinstance(cfg, (A.BasicTransform, A.BaseCompose)):
+            raise TypeError(
+                f"Albumentations: expected an albumentations transform or a config dict, got {cfg!r}"
+            )
+        return cfg
+    kwargs = dict(cfg)
+    name = kwargs.pop("type", None)
+    if not isinstance(name, str):
+        raise ValueError(f"Albumentations: transform config {cfg!r} needs type='ClassName'")
+    cls = getattr(A, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, (A.BasicTransform, A.BaseCompose))):
+        kinds = (A.BasicTransform, A.BaseCompose)
+        known = [n for n, v in vars(A).items() if isinstance(v, type) and issubclass(v, kinds)]
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Albumentations: unknown albumentations transform type {name!r}{hint}")
+    if "transforms" in kwargs:
+        kwargs["transforms"] = [_build_albumentation(t) for t in kwargs["transforms"]]
+    try:
+        with warnings.catch_warnings():
+            # albumentations only warns about unknown arguments; they are an error below.
+            warnings.filterwarnings("ignore", message=r"Argument\(s\) .* are not valid")
+            transform = cls(**kwargs)
+    except (TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+        raise ValueError(
+            f"Albumentations: cannot build albumentations.{name}({kwargs}): {err}"
+        ) from err
+    if getattr(transform, "invalid_args", None):
+        raise ValueError(
+            f"Albumentations: albumentations.{name} got unknown argument(s) "
+            f"{', '.join(map(repr, transform.invalid_args))}"
+        )
+    return transform
+
+
+@TRANSFORMS.register_module()
+class PackInputs:
+    """Pack a sample into the model's input format.
+
+    Output::
+
+        {"inputs": torch.uint8 tensor (3, H, W), contiguous, RGB,
+         "data_samples": {
+             "label": int                               (if the sample has one),
+             "boxes": torch.float32 (N, 4) xyxy pixels  (if the sample has boxes),
+             "labels": torch.int64 (N,)                 (with boxes),
+             "mask": torch.uint8 (H, W), 255 = ignore   (if the sample has one),
+             "meta": dict                               (``meta_keys`` of the sample's meta),
+         }}
+
+    Args:
+        meta_keys: which ``meta`` entries to keep; ``None`` keeps all. Keys a
+            sample does not have are left out.
+    """
+
+    def __init__(self, meta_keys: Sequence[str] | None = None):
+        self.meta_keys = None if meta_keys is None else tuple(meta_keys)
+
+    def __call__(self, results: dict) -> dict:
+        image = results["image"]
+        if not (
+            isinstance(image, np.ndarray)
+            and image.dtype == np.uint8
+            and image.ndim == 3
+            and image.shape[2] == 3
+        ):
+            raise TypeError(
+                "PackInputs expects image as an (H, W, 3) uint8 RGB array, got "
+                f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}; "
+                "normalisation belongs in the model's data preprocessor, not the pipeline"
+            )
+        inputs = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+
+        meta = results.get("meta", {})
+        if self.meta_keys is not None:
+            meta = {key: meta[key] for key in self.meta_keys if key in meta}
+        data_sample: dict[str, Any] = {"meta": dict(meta)}
+        if "label" in results:
+            data_sample["label"] = int(results["label"])
+        if "boxes" in results:
+            data_sample["boxes"] = torch.as_tensor(
+                np.asarray(results["boxes"], np.float32)
+            ).reshape(-1, 4)
+            data_sample["labels"] = torch.as_tensor(
+                np.asarray(results["labels"], np.int64)
+            ).reshape(-1)
+        if "mask" in results:
+            data_sample["mask"] = torch.from_numpy(
+                np.ascontiguousarray(results["mask"], dtype=np.uint8)
+            )
+        return {"inputs": inputs, "data_samples": data_sample}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(meta_keys={self.meta_keys})"
