@@ -1,0 +1,186 @@
+"""Loading checkpoints safely, and checking that they fit the model.
+
+A checkpoint is untrusted input: unpickling it may run arbitrary code, so it is
+always read with ``torch.load(..., weights_only=True)``. A checkpoint written by
+mmengine's ``Runner.save_checkpoint`` holds more than tensors, though: the
+message hub (``log_scalars``) stores :class:`HistoryBuffer` objects with numpy
+arrays inside, and ``runtime_info`` holds numpy scalars such as ``eta``. The
+globals needed for exactly those, and nothing else, are allowed while our
+loader runs (:data:`CHECKPOINT_SAFE_GLOBALS`); anything else is refused with an
+error that names the file and the global.
+
+Importing this module installs :func:`load_from_local` as mmengine's loader for
+local paths (``CheckpointLoader`` prefix ``''``), so ``load_from``, ``resume``
+and ``init_cfg=dict(type='Pretrained', ...)`` all go through it.
+"""
+
+import os.path as osp
+import pickle
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
+from torch import nn
+
+try:
+    from numpy._core import multiarray  # numpy >= 2
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used; the message names the file."""
+
+
+_HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")
+
+
+def _history_buffer_statistic(owner, name):
+    """Stands in for ``builtins.getattr`` while unpickling a checkpoint.
+
+    ``HistoryBuffer.__getstate__`` pickles its ``statistics_methods`` dict,
+    whose values are the functions ``HistoryBuffer.min`` etc. ``torch.save``
+    uses pickle protocol 2, which can only name a function nested in a class
+    as ``getattr(HistoryBuffer, 'min')``. A real ``getattr`` would let a
+    crafted file reach any attribute of any allowed object, so only those
+    four look-ups are answered.
+    """
+    if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f"getattr({owner!r}, {name!r}) is not allowed; only "
+        f"HistoryBuffer.{{{','.join(_HISTORY_BUFFER_STATISTICS)}}} may be looked up"
+    )
+
+
+# Plain numeric dtypes. Their classes must be allowed because unpickling a
+# dtype ends with BUILD on an instance of e.g. numpy.dtypes.Float64DType, which
+# torch only permits for allow-listed types. Object, string and void dtypes are
+# left out: an object array's payload is arbitrary pickled Python objects.
+_NUMERIC_DTYPE_CLASSES = [
+    type(np.dtype(scalar_type))
+    for scalar_type in (
+        np.bool_,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.complex64,
+        np.complex128,
+    )
+]
+
+#: Everything an mmengine checkpoint needs beyond torch's own weights-only set
+#: (tensors, storages, ``OrderedDict``, ``Counter``, ...): ``HistoryBuffer``
+#: objects from the message hub, the numpy arrays inside them (``ndarray``,
+#: ``_reconstruct``, ``dtype`` and dtype classes), numpy scalars (``scalar``),
+#: and the restricted ``getattr`` explained in :func:`_history_buffer_statistic`.
+#: numpy 1.x wrote ``numpy.core.multiarray.*``, numpy 2 ``numpy._core.multiarray.*``.
+CHECKPOINT_SAFE_GLOBALS = [
+    HistoryBuffer,
+    np.ndarray,
+    np.dtype,
+    *_NUMERIC_DTYPE_CLASSES,
+    (multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+    (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    (multiarray.scalar, "numpy._core.multiarray.scalar"),
+    (multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (_history_buffer_statistic, "builtins.getattr"),
+]
+
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+?)(?: was not| whose|:|$)", re.MULTILINE)
+
+
+def _unpickler_complaint(message: str) -> str:
+    """The line of torch's weights-only error that says what was refused."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Check the documentation")]
+    return lines[-1].rpartition("WeightsUnpickler error:")[2].strip() if lines else message
+
+
+def load_checkpoint_file(filename: str, map_location=None):
+    """``torch.load(filename, weights_only=True)`` with mmengine's globals allowed.
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        CheckpointError: the file is truncated or corrupt, or needs a Python
+            global outside :data:`CHECKPOINT_SAFE_GLOBALS` (named in the message).
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"checkpoint file not found: {filename}")
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _REFUSED_GLOBAL.search(str(error))
+        if refused is None:
+            raise CheckpointError(
+                f"{filename}: refused to unpickle the checkpoint for safety "
+                f"(loaded with weights_only=True): {_unpickler_complaint(str(error))}"
+            ) from error
+        raise CheckpointError(
+            f"{filename}: the checkpoint needs the Python global '{refused.group(1)}', "
+            "which is not on mtvision's checkpoint allow-list; it is refused for safety "
+            "because unpickling arbitrary globals can execute code"
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{filename}: cannot read the checkpoint, the file is truncated or corrupt "
+            f"({type(error).__name__}: {error})"
+        ) from error
+
+
+@CheckpointLoader.register_scheme(prefixes="", force=True)
+def load_from_local(filename, map_location):
+    """mmengine's local-path checkpoint loader, with weights-only unpickling."""
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+def _describe(keys: list[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict_fits(model: nn.Module, state_dict: Mapping, filename: str) -> None:
+    """Raise :class:`CheckpointError` unless ``state_dict`` loads strictly into ``model``.
+
+    Same rules as mmengine's strict ``load_state_dict`` (a missing BatchNorm
+    ``num_batches_tracked`` is tolerated), but checked on every rank, so that
+    in distributed runs no rank goes on alone into a collective and hangs.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict and "num_batches_tracked" not in k]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state_dict
+        and hasattr(state_dict[k], "shape")
+        and state_dict[k].shape != expected[k].shape
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    problems = [
+        f"{label}: {_describe(keys)}"
+        for label, keys in (
+            ("missing keys (in the model, not in the checkpoint)", missing),
+            ("unexpected keys (in the checkpoint, not in the model)", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if keys
+    ]
+    raise CheckpointError(
+        f"{filename}: the checkpoint does not fit the model {type(model).__name__} "
+        "(a different architecture or config?)\n  " + "\n  ".join(problems)
+    )

@@ -1,0 +1,174 @@
+"""Loading config files, with a check of their top-level keys.
+
+mmengine's ``Config`` accepts any top-level name and ``Runner.from_cfg``
+silently ignores the ones it does not know, so a typo such as ``trian_cfg``
+trains with the default schedule. :func:`load_config` rejects unknown
+top-level keys, naming the file that defines the key and the closest valid one.
+
+Valid top-level keys:
+
+- the arguments of ``mmengine.runner.Runner.__init__`` (what ``from_cfg``
+  passes on: ``model``, ``train_dataloader``, ``optim_wrapper``, ...),
+- what mmengine reads from the config elsewhere (:data:`MMENGINE_EXTRA_KEYS`),
+- OpenMMLab's conventional helper variables (:data:`HELPER_KEYS`), and any
+  name starting with ``_`` (a private helper, e.g. ``_crop = 320``).
+"""
+
+import ast
+import difflib
+import inspect
+import os.path as osp
+from pathlib import Path
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
+
+#: Read by mmengine outside ``Runner.__init__``'s arguments: ``Config``
+#: (``custom_imports``), the registry build (``runner_type``, ``_scope_``),
+#: ``Runner.wrap_model`` (``model_wrapper_cfg``, ``sync_bn``,
+#: ``find_unused_parameters``), ``Runner.train`` (``compile``,
+#: ``activation_checkpointing``, ``efficient_conv_bn_eval``) and
+#: ``Runner.resume`` (``gpu_ids``).
+MMENGINE_EXTRA_KEYS = frozenset(
+    {
+        "custom_imports",
+        "runner_type",
+        "_scope_",
+        "model_wrapper_cfg",
+        "sync_bn",
+        "find_unused_parameters",
+        "compile",
+        "activation_checkpointing",
+        "efficient_conv_bn_eval",
+        "gpu_ids",
+    }
+)
+
+#: Variables that OpenMMLab base configs define once and reuse in dataloaders.
+HELPER_KEYS = frozenset(
+    {
+        "data_root",
+        "dataset_type",
+        "backend_args",
+        "metainfo",
+        "train_pipeline",
+        "val_pipeline",
+        "test_pipeline",
+        "vis_backends",
+    }
+)
+
+VALID_KEYS = RUNNER_KEYS | MMENGINE_EXTRA_KEYS | HELPER_KEYS
+
+
+class ConfigError(ValueError):
+    """A config that cannot be right; the message names the file and the key."""
+
+
+def _is_valid_key(key: str) -> bool:
+    return key in VALID_KEYS or key.startswith("_")
+
+
+def _suggestion(key: str) -> str:
+    close = difflib.get_close_matches(key, sorted(VALID_KEYS), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _assignments(path: str) -> dict[str, ast.expr]:
+    """Top-level ``name = value`` assignments of a python config file."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    assigned = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            assigned.update((t.id, node.value) for t in targets if isinstance(t, ast.Name))
+    return assigned
+
+
+def _file_defining(path: str, key: str) -> str | None:
+    """The file among ``path`` and its local ``_base_`` files that assigns ``key``."""
+    try:
+        assigned = _assignments(path)
+        if key in assigned:
+            return path
+        bases = ast.literal_eval(assigned["_base_"]) if "_base_" in assigned else []
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for base in [bases] if isinstance(bases, str) else bases:
+        found = _file_defining(osp.join(osp.dirname(path), base), key)
+        if found:
+            return found
+    return None
+
+
+def _is_read_in(path: str, key: str) -> bool:
+    """Whether the config file ``path`` reads the variable ``key`` somewhere.
+
+    OpenMMLab configs define helper variables (``max_epochs``, ``input_size``)
+    that other entries read; a mistyped key (``trian_cfg``) is never read.
+    """
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    except (OSError, SyntaxError):
+        return False
+    return any(
+        isinstance(node, ast.Name) and node.id == key and isinstance(node.ctx, ast.Load)
+        for node in ast.walk(tree)
+    )
+
+
+def check_keys(cfg: Config, path: str) -> None:
+    """Raise :class:`ConfigError` for the first unknown top-level key of ``cfg``.
+
+    Known keys are the Runner's arguments and mmengine's extras; a helper
+    variable is accepted when the file that defines it also reads it.
+    """
+    for key in cfg.keys():
+        if _is_valid_key(key):
+            continue
+        defining = _file_defining(path, key)
+        if defining is None or not _is_read_in(defining, key):
+            raise ConfigError(
+                f"{defining or path}: unknown top-level config key '{key}'{_suggestion(key)}"
+            )
+
+
+def check_option_keys(cfg_options: dict) -> None:
+    """Raise :class:`ConfigError` if a ``--cfg-options`` key starts with an unknown name."""
+    for option in cfg_options:
+        key = option.split(".", 1)[0]
+        if not _is_valid_key(key):
+            raise ConfigError(
+                f"--cfg-options {option}: unknown top-level config key '{key}'{_suggestion(key)}"
+            )
+
+
+def load_config(path: str | Path, cfg_options: dict | None = None) -> Config:
+    """Read a python config with ``_base_`` inheritance, merge options, check keys.
+
+    ``cfg_options`` are ``--cfg-options`` style overrides (``{'train_cfg.max_iters':
+    10}``). ``default_scope`` defaults to ``'mtvision'``, so registered names
+    resolve in mtvision's registries first.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: an unknown top-level key in the file (or one of its
+            ``_base_`` files) or in ``cfg_options``.
+    """
+    path = str(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    cfg = Config.fromfile(path)
+    check_keys(cfg, path)
+    if cfg_options:
+        check_option_keys(cfg_options)
+        cfg.merge_from_dict(cfg_options)
+    cfg.setdefault("default_scope", "mtvision")
+    return cfg
+
+
+def default_work_dir(path: str | Path) -> str:
+    """``work_dirs/<config file stem>``, where tools put a config's outputs by default."""
+    return osp.join("work_dirs", Path(path).stem)

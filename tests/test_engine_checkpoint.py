@@ -1,0 +1,185 @@
+"""Checkpoints: weights-only loading, exact resume, atomic writes, ``last.pth``."""
+
+import collections
+import errno
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from engine_toy import SimulatedCrash, load_tool, write_config
+from mmengine.runner import CheckpointLoader
+
+from mtvision.engine import CheckpointError, Runner, load_checkpoint_file, load_config
+
+train_tool = load_tool("train")
+
+
+def train(tmp_path, name, **overrides):
+    """Run tools/train.py in this process on a toy config; returns the runner."""
+    config = write_config(
+        tmp_path / f"{name}.py", experiment_name=f"{tmp_path.name}_{name}", **overrides
+    )
+    return train_tool.main([config, "--work-dir", str(tmp_path / name)])
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """8 iterations in one go (checkpoints at 4 and 8)."""
+    tmp_path = tmp_path_factory.mktemp("full")
+    train(tmp_path, "full")
+    return tmp_path / "full"
+
+
+def record_iters_hook(runner):
+    return next(h for h in runner.hooks if type(h).__name__ == "RecordItersHook")
+
+
+def test_resume_reproduces_uninterrupted_training(tmp_path, full_run):
+    half = tmp_path / "split"
+    crashing = write_config(
+        tmp_path / "split.py",
+        experiment_name=f"{tmp_path.name}_crash",
+        custom_hooks=[dict(type="RecordItersHook"), dict(type="CrashAfterIterHook", iters=4)],
+    )
+    with pytest.raises(SimulatedCrash):
+        train_tool.main([crashing, "--work-dir", str(half)])
+    assert not (half / "iter_8.pth").exists()
+    # mmengine's pointer file, written non-atomically by the CheckpointHook,
+    # as a crash could leave it: auto-resume must not depend on it.
+    (half / "last_checkpoint").write_text("")
+
+    config = write_config(tmp_path / "resume.py", experiment_name=f"{tmp_path.name}_resume")
+    runner = train_tool.main([config, "--work-dir", str(half), "--resume"])
+
+    assert record_iters_hook(runner).iters == [4, 5, 6, 7]  # resumed, did not restart
+    expected = load_checkpoint_file(full_run / "iter_8.pth")
+    resumed = load_checkpoint_file(half / "iter_8.pth")
+    assert resumed["meta"]["iter"] == expected["meta"]["iter"] == 8
+    for key, value in expected["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, atol=1e-6, rtol=0)
+    momentum = [s["momentum_buffer"] for s in expected["optimizer"]["state"].values()]
+    resumed_momentum = [s["momentum_buffer"] for s in resumed["optimizer"]["state"].values()]
+    assert len(momentum) == 5  # conv, bn weight/bias, fc weight/bias
+    for got, want in zip(resumed_momentum, momentum, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert resumed["param_schedulers"] == expected["param_schedulers"]
+    assert runner.optim_wrapper.get_lr()["lr"] == pytest.approx([0.1 * 0.5**2])
+
+
+def test_resume_from_explicit_checkpoint(tmp_path, full_run):
+    config = write_config(tmp_path / "cfg.py", experiment_name=f"{tmp_path.name}_explicit")
+    runner = train_tool.main(
+        [config, "--work-dir", str(tmp_path / "wd"), "--resume", str(full_run / "iter_4.pth")]
+    )
+    assert record_iters_hook(runner).iters == [4, 5, 6, 7]
+    want = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    got = load_checkpoint_file(tmp_path / "wd" / "iter_8.pth")["state_dict"]
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+
+
+def test_resume_from_bare_weights_is_explained(tmp_path, full_run):
+    weights = tmp_path / "weights.pth"
+    torch.save({"state_dict": load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]}, weights)
+    config = write_config(tmp_path / "cfg.py", experiment_name=f"{tmp_path.name}_bare")
+    with pytest.raises(CheckpointError, match="not a resumable training checkpoint") as error:
+        train_tool.main([config, "--work-dir", str(tmp_path / "wd"), "--resume", str(weights)])
+    assert str(weights) in str(error.value)
+
+
+def test_load_from_sets_weights(tmp_path, full_run):
+    config = write_config(
+        tmp_path / "cfg.py",
+        experiment_name=f"{tmp_path.name}_load_from",
+        load_from=str(full_run / "iter_8.pth"),
+    )
+    cfg = load_config(config)
+    cfg.work_dir = str(tmp_path / "wd")
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    want = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(value, want[key]), key
+
+
+def test_last_pth_is_the_latest_checkpoint(full_run):
+    assert (full_run / "last.pth").read_bytes() == (full_run / "iter_8.pth").read_bytes()
+
+
+def test_real_checkpoint_loads_with_weights_only(full_run):
+    """The allow-list is exactly enough for what mmengine writes: this must not raise."""
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(full_run / "iter_8.pth", weights_only=True)  # torch alone refuses it
+    checkpoint = load_checkpoint_file(full_run / "iter_8.pth")
+    buffer = checkpoint["message_hub"]["log_scalars"]["train/loss"]
+    assert len(buffer.data[0]) == 8
+
+
+class _Payload:
+    """Pickles as ``os.system(command)``: runs the command when unpickled unsafely."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+class _OrderedDictSubclass(collections.OrderedDict):
+    pass
+
+
+def test_code_execution_payload_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    checkpoint = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "meta": _Payload(f"touch {marker}")}, checkpoint)
+    with pytest.raises(CheckpointError) as error:
+        CheckpointLoader.load_checkpoint(str(checkpoint))  # mmengine's entry point
+    message = str(error.value)
+    assert str(checkpoint) in message and "system" in message and "refused" in message
+    assert not marker.exists()
+
+
+def test_unknown_class_is_refused(tmp_path):
+    checkpoint = tmp_path / "subclass.pth"
+    torch.save({"state_dict": _OrderedDictSubclass(w=torch.ones(1))}, checkpoint)
+    with pytest.raises(CheckpointError, match="_OrderedDictSubclass") as error:
+        load_checkpoint_file(checkpoint)
+    assert str(checkpoint) in str(error.value)
+
+
+def test_truncated_and_missing_files_are_named(tmp_path, full_run):
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes((full_run / "iter_8.pth").read_bytes()[:4000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
+        load_checkpoint_file(truncated)
+    assert str(truncated) in str(error.value)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_checkpoint_file(tmp_path / "missing.pth")
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    runner = train(tmp_path, "crash", train_cfg=dict(by_epoch=False, max_iters=4))
+    work_dir = Path(runner.work_dir)
+    before = (work_dir / "iter_4.pth").read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # The checkpoint bytes have been written when fsync fails: a crash at
+    # this point must leave neither a partial iter_4.pth nor a stray file.
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with torch.no_grad():
+        for parameter in runner.model.parameters():
+            parameter.add_(1.0)
+    runner.message_hub.update_info("last_ckpt", str(work_dir / "iter_4.pth"))
+    with pytest.raises(OSError, match="No space left"):
+        runner.save_checkpoint(str(work_dir), "iter_4.pth")
+    monkeypatch.undo()
+
+    assert (work_dir / "iter_4.pth").read_bytes() == before
+    assert (work_dir / "last.pth").read_bytes() == before
+    assert not [p for p in os.listdir(work_dir) if p.endswith(".tmp")]
+    assert load_checkpoint_file(work_dir / "iter_4.pth")["meta"]["iter"] == 4

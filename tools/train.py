@@ -1,0 +1,75 @@
+"""Train a model from a config file (mmdet's tools/train.py conventions).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp]
+        [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
+    torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
+
+``--resume`` alone resumes from the work dir's latest checkpoint (``last.pth``);
+with a path it resumes from that checkpoint. The work dir defaults to
+``work_dirs/<config file stem>``. Checkpoints go to the work dir, the latest
+also as ``last.pth``.
+"""
+
+import argparse
+
+from mmengine.config import DictAction
+
+from mtvision.engine import build_runner, load_config
+from mtvision.engine.cli import run_cli
+from mtvision.engine.config import default_work_dir
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a model from a config file.")
+    parser.add_argument("config", help="config file path")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CHECKPOINT",
+        help="resume from CHECKPOINT, or without a value from the work dir's latest one",
+    )
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    parser.add_argument(
+        "--auto-scale-lr",
+        action="store_true",
+        help="scale the lr linearly with the total batch size (config's auto_scale_lr)",
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        metavar="KEY=VALUE",
+        help="override config entries, e.g. train_cfg.max_epochs=10",
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Train as the command line says; returns the finished runner."""
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
+    if args.amp:
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if args.auto_scale_lr:
+        if "base_batch_size" not in (cfg.get("auto_scale_lr") or {}):
+            raise ValueError(
+                f"{args.config}: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...)"
+            )
+        cfg.auto_scale_lr.enable = True
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == "__main__":
+    run_cli(main)
