@@ -1,0 +1,51 @@
+"""Batch preparation on the model's device: cast, normalise, stack/pad, memory format."""
+
+from __future__ import annotations
+
+import torch
+from mmengine.model import ImgDataPreprocessor
+
+from mtvision.registry import MODELS
+
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
+
+@MODELS.register_module()
+class MTDataPreprocessor(ImgDataPreprocessor):
+    """mmengine's :class:`ImgDataPreprocessor` plus an optional channels-last layout.
+
+    Input: ``{"inputs": list of (3, H, W) uint8 tensors, "data_samples": list of dicts}``
+    as produced by ``collate_samples``. Output: ``{"inputs": (N, 3, H', W') float32
+    normalised with ImageNet mean/std in RGB 0-255 units, padded to the largest
+    image (and to ``pad_size_divisor``), "data_samples": same list moved to the
+    device}``. The pipeline stays uint8 so the copy to the device is 4x smaller.
+
+    Args:
+        channels_last: return inputs in ``torch.channels_last`` memory format;
+            depthwise-heavy networks train ~1.5x faster this way on CPU.
+    """
+
+    def __init__(
+        self,
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        pad_size_divisor: int = 1,
+        pad_value: float = 0,
+        channels_last: bool = False,
+        non_blocking: bool = False,
+    ) -> None:
+        super().__init__(
+            mean=mean,
+            std=std,
+            pad_size_divisor=pad_size_divisor,
+            pad_value=pad_value,
+            non_blocking=non_blocking,
+        )
+        self.channels_last = channels_last
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = super().forward(data, training)
+        if self.channels_last:
+            data["inputs"] = data["inputs"].contiguous(memory_format=torch.channels_last)
+        return data

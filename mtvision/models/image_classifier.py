@@ -1,0 +1,128 @@
+"""Image classifier: backbone tap -> classification head -> cross-entropy / top-k scores."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from mtvision.backbones.feature_spec import select_specs
+from mtvision.registry import MODELS
+
+
+@MODELS.register_module()
+class ImageClassifier(BaseModel):
+    """Backbone + :class:`~mtvision.heads.ClassifierHead` behind mmengine's model contract.
+
+    The head names the tap it reads (``head["in_feature"]``); the backbone is built
+    to return only that tap and the head's input channels come from the
+    backbone's ``feature_info``, so no channel count is written in a config.
+
+    Args:
+        backbone: config dict (``type`` registered in ``mtvision.registry.MODELS``)
+            or a built backbone exposing ``feature_info`` and ``out_features``.
+        head: config dict of the head with ``in_feature`` (tap name) and ``num_classes``.
+        label_smoothing: cross-entropy label smoothing (0 disables it).
+        data_preprocessor: config of the batch preprocessor (normalisation etc.).
+        channels_last: keep weights in channels-last memory format (pair it with
+            the preprocessor's ``channels_last``).
+
+    ``forward(inputs, data_samples, mode)`` with ``inputs`` a normalised
+    (N, 3, H, W) float tensor and ``data_samples`` a list of dicts with ``label``:
+
+    - ``mode="tensor"``: (N, K) logits,
+    - ``mode="loss"``: ``{"loss_cls": scalar}``,
+    - ``mode="predict"``: one dict per image: ``pred_score`` (K,) softmax
+      probabilities, ``pred_label`` (int), plus ``gt_label`` and ``meta``
+      copied from the data sample when present.
+    """
+
+    def __init__(
+        self,
+        backbone: dict | nn.Module,
+        head: dict,
+        label_smoothing: float = 0.0,
+        data_preprocessor: dict | nn.Module | None = None,
+        channels_last: bool = False,
+        init_cfg: dict | None = None,
+    ) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type="MTDataPreprocessor")
+        if isinstance(data_preprocessor, dict):
+            # Built from our registry so it resolves without mmengine's default scope
+            # (e.g. under mtvision.create_model outside a Runner).
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        head = copy.deepcopy(head)
+        in_feature = head.pop("in_feature", "final_conv")
+        if isinstance(backbone, dict):
+            backbone = MODELS.build({**backbone, "out_features": (in_feature,)})
+        (in_spec,) = select_specs(backbone.feature_info, [in_feature])
+        self.backbone = backbone
+        self.head = MODELS.build(head, default_args=dict(in_spec=in_spec))
+        self.num_classes = self.head.num_classes
+        self.label_smoothing = label_smoothing
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def forward(self, inputs: Tensor, data_samples: list[dict] | None = None, mode: str = "tensor"):
+        logits = self.head(self.backbone(inputs))["cls_logits"]
+        if mode == "tensor":
+            return logits
+        if mode == "loss":
+            labels = self._labels(data_samples, logits.device)
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+            return {"loss_cls": loss}
+        if mode == "predict":
+            scores = logits.float().softmax(dim=1)
+            predictions = []
+            for i, score in enumerate(scores):
+                prediction = {"pred_score": score, "pred_label": int(score.argmax())}
+                if data_samples is not None:
+                    sample = data_samples[i]
+                    if "label" in sample:
+                        prediction["gt_label"] = int(sample["label"])
+                    if "meta" in sample:
+                        prediction["meta"] = sample["meta"]
+                predictions.append(prediction)
+            return predictions
+        raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+    def load_torchvision_state_dict(self, state_dict: dict[str, Tensor]) -> None:
+        """Load a torchvision ``mobilenet_v2`` state dict: ``features.*`` into the
+        backbone, ``classifier.1.*`` into the head's linear layer.
+
+        Raises ``ValueError`` listing missing, unexpected or mis-shaped keys.
+        """
+        self.backbone.load_torchvision_state_dict(
+            {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
+        )
+        head_state = {
+            k.removeprefix("classifier.1."): v
+            for k, v in state_dict.items()
+            if k.startswith("classifier.")
+        }
+        expected = self.head.fc.state_dict()
+        problems = [f"missing key classifier.1.{k}" for k in expected if k not in head_state]
+        problems += [f"unexpected key classifier.1.{k}" for k in head_state if k not in expected]
+        problems += [
+            f"shape mismatch for classifier.1.{k}: checkpoint {tuple(v.shape)}, "
+            f"model {tuple(expected[k].shape)}"
+            for k, v in head_state.items()
+            if k in expected and v.shape != expected[k].shape
+        ]
+        if problems:
+            raise ValueError(
+                "torchvision state dict does not fit the classifier head:\n  "
+                + "\n  ".join(problems)
+            )
+        self.head.fc.load_state_dict(head_state)
+
+    @staticmethod
+    def _labels(data_samples: list[dict] | None, device: torch.device) -> Tensor:
+        if not data_samples or any("label" not in sample for sample in data_samples):
+            raise ValueError("mode='loss' needs data_samples with a 'label' for every image")
+        return torch.as_tensor([int(sample["label"]) for sample in data_samples], device=device)

@@ -1,0 +1,91 @@
+import pytest
+import torch
+import torchvision
+
+import mtvision
+from mtvision.models.image_classifier import ImageClassifier
+from mtvision.utils.complexity import count_parameters
+
+
+def _randomise_batch_norms(model: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.weight.data = torch.rand(n, generator=generator) + 0.5
+            module.bias.data = torch.randn(n, generator=generator) * 0.2
+            module.running_mean = torch.randn(n, generator=generator) * 0.2
+            module.running_var = torch.rand(n, generator=generator) + 0.5
+
+
+def _tiny_classifier(num_classes=4, **kwargs):
+    return ImageClassifier(
+        backbone=dict(type="MobileNetV2", width_mult=0.35),
+        head=dict(type="ClassifierHead", in_feature="final_conv", num_classes=num_classes),
+        **kwargs,
+    )
+
+
+def test_list_and_create_models():
+    names = mtvision.list_models()
+    assert "mobilenet_v2" in names and "mobilenet_v2_140" in names
+    model = mtvision.create_model("mobilenet_v2")
+    assert count_parameters(model) == 3_504_872
+    with pytest.raises(KeyError, match="unknown model 'resnet50'"):
+        mtvision.create_model("resnet50")
+
+
+def test_modes_shapes_and_loss():
+    torch.manual_seed(0)
+    model = _tiny_classifier(num_classes=4, label_smoothing=0.1)
+    inputs = torch.randn(3, 3, 64, 80)
+    samples = [{"label": 0}, {"label": 3}, {"label": 1}]
+    assert model(inputs).shape == (3, 4)
+    loss = model(inputs, samples, mode="loss")["loss_cls"]
+    # Small logits at init (fc weights ~ N(0, 0.01)): cross-entropy near log(4).
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=0.15)
+    model.eval()
+    predictions = model(inputs, samples, mode="predict")
+    assert [p["gt_label"] for p in predictions] == [0, 3, 1]
+    for p in predictions:
+        assert p["pred_score"].shape == (4,)
+        assert p["pred_score"].sum().item() == pytest.approx(1.0, abs=1e-5)
+        assert p["pred_label"] == int(p["pred_score"].argmax())
+    with pytest.raises(ValueError, match="label"):
+        model(inputs, [{}, {}, {}], mode="loss")
+    with pytest.raises(ValueError, match="mode"):
+        model(inputs, samples, mode="bogus")
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = _tiny_classifier(num_classes=3)
+    optim_wrapper = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    from mmengine.optim import OptimWrapper
+
+    optim_wrapper = OptimWrapper(optim_wrapper)
+    images = [torch.randint(0, 255, (3, 48, 48), dtype=torch.uint8) for _ in range(6)]
+    batch = {"inputs": images, "data_samples": [{"label": i % 3} for i in range(6)]}
+    first = model.train_step(batch, optim_wrapper)["loss_cls"].item()
+    for _ in range(15):
+        last = model.train_step(batch, optim_wrapper)["loss_cls"].item()
+    assert last < 0.5 * first
+
+
+def test_torchvision_weights_give_torchvision_logits():
+    torch.manual_seed(0)
+    reference = torchvision.models.mobilenet_v2(weights=None, num_classes=10).eval()
+    _randomise_batch_norms(reference, seed=1)
+    model = mtvision.create_model("mobilenet_v2", num_classes=10).eval()
+    model.load_torchvision_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected, actual = reference(x), model(x)
+    assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_torchvision_weights_with_wrong_head_are_refused():
+    reference = torchvision.models.mobilenet_v2(weights=None, num_classes=10)
+    model = mtvision.create_model("mobilenet_v2", num_classes=7)
+    with pytest.raises(ValueError, match=r"classifier\.1\.weight.*\(10, 1280\).*\(7, 1280\)"):
+        model.load_torchvision_state_dict(reference.state_dict())
