@@ -1,0 +1,43 @@
+"""Smoke test of tools/benchmark.py: it runs with tiny settings and prints ratios (no timing claims)."""
+
+import math
+import re
+
+import pytest
+from engine_toy import load_tool
+
+benchmark_tool = load_tool("benchmark")
+
+
+def test_benchmark_prints_a_ratio_per_comparison(capsys):
+    rows = benchmark_tool.main(
+        ["--runs", "2", "--warmup", "1", "--size", "64", "--topk-images", "50"]
+    )
+    out = capsys.readouterr().out
+
+    assert [row["name"].split(",")[0].split(" (")[0] for row in rows] == [
+        "mtvision vs torchvision eager",
+        "mtvision vs torchvision eager",
+        "onnxruntime vs torch eager",
+        "TopKAccuracy vs torch.topk",
+    ]
+    for row in rows:
+        assert math.isfinite(row["ratio"]) and row["ratio"] > 0
+        low, high = row["ratio_iqr"]
+        assert low <= row["ratio"] <= high
+    # Our backbone holds torchvision's weights, so the logits agree exactly.
+    assert rows[0]["check"].startswith("max abs diff 0 ")
+
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(table) == 2 + len(rows)  # header, rule, one line per comparison
+    assert "ratio" in table[0]
+    for row, line in zip(rows, table[2:], strict=True):
+        assert line.count("|") == 7  # six cells: no stray "|" inside a cell
+        assert re.search(rf"\|\s+{row['ratio']:.2f} \|", line)
+
+
+def test_benchmark_rejects_zero_runs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_tool.main(["--runs", "0"])
+    assert exit_info.value.code == 2
+    assert "--runs must be >= 1" in capsys.readouterr().err

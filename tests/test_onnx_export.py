@@ -1,0 +1,155 @@
+"""ONNX export: onnxruntime reproduces torch for the classifier and the backbone taps."""
+
+import onnx
+import pytest
+import torch
+from engine_toy import load_tool
+from mmengine.registry import init_default_scope
+from torch import nn
+
+import mtvision
+from mtvision.backbones import MobileNetV2
+from mtvision.engine import load_config
+from mtvision.engine.cli import run_cli
+from mtvision.export import check_onnx_matches, export_onnx, onnx_session
+from mtvision.registry import MODELS
+
+DEMO_CONFIG = "configs/demo/mobilenetv2_shapes.py"
+DEMO_SIZE = 64
+export_tool = load_tool("export_onnx")
+
+
+def _randomize(model: nn.Module, seed: int) -> nn.Module:
+    """Random BatchNorm statistics and affine parameters, and a larger classifier.
+
+    Freshly initialised BatchNorm is the identity and the classifier's weights
+    are ~0.01, so logits would be ~1e-15 and any difference would pass a
+    relative tolerance; these weights give outputs of order 1.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                size = module.num_features
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(size, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+            elif isinstance(module, nn.Linear):
+                module.weight.normal_(0, 0.5, generator=generator)
+    return model.eval()
+
+
+def _torch_outputs(model, inputs) -> list[torch.Tensor]:
+    with torch.no_grad():
+        outputs = model(inputs)
+    return list(outputs.values()) if isinstance(outputs, dict) else [outputs]
+
+
+def _assert_matches(model, path, inputs):
+    scale = max(float(t.abs().max()) for t in _torch_outputs(model, inputs))
+    assert scale > 0.1, "outputs too small for a relative comparison to mean anything"
+    assert check_onnx_matches(model, path, inputs) <= 1e-4 * scale
+
+
+def test_classifier_matches_torch_with_dynamic_batch(tmp_path):
+    model = _randomize(mtvision.create_model("mobilenet_v2_050", num_classes=6), seed=0)
+    path = export_onnx(model, tmp_path / "sub" / "classifier.onnx", (1, 3, DEMO_SIZE, DEMO_SIZE))
+
+    graph = onnx.load(path).graph
+    assert [o.name for o in graph.output] == ["logits"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert not model.training  # the mode it was in, restored
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["classifier.onnx"]
+
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 3):
+        inputs = torch.randn(batch, 3, DEMO_SIZE, DEMO_SIZE, generator=generator)
+        _assert_matches(model, path, inputs)
+        (logits,) = onnx_session(path).run(None, {"input": inputs.numpy()})
+        assert logits.shape == (batch, 6)
+
+
+def test_backbone_taps_become_named_outputs(tmp_path):
+    taps = ("layer15_expansion", "final_conv")
+    backbone = _randomize(MobileNetV2(width_mult=0.5, out_features=taps), seed=2)
+    backbone.train()  # export and comparison both run in eval mode regardless
+    path = export_onnx(backbone, tmp_path / "backbone.onnx", (1, 3, DEMO_SIZE, DEMO_SIZE))
+    assert backbone.training
+    backbone.eval()  # a train-mode forward would update the BatchNorm statistics
+
+    session = onnx_session(path)
+    assert [o.name for o in session.get_outputs()] == list(taps)
+    inputs = torch.randn(2, 3, DEMO_SIZE, DEMO_SIZE, generator=torch.Generator().manual_seed(3))
+    outputs = session.run(None, {"input": inputs.numpy()})
+    specs = {spec.name: spec for spec in backbone.feature_info}
+    assert [o.shape for o in outputs] == [
+        (2, specs[name].channels, DEMO_SIZE // specs[name].stride, DEMO_SIZE // specs[name].stride)
+        for name in taps
+    ]
+    _assert_matches(backbone, path, inputs)
+
+
+def test_static_batch_and_bad_forward(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    path = export_onnx(model, tmp_path / "static.onnx", (2, 3, 8, 8), dynamic_batch=False)
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 3, 8, 8]
+
+    class ListOutput(nn.Module):
+        def forward(self, x):
+            return [x]
+
+    with pytest.raises(TypeError, match="Tensor or a dict of Tensors"):
+        export_onnx(ListOutput(), tmp_path / "bad.onnx", (1, 3, 8, 8))
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def demo_checkpoint(tmp_path_factory):
+    """The demo config's model with random weights, saved as an mmengine checkpoint."""
+    cfg = load_config(DEMO_CONFIG)
+    init_default_scope("mtvision")
+    model = _randomize(MODELS.build(cfg.model), seed=4)
+    path = tmp_path_factory.mktemp("checkpoint") / "demo.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
+    return path, model
+
+
+def test_tool_bakes_the_data_preprocessor_into_the_graph(demo_checkpoint, tmp_path, capsys):
+    checkpoint, model = demo_checkpoint
+    out = tmp_path / "demo.onnx"
+    size = ["--input-size", str(DEMO_SIZE), str(DEMO_SIZE)]
+    max_diff = export_tool.main(
+        [DEMO_CONFIG, str(checkpoint), "--out", str(out), "--with-preprocess", *size]
+    )
+    assert "max abs diff" in capsys.readouterr().out
+    assert max_diff < 1e-3
+
+    # uint8 images through the ONNX file == the training path: preprocessor, then model.
+    images = torch.randint(
+        0,
+        256,
+        (3, 3, DEMO_SIZE, DEMO_SIZE),
+        generator=torch.Generator().manual_seed(5),
+        dtype=torch.uint8,
+    )
+    (onnx_logits,) = onnx_session(out).run(None, {"input": images.numpy()})
+    with torch.no_grad():
+        batch = model.data_preprocessor({"inputs": list(images), "data_samples": None})
+        expected = model(batch["inputs"])
+    assert onnx_logits.shape == (3, 6)
+    assert abs(onnx_logits - expected.numpy()).max() <= 1e-4 * float(expected.abs().max())
+
+
+def test_tool_missing_checkpoint_names_the_file(tmp_path, capsys):
+    missing = tmp_path / "no_such.pth"
+    out = tmp_path / "never.onnx"
+    argv = [DEMO_CONFIG, str(missing), "--out", str(out)]
+    with pytest.raises(FileNotFoundError, match="no_such.pth"):
+        export_tool.main(argv)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: export_tool.main(argv))
+    assert exit_info.value.code == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,259 @@
+"""Speed of mtvision against the references it replaces, as ratios, in one process and one run.
+
+    python tools/benchmark.py [--runs 50] [--warmup 10] [--threads 1] [--size 224]
+        [--topk-images 5000]
+
+Measured on CPU, batch 1, eval mode, ``torch.inference_mode``:
+
+1. mtvision's MobileNetV2 1.0 classifier (``create_model("mobilenet_v2")``)
+   against torchvision's ``mobilenet_v2(weights=None)``, with the torchvision
+   model's weights (BatchNorm statistics randomised so that logits are of
+   order 1) copied into ours and the logits checked to agree, in contiguous
+   and channels-last memory format;
+2. onnxruntime (CPUExecutionProvider) on mtvision's model exported to ONNX
+   against the same model in torch eager mode (contiguous);
+3. ``TopKAccuracy`` (process + compute_metrics) against ``torch.topk`` on the
+   same scores (the accuracies are checked to agree).
+
+Absolute times on a shared machine are noise; ratios of runs interleaved in
+the same process much less so. Each run times the two contenders back to
+back, alternating which goes first; the ratio reported is the median over
+runs of ours / reference within a run, with its interquartile range. Below 1
+means mtvision (or onnxruntime) is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+import torchvision
+from torch import nn
+
+import mtvision
+from mtvision.engine.cli import run_cli
+from mtvision.evaluation.topk_accuracy import TopKAccuracy
+from mtvision.export import check_onnx_matches, export_onnx, onnx_session
+
+NUM_CLASSES = 1000
+TOPK = (1, 5)
+MAX_TOPK_RUNS = 5  # each run walks every image in Python; a few runs give a stable median
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="mtvision vs reference speed ratios.")
+    parser.add_argument("--runs", type=int, default=50, help="timed runs per contender")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads for torch and onnxruntime (default 1: a phone core, "
+        "and the least disturbed by other work on a shared machine)",
+    )
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument(
+        "--topk-images", type=int, default=5000, help="predictions scored by the metric"
+    )
+    args = parser.parse_args(argv)
+    for name in ("runs", "threads", "size", "topk_images"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def time_pair(
+    ours: Callable[[], object], reference: Callable[[], object], runs: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Wall times in ms of ``ours()`` and ``reference()``, run back to back ``runs`` times.
+
+    The order alternates from run to run, which cancels the advantage of going
+    first (warm caches); pairing spreads slow drifts of a shared machine
+    evenly over both.
+    """
+    for _ in range(warmup):
+        ours()
+        reference()
+    ours_ms, reference_ms = [], []
+    for run in range(runs):
+        order = ((ours, ours_ms), (reference, reference_ms))
+        for function, samples in order if run % 2 == 0 else reversed(order):
+            start = time.perf_counter()
+            function()
+            samples.append((time.perf_counter() - start) * 1e3)
+    return ours_ms, reference_ms
+
+
+def make_row(name: str, ours_ms: list[float], reference_ms: list[float], check: str) -> dict:
+    """Medians of both, and the median and quartiles of the per-run ratio ours / reference."""
+    ratios = sorted(o / r for o, r in zip(ours_ms, reference_ms, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {
+        "name": name,
+        "ours_ms": statistics.median(ours_ms),
+        "reference_ms": statistics.median(reference_ms),
+        "ratio": statistics.median(ratios),
+        "ratio_iqr": (quartiles[0], quartiles[2]),
+        "check": check,
+    }
+
+
+def randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
+    """Random BatchNorm statistics and affine parameters, and a wider classifier init.
+
+    Freshly initialised, BatchNorm is the identity and torchvision's logits are
+    ~1e-9, so an output comparison could not see an error; with these they are
+    of order 1. Speed is unaffected.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                size = module.num_features
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(size, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+            elif isinstance(module, nn.Linear):
+                module.weight.normal_(0, 0.5, generator=generator)
+    return model
+
+
+def _max_abs(a: torch.Tensor, b: torch.Tensor) -> str:
+    return (
+        f"max abs diff {float((a - b).abs().max()):.2g} of max abs logit {float(b.abs().max()):.2g}"
+    )
+
+
+def bench_eager(args, ours: nn.Module, reference: nn.Module) -> list[dict]:
+    """mtvision vs torchvision forward latency, contiguous and channels-last."""
+    rows = []
+    image = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    for layout, memory_format in (
+        ("contiguous", torch.contiguous_format),
+        ("channels_last", torch.channels_last),
+    ):
+        ours_l = copy.deepcopy(ours).to(memory_format=memory_format)
+        reference_l = copy.deepcopy(reference).to(memory_format=memory_format)
+        x = image.contiguous(memory_format=memory_format)
+        with torch.inference_mode():
+            check = _max_abs(ours_l(x), reference_l(x))
+            times = time_pair(
+                lambda: ours_l(x),  # noqa: B023 (called before the loop moves on)
+                lambda: reference_l(x),  # noqa: B023
+                args.runs,
+                args.warmup,
+            )
+        rows.append(make_row(f"mtvision vs torchvision eager, {layout}", *times, check))
+    return rows
+
+
+def bench_onnxruntime(args, ours: nn.Module, work_dir: Path) -> dict:
+    """onnxruntime on the exported mtvision model vs the same model in torch eager mode."""
+    path = export_onnx(ours, work_dir / "mobilenet_v2.onnx", (1, 3, args.size, args.size))
+    session = onnx_session(path, threads=args.threads)
+    x = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    max_diff = check_onnx_matches(ours, path, x)
+    with torch.inference_mode():
+        scale = float(ours(x).abs().max())
+        times = time_pair(lambda: session.run(None, feed), lambda: ours(x), args.runs, args.warmup)
+    check = f"max abs diff {max_diff:.2g} of max abs logit {scale:.2g}"
+    return make_row("onnxruntime vs torch eager (mtvision, contiguous)", *times, check)
+
+
+def bench_topk(args) -> dict:
+    """TopKAccuracy over N predictions vs one vectorised torch.topk."""
+    generator = torch.Generator().manual_seed(2)
+    scores = torch.randn(args.topk_images, NUM_CLASSES, generator=generator)
+    labels = torch.randint(0, NUM_CLASSES, (args.topk_images,), generator=generator)
+    # Lift the true class so that the accuracies are far from 0 and the check means something.
+    scores[torch.arange(args.topk_images), labels] += 3.0
+    predictions = [
+        {"pred_score": score, "gt_label": int(label)}
+        for score, label in zip(scores, labels, strict=True)
+    ]
+
+    def ours() -> dict[str, float]:
+        metric = TopKAccuracy(topk=TOPK)
+        metric.process({}, predictions)
+        return metric.compute_metrics(metric.results)
+
+    def reference() -> dict[str, float]:
+        hits = torch.topk(scores, max(TOPK), dim=1).indices == labels[:, None]
+        return {f"top{k}": int(hits[:, :k].any(dim=1).sum()) / len(labels) for k in TOPK}
+
+    expected = reference()
+    if ours() != expected:
+        raise AssertionError(f"TopKAccuracy {ours()} != torch.topk {expected}")
+    times = time_pair(ours, reference, min(args.runs, MAX_TOPK_RUNS), warmup=1)
+    accuracies = ", ".join(f"{key} {value:.4f}" for key, value in expected.items())
+    return make_row(
+        f"TopKAccuracy vs torch.topk ({args.topk_images} x {NUM_CLASSES} scores)",
+        *times,
+        f"same accuracies ({accuracies})",
+    )
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table: names and checks left-aligned, numbers right-aligned."""
+    header = ["benchmark", "ours ms", "reference ms", "ratio", "ratio p25-p75", "check"]
+    numeric = {1, 2, 3, 4}
+    lines = [header] + [
+        [
+            row["name"],
+            f"{row['ours_ms']:.3f}",
+            f"{row['reference_ms']:.3f}",
+            f"{row['ratio']:.2f}",
+            f"{row['ratio_iqr'][0]:.2f}-{row['ratio_iqr'][1]:.2f}",
+            row["check"],
+        ]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+
+    def render(cells: list[str]) -> str:
+        padded = [
+            cell.rjust(width) if i in numeric else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * (w - 1) + ":" if i in numeric else "-" * w for i, w in enumerate(widths)]
+    return "\n".join([render(lines[0]), render(rule), *(render(line) for line in lines[1:])])
+
+
+def main(argv=None) -> list[dict]:
+    """Run every benchmark and print the table; returns its rows."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"onnxruntime {ort.__version__}, {platform.machine()}; threads {args.threads}, "
+        f"batch 1, {args.size}x{args.size}, {args.runs} paired runs after {args.warmup} warm-up"
+    )
+    reference = torchvision.models.mobilenet_v2(weights=None, num_classes=NUM_CLASSES)
+    reference = randomize_batchnorm(reference, seed=0).eval()
+    ours = mtvision.create_model("mobilenet_v2", num_classes=NUM_CLASSES).eval()
+    ours.load_torchvision_state_dict(reference.state_dict())
+    rows = bench_eager(args, ours, reference)
+    with tempfile.TemporaryDirectory() as work_dir:
+        rows.append(bench_onnxruntime(args, ours, Path(work_dir)))
+    rows.append(bench_topk(args))
+    print(format_table(rows))
+    print("ratio = ours / reference per paired run, median (below 1: ours is faster)")
+    return rows
+
+
+if __name__ == "__main__":
+    run_cli(main)
