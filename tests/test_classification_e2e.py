@@ -49,8 +49,16 @@ def test_train_eval_visualize_demo_config(small_shapes, tmp_path):
 
     out = tmp_path / "metrics.json"
     metrics = eval_tool.main(
-        [DEMO_CONFIG, str(checkpoint), "--work-dir", str(tmp_path / "eval"), "--out", str(out),
-         "--cfg-options", *options]
+        [
+            DEMO_CONFIG,
+            str(checkpoint),
+            "--work-dir",
+            str(tmp_path / "eval"),
+            "--out",
+            str(out),
+            "--cfg-options",
+            *options,
+        ]
     )
     # The evaluation of the saved checkpoint reproduces the end-of-training validation.
     assert metrics["accuracy/top1"] == pytest.approx(val_top1, abs=1e-9)
@@ -59,11 +67,22 @@ def test_train_eval_visualize_demo_config(small_shapes, tmp_path):
 
     picture = tmp_path / "grid.png"
     grid = visualize_tool.main(
-        [DEMO_CONFIG, str(checkpoint), "--out", str(picture), "--num", "6", "--columns", "3",
-         "--cfg-options", *options]
+        [
+            DEMO_CONFIG,
+            str(checkpoint),
+            "--out",
+            str(picture),
+            "--num",
+            "6",
+            "--columns",
+            "3",
+            "--cfg-options",
+            *options,
+        ]
     )
     written = cv2.imread(str(picture))
     assert written is not None and written.shape == grid.shape
+    # 6 tiles in 3 columns: two rows of 160 px pictures with captions below them.
     assert grid.shape[0] > 2 * 160 and grid.shape[1] > 3 * 160
 
 
@@ -78,9 +97,15 @@ def test_demo_recipe_learns_the_shapes(tmp_path):
     )
     top1 = runner.message_hub.get_scalar("val/accuracy/top1").current()
     metrics = eval_tool.main(
-        [DEMO_CONFIG, str(tmp_path / "work" / "last.pth"), "--work-dir", str(tmp_path / "eval"),
-         "--cfg-options", *options]
+        [
+            DEMO_CONFIG,
+            str(tmp_path / "work" / "last.pth"),
+            "--work-dir",
+            str(tmp_path / "eval"),
+            "--cfg-options",
+            *options,
+        ]
     )
     assert metrics["accuracy/top1"] == pytest.approx(top1, abs=1e-9)
     # Chance is 1/6; 300 val images put chance-level top-1 at 0.17 +- 0.02.
-    assert top1 >= 0.3
+    assert top1 >= 0.35

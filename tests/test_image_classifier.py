@@ -1,21 +1,12 @@
 import pytest
 import torch
 import torchvision
+from mmengine.optim import OptimWrapper
 
 import mtvision
 from mtvision.models.image_classifier import ImageClassifier
 from mtvision.utils.complexity import count_parameters
-
-
-def _randomise_batch_norms(model: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.weight.data = torch.rand(n, generator=generator) + 0.5
-            module.bias.data = torch.randn(n, generator=generator) * 0.2
-            module.running_mean = torch.randn(n, generator=generator) * 0.2
-            module.running_var = torch.rand(n, generator=generator) + 0.5
+from mtvision.utils.parity import randomize_batch_norms_
 
 
 def _tiny_classifier(num_classes=4, **kwargs):
@@ -57,17 +48,15 @@ def test_modes_shapes_and_loss():
         model(inputs, samples, mode="bogus")
 
 
-def test_train_step_reduces_loss_on_a_fixed_batch():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_train_step_reduces_loss_on_a_fixed_batch(seed):
+    torch.manual_seed(seed)
     model = _tiny_classifier(num_classes=3)
-    optim_wrapper = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    from mmengine.optim import OptimWrapper
-
-    optim_wrapper = OptimWrapper(optim_wrapper)
+    optim_wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
     images = [torch.randint(0, 255, (3, 48, 48), dtype=torch.uint8) for _ in range(6)]
     batch = {"inputs": images, "data_samples": [{"label": i % 3} for i in range(6)]}
     first = model.train_step(batch, optim_wrapper)["loss_cls"].item()
-    for _ in range(15):
+    for _ in range(20):
         last = model.train_step(batch, optim_wrapper)["loss_cls"].item()
     assert last < 0.5 * first
 
@@ -75,7 +64,7 @@ def test_train_step_reduces_loss_on_a_fixed_batch():
 def test_torchvision_weights_give_torchvision_logits():
     torch.manual_seed(0)
     reference = torchvision.models.mobilenet_v2(weights=None, num_classes=10).eval()
-    _randomise_batch_norms(reference, seed=1)
+    randomize_batch_norms_(reference, seed=1)
     model = mtvision.create_model("mobilenet_v2", num_classes=10).eval()
     model.load_torchvision_state_dict(reference.state_dict())
     x = torch.randn(2, 3, 96, 96)

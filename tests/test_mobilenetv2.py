@@ -11,6 +11,7 @@ from torch import nn
 
 from mtvision.backbones import FeatureSpec, InvertedResidual, MobileNetV2
 from mtvision.utils.complexity import count_multiply_adds, count_parameters
+from mtvision.utils.parity import randomize_batch_norms_
 
 ALL_TAPS = (
     "stem",
@@ -26,38 +27,12 @@ ALL_TAPS = (
 )
 
 
-def _randomise_batch_norms(model: nn.Module, generator: torch.Generator) -> None:
-    """Give every BN real running statistics, then perturb them and its affine parameters.
-
-    With torchvision's init (weight 1, bias 0, mean 0, var 1) the activations shrink
-    layer by layer: the logits barely depend on the input and an absolute tolerance
-    would accept a wrongly wired model. Statistics measured on a batch keep every
-    layer's output O(1) and input-dependent; the perturbation makes each BN distinct.
-    """
-    batch_norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
-    for module in batch_norms:
-        module.reset_running_stats()
-        module.momentum = None  # cumulative average over the calibration batch
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 3, 96, 96, generator=generator))
-    for module in batch_norms:
-        module.momentum = 0.1
-        channels = module.num_features
-        with torch.no_grad():
-            module.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
-            module.bias.copy_(torch.randn(channels, generator=generator) * 0.2)
-            std = module.running_var.sqrt()
-            module.running_mean.add_(torch.randn(channels, generator=generator) * 0.2 * std)
-            module.running_var.mul_(torch.rand(channels, generator=generator) + 0.5)
-
-
 def _seeded_torchvision(width_mult: float, num_classes: int = 1000) -> nn.Module:
     torch.manual_seed(0)
     reference = torchvision.models.mobilenet_v2(
         weights=None, width_mult=width_mult, num_classes=num_classes
     )
-    _randomise_batch_norms(reference, torch.Generator().manual_seed(1))
+    randomize_batch_norms_(reference, seed=1)
     with torch.no_grad():
         # Larger classifier weights than the init's N(0, 0.01), so logits are O(1).
         reference.classifier[1].weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))

@@ -13,31 +13,11 @@ from mtvision.engine import load_config
 from mtvision.engine.cli import run_cli
 from mtvision.export import check_onnx_matches, export_onnx, onnx_session
 from mtvision.registry import MODELS
+from mtvision.utils.parity import randomize_batch_norms_
 
 DEMO_CONFIG = "configs/demo/mobilenetv2_shapes.py"
 DEMO_SIZE = 64
 export_tool = load_tool("export_onnx")
-
-
-def _randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Random BatchNorm statistics and affine parameters, and a larger classifier.
-
-    Freshly initialised BatchNorm is the identity and the classifier's weights
-    are ~0.01, so logits would be ~1e-15 and any difference would pass a
-    relative tolerance; these weights give outputs of order 1.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                size = module.num_features
-                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(size, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
-            elif isinstance(module, nn.Linear):
-                module.weight.normal_(0, 0.5, generator=generator)
-    return model.eval()
 
 
 def _torch_outputs(model, inputs) -> list[torch.Tensor]:
@@ -53,7 +33,9 @@ def _assert_matches(model, path, inputs):
 
 
 def test_classifier_matches_torch_with_dynamic_batch(tmp_path):
-    model = _randomize(mtvision.create_model("mobilenet_v2_050", num_classes=6), seed=0)
+    model = randomize_batch_norms_(
+        mtvision.create_model("mobilenet_v2_050", num_classes=6), seed=0, input_size=DEMO_SIZE
+    )
     path = export_onnx(model, tmp_path / "sub" / "classifier.onnx", (1, 3, DEMO_SIZE, DEMO_SIZE))
 
     graph = onnx.load(path).graph
@@ -72,7 +54,9 @@ def test_classifier_matches_torch_with_dynamic_batch(tmp_path):
 
 def test_backbone_taps_become_named_outputs(tmp_path):
     taps = ("layer15_expansion", "final_conv")
-    backbone = _randomize(MobileNetV2(width_mult=0.5, out_features=taps), seed=2)
+    backbone = randomize_batch_norms_(
+        MobileNetV2(width_mult=0.5, out_features=taps), seed=2, input_size=DEMO_SIZE
+    )
     backbone.train()  # export and comparison both run in eval mode regardless
     path = export_onnx(backbone, tmp_path / "backbone.onnx", (1, 3, DEMO_SIZE, DEMO_SIZE))
     assert backbone.training
@@ -110,7 +94,7 @@ def demo_checkpoint(tmp_path_factory):
     """The demo config's model with random weights, saved as an mmengine checkpoint."""
     cfg = load_config(DEMO_CONFIG)
     init_default_scope("mtvision")
-    model = _randomize(MODELS.build(cfg.model), seed=4)
+    model = randomize_batch_norms_(MODELS.build(cfg.model), seed=4, input_size=DEMO_SIZE)
     path = tmp_path_factory.mktemp("checkpoint") / "demo.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
     return path, model

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mtvision.evaluation.topk_accuracy import TopKAccuracy, gt_rank
+from mtvision.evaluation.topk_accuracy import TopKAccuracy, gt_ranks
 
 
 def _evaluate(metric, scores, labels, batch=7):
@@ -46,10 +46,14 @@ def test_k_larger_than_classes_is_clipped():
 
 
 def test_ties_are_broken_like_a_stable_sort():
-    scores = torch.tensor([0.5, 0.5, 0.0])
-    assert gt_rank(scores, 0) == 0
-    assert gt_rank(scores, 1) == 1
-    assert gt_rank(scores, 2) == 2
+    scores = torch.tensor([[0.5, 0.5, 0.0]] * 3)
+    assert gt_ranks(scores, torch.tensor([0, 1, 2])).tolist() == [0, 1, 2]
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randint(0, 4, (50, 7), generator=generator).float()  # many ties
+    labels = torch.randint(0, 7, (50,), generator=generator)
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    expected = (order == labels[:, None]).int().argmax(dim=1)
+    assert torch.equal(gt_ranks(scores, labels), expected)
 
 
 def test_missing_ground_truth_is_an_error():

@@ -42,6 +42,7 @@ import mtvision
 from mtvision.engine.cli import run_cli
 from mtvision.evaluation.topk_accuracy import TopKAccuracy
 from mtvision.export import check_onnx_matches, export_onnx, onnx_session
+from mtvision.utils.parity import randomize_batch_norms_
 
 NUM_CLASSES = 1000
 TOPK = (1, 5)
@@ -106,27 +107,6 @@ def make_row(name: str, ours_ms: list[float], reference_ms: list[float], check: 
         "ratio_iqr": (quartiles[0], quartiles[2]),
         "check": check,
     }
-
-
-def randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
-    """Random BatchNorm statistics and affine parameters, and a wider classifier init.
-
-    Freshly initialised, BatchNorm is the identity and torchvision's logits are
-    ~1e-9, so an output comparison could not see an error; with these they are
-    of order 1. Speed is unaffected.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                size = module.num_features
-                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(size, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
-            elif isinstance(module, nn.Linear):
-                module.weight.normal_(0, 0.5, generator=generator)
-    return model
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> str:
@@ -243,7 +223,7 @@ def main(argv=None) -> list[dict]:
         f"batch 1, {args.size}x{args.size}, {args.runs} paired runs after {args.warmup} warm-up"
     )
     reference = torchvision.models.mobilenet_v2(weights=None, num_classes=NUM_CLASSES)
-    reference = randomize_batchnorm(reference, seed=0).eval()
+    reference = randomize_batch_norms_(reference, seed=0).eval()
     ours = mtvision.create_model("mobilenet_v2", num_classes=NUM_CLASSES).eval()
     ours.load_torchvision_state_dict(reference.state_dict())
     rows = bench_eager(args, ours, reference)

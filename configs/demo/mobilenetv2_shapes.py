@@ -1,16 +1,25 @@
 # Demo: MobileNetV2 classifier trained from scratch on the synthetic "shapes"
 # set in ImageNet class-folder layout (written by tools/make_demo_data.py).
-# Sized for 2 CPU cores: width 0.5 at 64x64 px, AdamW, one-cycle schedule.
+# Sized for 2 CPU cores (4 minutes of training): width 0.5 at 64x64 px, 16 epochs
+# of 3,000 images, AdamW with warm-up and cosine decay. A from-scratch
+# MobileNetV2 underfits in so few steps, so regularisation is off (no label
+# smoothing, no dropout, light weight decay, no crops). With more time, the
+# paper's width 1.0 learns more per image: --cfg-options
+# model.backbone.width_mult=1.0 (measured alternatives in docs/results.md).
 #   make demo    (or: python tools/train.py configs/demo/mobilenetv2_shapes.py)
-_base_ = ["../_base_/models/mobilenet_v2.py", "../_base_/default_runtime.py"]
+_base_ = [
+    "../_base_/models/mobilenet_v2.py",
+    "../_base_/datasets/imagenet.py",
+    "../_base_/default_runtime.py",
+]
 
 data_root = "data/demo/imagenet"
 input_size = 64
 
 model = dict(
     backbone=dict(width_mult=0.5),
-    head=dict(num_classes=6, dropout=0.1),
-    label_smoothing=0.1,
+    head=dict(num_classes=6, dropout=0.0),
+    label_smoothing=0.0,
 )
 
 train_pipeline = [
@@ -18,8 +27,7 @@ train_pipeline = [
     dict(
         type="Albumentations",
         transforms=[
-            # Mild crops: the label is the largest shape, a tight crop could cut it out.
-            dict(type="RandomResizedCrop", size=(input_size, input_size), scale=(0.6, 1.0)),
+            dict(type="Resize", height=input_size, width=input_size),
             dict(type="HorizontalFlip", p=0.5),
         ],
     ),
@@ -36,33 +44,17 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="mtvision.collate_samples"),
-    dataset=dict(
-        type="ImageNetFolder", data_root=data_root, split="train", pipeline=train_pipeline
-    ),
+    dataset=dict(data_root=data_root, pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=64,
     num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="mtvision.collate_samples"),
-    dataset=dict(
-        type="ImageNetFolder",
-        data_root=data_root,
-        split="val",
-        pipeline=test_pipeline,
-        test_mode=True,
-    ),
+    dataset=dict(data_root=data_root, pipeline=test_pipeline),
 )
 test_dataloader = val_dataloader
-val_evaluator = dict(type="TopKAccuracy", topk=(1, 5))
-test_evaluator = val_evaluator
 
 max_epochs = 16
-optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=2e-3, weight_decay=0.05))
+optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=4e-3, weight_decay=0.01))
 param_scheduler = [
     dict(
         type="LinearLR",

@@ -11,14 +11,22 @@ from mmengine.evaluator import BaseMetric
 from mtvision.registry import METRICS
 
 
-def gt_rank(scores: torch.Tensor, gt_label: int) -> int:
-    """Position of the true class when classes are sorted by descending score.
+def gt_ranks(scores: torch.Tensor, gt_labels: torch.Tensor) -> torch.Tensor:
+    """Position of each true class when its row's classes are sorted by descending score.
 
-    Ties are broken in favour of the lower class index, as ``torch.topk`` on CPU
-    and a stable ``argsort`` do; 0 means the true class is the top prediction.
+    Args:
+        scores: (N, K) class scores.
+        gt_labels: (N,) true class indices.
+
+    Returns:
+        (N,) int64 ranks; 0 means the true class is the top prediction. Ties are
+        broken in favour of the lower class index, as a stable descending sort does.
     """
-    order = torch.argsort(scores, descending=True, stable=True)
-    return int((order == gt_label).nonzero()[0, 0])
+    gt_scores = scores.gather(1, gt_labels[:, None])
+    classes = torch.arange(scores.shape[1], device=scores.device)
+    higher = (scores > gt_scores).sum(dim=1)
+    tied_before = ((scores == gt_scores) & (classes[None] < gt_labels[:, None])).sum(dim=1)
+    return higher + tied_before
 
 
 @METRICS.register_module()
@@ -53,8 +61,12 @@ class TopKAccuracy(BaseMetric):
                     "TopKAccuracy needs 'gt_label' in every prediction "
                     f"(got keys {sorted(prediction)})"
                 )
-            scores = prediction["pred_score"].detach().cpu()
-            self.results.append((gt_rank(scores, prediction["gt_label"]), scores.numel()))
+        if not data_samples:
+            return
+        scores = torch.stack([p["pred_score"].detach() for p in data_samples]).float().cpu()
+        gt_labels = torch.as_tensor([int(p["gt_label"]) for p in data_samples])
+        num_classes = scores.shape[1]
+        self.results.extend((int(rank), num_classes) for rank in gt_ranks(scores, gt_labels))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         ranks = np.array([rank for rank, _ in results])

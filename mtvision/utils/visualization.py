@@ -12,41 +12,42 @@ RED = (230, 40, 40)
 WHITE = (255, 255, 255)
 
 
-def _put_text(image: np.ndarray, text: str, row: int, color) -> None:
-    """Write one line of text on a dark band at text row ``row`` (0 = top) of an RGB image."""
-    scale, thickness = 0.4, 1
-    (_, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    top = row * (height + baseline + 4)
-    cv2.rectangle(image, (0, top), (image.shape[1], top + height + baseline + 4), (0, 0, 0), -1)
-    cv2.putText(
-        image,
-        text,
-        (2, top + height + 2),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        color,
-        thickness,
-        cv2.LINE_AA,
-    )
+def _caption(lines: Sequence[tuple[str, tuple[int, int, int]]], width: int) -> np.ndarray:
+    """A black RGB strip holding one coloured text line per ``(text, color)``."""
+    scale, thickness, line_height = 0.4, 1, 16
+    strip = np.zeros((line_height * len(lines) + 4, width, 3), np.uint8)
+    for row, (text, color) in enumerate(lines):
+        baseline = line_height * (row + 1)
+        cv2.putText(
+            strip,
+            text,
+            (3, baseline - 3),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            color,
+            thickness,
+            cv2.LINE_AA,
+        )
+    return strip
 
 
 def draw_classification(
     image: np.ndarray, classes: Sequence[str], prediction: dict, size: int = 160
 ) -> np.ndarray:
-    """Return a ``size`` x ``size`` RGB tile of ``image`` (HWC uint8 RGB) with its labels.
+    """Return a tile: ``image`` (HWC uint8 RGB) resized to ``size`` x ``size`` above its labels.
 
-    First line: predicted class and probability, green when it equals the true
-    class and red otherwise; second line: the true class.
+    First caption line: predicted class and probability, green when it equals
+    the true class and red otherwise; second line: the true class. The captions
+    sit below the picture so they never hide it.
     """
-    tile = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    picture = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     pred = int(prediction["pred_label"])
     score = float(prediction["pred_score"][pred])
     gt = prediction.get("gt_label")
     color = WHITE if gt is None else (GREEN if gt == pred else RED)
-    _put_text(tile, f"pred: {classes[pred]} {score:.2f}", 0, color)
-    if gt is not None:
-        _put_text(tile, f"true: {classes[gt]}", 1, WHITE)
-    return tile
+    lines = [(f"pred: {classes[pred]} {score:.2f}", color)]
+    lines.append((f"true: {classes[gt]}" if gt is not None else "true: -", WHITE))
+    return np.concatenate([picture, _caption(lines, size)], axis=0)
 
 
 def tile_grid(tiles: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.ndarray:

@@ -32,7 +32,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="collate_samples"),
+    collate_fn=dict(type="mtvision.collate_samples"),
     dataset=dict(type=dataset_type, data_root=data_root, split="train", pipeline=train_pipeline),
 )
 val_dataloader = dict(
@@ -40,7 +40,7 @@ val_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="collate_samples"),
+    collate_fn=dict(type="mtvision.collate_samples"),
     dataset=dict(
         type=dataset_type, data_root=data_root, split="val", pipeline=test_pipeline, test_mode=True
     ),

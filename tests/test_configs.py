@@ -1,0 +1,66 @@
+"""Every shipped config loads, and the ImageNet recipe runs on a tiny ImageNet-layout tree."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from engine_toy import load_tool
+
+from mtvision.engine import load_config
+
+CONFIGS = sorted(str(path) for path in Path("configs").rglob("*.py") if "_base_" not in path.parts)
+train_tool = load_tool("train")
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_config_loads_and_names_known_components(config):
+    cfg = load_config(config)
+    assert cfg.default_scope == "mtvision"
+    assert cfg.model.type == "ImageClassifier"
+    assert cfg.train_dataloader.collate_fn.type == "mtvision.collate_samples"
+
+
+def _write_tiny_imagenet(root: Path, images_per_class: int = 2) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for wnid in ("n01440764", "n01443537"):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(images_per_class):
+                image = rng.integers(0, 256, (rng.integers(180, 300), 260, 3), dtype=np.uint8)
+                cv2.imwrite(str(folder / f"{wnid}_{i}.JPEG"), image)
+
+
+def test_imagenet_recipe_trains_and_validates_two_epochs(tmp_path):
+    root = tmp_path / "imagenet"
+    _write_tiny_imagenet(root)
+    options = [
+        f"{loader}.{key}"
+        for loader in ("train_dataloader", "val_dataloader", "test_dataloader")
+        for key in (
+            f"dataset.data_root={root}",
+            "batch_size=2",
+            "num_workers=0",
+            "persistent_workers=False",
+        )
+    ]
+    runner = train_tool.main(
+        [
+            "configs/mobilenetv2_imagenet.py",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--cfg-options",
+            "train_cfg.max_epochs=2",
+            *options,
+        ]
+    )
+    assert runner.iter == 4  # 4 training images, batch 2, 2 epochs
+    # The peers' recipe: SGD momentum 0.9, wd 4e-5, lr 0.045 decayed x0.98 after each
+    # epoch (the second epoch ran at 0.045 * 0.98; mmengine does not step past the end).
+    group = runner.optim_wrapper.optimizer.param_groups[0]
+    assert (group["momentum"], group["weight_decay"]) == (0.9, 4e-5)
+    assert group["lr"] == pytest.approx(0.045 * 0.98)
+    assert len(runner.val_dataloader.dataset) == 4
+    assert "val/accuracy/top1" in runner.message_hub.log_scalars
+    assert (tmp_path / "work" / "last.pth").is_file()
