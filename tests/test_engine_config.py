@@ -63,6 +63,13 @@ def test_unknown_cfg_option_is_rejected(tmp_path):
         train_tool.main([config, "--cfg-options", "val_evaluater.type=ToyAccuracy"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_amp_without_gpu_is_a_clear_error(tmp_path):
+    config = write_config(tmp_path / "cfg.py")
+    with pytest.raises(ConfigError, match="--amp.*CUDA GPU"):
+        train_tool.main([config, "--amp"])
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.py"):
         eval_tool.main([str(tmp_path / "nowhere.py"), str(tmp_path / "x.pth")])

@@ -12,9 +12,10 @@ also as ``last.pth``.
 
 import argparse
 
+import torch
 from mmengine.config import DictAction
 
-from mtvision.engine import build_runner, load_config
+from mtvision.engine import ConfigError, build_runner, load_config
 from mtvision.engine.cli import run_cli
 from mtvision.engine.config import default_work_dir
 
@@ -54,6 +55,11 @@ def main(argv=None):
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
     if args.amp:
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "--amp: mixed-precision training uses mmengine's AmpOptimWrapper, "
+                "which needs a CUDA GPU; none is available here"
+            )
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     if args.auto_scale_lr:
