@@ -34,16 +34,21 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
 
 def test_helper_variable_read_by_the_config_is_accepted(tmp_path):
     config = tmp_path / "helpers.py"
+    loader = "train_dataloader = dict(dataset=dict(pipeline=train_pipeline))\n"
     config.write_text(
         "input_size = 64\nunused_size = 32\n"
-        "train_pipeline = [dict(type='Resize', height=input_size, width=input_size)]\n"
+        "train_pipeline = [dict(type='Resize', height=input_size, width=input_size)]\n" + loader
     )
     with pytest.raises(ConfigError, match="'unused_size'"):
         load_config(config)
     config.write_text(
-        "input_size = 64\ntrain_pipeline = [dict(type='Resize', height=input_size)]\n"
+        "input_size = 64\ntrain_pipeline = [dict(type='Resize', height=input_size)]\n" + loader
     )
     assert load_config(config).input_size == 64
+    # A pipeline nothing reads has no effect (variables resolve when the file is read).
+    config.write_text("train_pipeline = [dict(type='Resize', height=64)]\n")
+    with pytest.raises(ConfigError, match="'train_pipeline'"):
+        load_config(config)
 
 
 def test_unknown_key_in_base_names_the_base_file(tmp_path):

@@ -10,8 +10,11 @@ Valid top-level keys:
 - the arguments of ``mmengine.runner.Runner.__init__`` (what ``from_cfg``
   passes on: ``model``, ``train_dataloader``, ``optim_wrapper``, ...),
 - what mmengine reads from the config elsewhere (:data:`MMENGINE_EXTRA_KEYS`),
-- OpenMMLab's conventional helper variables (:data:`HELPER_KEYS`), and any
-  name starting with ``_`` (a private helper, e.g. ``_crop = 320``).
+- any name starting with ``_`` (a private helper, e.g. ``_crop = 320``),
+- helper variables (``data_root``, ``train_pipeline``, ``max_epochs``) that the
+  file defining them also reads. A variable is resolved when its file is read,
+  so one that no entry of its file reads has no effect: a mistyped key
+  (``trian_cfg``) and a ``data_root`` redefined in a derived config alike.
 """
 
 import ast
@@ -19,6 +22,7 @@ import difflib
 import inspect
 import os.path as osp
 from pathlib import Path
+from typing import NamedTuple
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -46,21 +50,7 @@ MMENGINE_EXTRA_KEYS = frozenset(
     }
 )
 
-#: Variables that OpenMMLab base configs define once and reuse in dataloaders.
-HELPER_KEYS = frozenset(
-    {
-        "data_root",
-        "dataset_type",
-        "backend_args",
-        "metainfo",
-        "train_pipeline",
-        "val_pipeline",
-        "test_pipeline",
-        "vis_backends",
-    }
-)
-
-VALID_KEYS = RUNNER_KEYS | MMENGINE_EXTRA_KEYS | HELPER_KEYS
+VALID_KEYS = RUNNER_KEYS | MMENGINE_EXTRA_KEYS
 
 
 class ConfigError(ValueError):
@@ -76,47 +66,52 @@ def _suggestion(key: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _assignments(path: str) -> dict[str, ast.expr]:
-    """Top-level ``name = value`` assignments of a python config file."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
-    assigned = {}
+class _ConfigSource(NamedTuple):
+    """What one python config file assigns at top level, reads anywhere, and inherits."""
+
+    assigned: frozenset[str]
+    read: frozenset[str]
+    bases: tuple[str, ...]
+
+
+def _parse(path: str) -> _ConfigSource | None:
+    """Names a config file assigns, reads and inherits; ``None`` if it cannot be parsed."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    except (OSError, SyntaxError):
+        return None
+    assigned, bases = set(), ()
     for node in tree.body:
         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            assigned.update((t.id, node.value) for t in targets if isinstance(t, ast.Name))
-    return assigned
+            names = {t.id for t in targets if isinstance(t, ast.Name)}
+            assigned |= names
+            if "_base_" in names:
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    value = ()
+                bases = (value,) if isinstance(value, str) else tuple(value)
+    read = {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    return _ConfigSource(frozenset(assigned), frozenset(read), bases)
 
 
 def _file_defining(path: str, key: str) -> str | None:
     """The file among ``path`` and its local ``_base_`` files that assigns ``key``."""
-    try:
-        assigned = _assignments(path)
-        if key in assigned:
-            return path
-        bases = ast.literal_eval(assigned["_base_"]) if "_base_" in assigned else []
-    except (OSError, SyntaxError, ValueError):
+    source = _parse(osp.abspath(path))
+    if source is None:
         return None
-    for base in [bases] if isinstance(bases, str) else bases:
+    if key in source.assigned:
+        return path
+    for base in source.bases:
         found = _file_defining(osp.join(osp.dirname(path), base), key)
         if found:
             return found
     return None
-
-
-def _is_read_in(path: str, key: str) -> bool:
-    """Whether the config file ``path`` reads the variable ``key`` somewhere.
-
-    OpenMMLab configs define helper variables (``max_epochs``, ``input_size``)
-    that other entries read; a mistyped key (``trian_cfg``) is never read.
-    """
-    try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
-    except (OSError, SyntaxError):
-        return False
-    return any(
-        isinstance(node, ast.Name) and node.id == key and isinstance(node.ctx, ast.Load)
-        for node in ast.walk(tree)
-    )
 
 
 def check_keys(cfg: Config, path: str) -> None:
@@ -129,7 +124,8 @@ def check_keys(cfg: Config, path: str) -> None:
         if _is_valid_key(key):
             continue
         defining = _file_defining(path, key)
-        if defining is None or not _is_read_in(defining, key):
+        source = _parse(osp.abspath(defining)) if defining else None
+        if source is None or key not in source.read:
             raise ConfigError(
                 f"{defining or path}: unknown top-level config key '{key}'{_suggestion(key)}"
             )
