@@ -5,6 +5,7 @@ Importing this package registers ``ImageNetFolder`` (DATASETS), ``LoadImage``,
 (FUNCTIONS) in mtvision's registries.
 """
 
+from mtvision.data.base_dataset import MTBaseDataset
 from mtvision.data.collate import collate_samples
 from mtvision.data.image_io import ImageLoadError, decode_image, load_image
 from mtvision.data.imagenet import IMAGE_EXTENSIONS, ImageNetFolder
@@ -16,6 +17,7 @@ __all__ = [
     "ImageLoadError",
     "ImageNetFolder",
     "LoadImage",
+    "MTBaseDataset",
     "PackInputs",
     "collate_samples",
     "decode_image",

@@ -22,11 +22,10 @@ import os
 from collections.abc import Sequence
 from typing import Literal
 
-from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from mtvision.data.image_io import ImageLoadError
-from mtvision.registry import DATASETS, TRANSFORMS
+from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.registry import DATASETS
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageNetFolder"]
 
@@ -35,7 +34,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 
 
 @DATASETS.register_module()
-class ImageNetFolder(BaseDataset):
+class ImageNetFolder(MTBaseDataset):
     """Images in ``data_root/<split>/<class_folder>/``, labelled by folder.
 
     ``load_data_list`` gives ``{"img_path": str, "label": int}`` per image
@@ -53,16 +52,8 @@ class ImageNetFolder(BaseDataset):
             or holds no image, or ``"skip"`` to log one warning listing them.
             A skipped class keeps its name and label index, so labels still
             match other splits; it just has no samples.
-        on_bad_image: ``"raise"`` (default) when an image cannot be loaded
-            (the error names the file), or ``"skip"``: the sample is dropped
-            (the pipeline result becomes None) and mmengine's ``BaseDataset``
-            fetches a random other one; every skip is logged as a warning
-            naming the file and counted in ``num_skipped_images`` (per
-            process: each data-loader worker counts its own).
-        pipeline: transforms, e.g. ``LoadImage -> Albumentations -> PackInputs``.
-        test_mode: evaluation mode; cannot be combined with
-            ``on_bad_image="skip"`` because a replacement sample would be
-            evaluated twice.
+        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`
+            (``"skip"`` drops unreadable images in training, counted and logged).
         **kwargs: other ``BaseDataset`` arguments (``indices``,
             ``serialize_data``, ``lazy_init``, ``max_refetch``, ...).
 
@@ -80,26 +71,18 @@ class ImageNetFolder(BaseDataset):
         test_mode: bool = False,
         **kwargs,
     ):
-        for name, value in (("on_empty_class", on_empty_class), ("on_bad_image", on_bad_image)):
-            if value not in ("raise", "skip"):
-                raise ValueError(f"{name} must be 'raise' or 'skip', got {value!r}")
-        if test_mode and on_bad_image == "skip":
-            raise ValueError(
-                "on_bad_image='skip' cannot be used with test_mode=True: mmengine would "
-                "replace a bad image by a random other sample, counted twice in evaluation"
-            )
+        if on_empty_class not in ("raise", "skip"):
+            raise ValueError(f"on_empty_class must be 'raise' or 'skip', got {on_empty_class!r}")
         self.split = split
         self.split_dir = os.path.join(os.fspath(data_root), split)
         self.fixed_classes = None if classes is None else tuple(classes)
         self.on_empty_class = on_empty_class
-        self.on_bad_image = on_bad_image
-        self.num_skipped_images = 0
-        # BaseDataset would build config dicts in mmengine's root registry,
-        # which finds mtvision's transforms only under default_scope='mtvision'
-        # (set by the Runner); building here works in plain scripts too.
-        transforms = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
         super().__init__(
-            data_root=os.fspath(data_root), pipeline=transforms, test_mode=test_mode, **kwargs
+            data_root=os.fspath(data_root),
+            on_bad_image=on_bad_image,
+            pipeline=pipeline,
+            test_mode=test_mode,
+            **kwargs,
         )
 
     def load_data_list(self) -> list[dict]:
@@ -154,20 +137,6 @@ class ImageNetFolder(BaseDataset):
                 f"no class folders in {self.split_dir}; {self._expected_layout()}"
             )
         return tuple(names)
-
-    def prepare_data(self, idx: int) -> dict | None:
-        if self.on_bad_image == "raise":
-            return super().prepare_data(idx)
-        try:
-            return super().prepare_data(idx)
-        except ImageLoadError as err:
-            self.num_skipped_images += 1
-            print_log(
-                f"ImageNetFolder: skipped bad image #{self.num_skipped_images}: {err}",
-                logger="current",
-                level=logging.WARNING,
-            )
-            return None
 
 
 def _image_files_under(folder: str) -> list[str]:
