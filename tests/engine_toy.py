@@ -183,3 +183,12 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def loader_options(*settings: str) -> list[str]:
+    """``--cfg-options`` applying each ``key=value`` to the train, val and test loaders."""
+    return [
+        f"{loader}.{setting}"
+        for loader in ("train_dataloader", "val_dataloader", "test_dataloader")
+        for setting in settings
+    ]

@@ -23,8 +23,6 @@ def test_benchmark_prints_a_ratio_per_comparison(capsys):
     ]
     for row in rows:
         assert math.isfinite(row["ratio"]) and row["ratio"] > 0
-        low, high = row["ratio_iqr"]
-        assert low <= row["ratio"] <= high
     # Our backbone holds torchvision's weights, so the logits agree exactly.
     assert rows[0]["check"].startswith("max abs diff 0 ")
 

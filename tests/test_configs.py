@@ -5,7 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from engine_toy import load_tool
+from engine_toy import load_tool, loader_options
 
 from mtvision.engine import load_config
 
@@ -35,16 +35,9 @@ def _write_tiny_imagenet(root: Path, images_per_class: int = 2) -> None:
 def test_imagenet_recipe_trains_and_validates_two_epochs(tmp_path):
     root = tmp_path / "imagenet"
     _write_tiny_imagenet(root)
-    options = [
-        f"{loader}.{key}"
-        for loader in ("train_dataloader", "val_dataloader", "test_dataloader")
-        for key in (
-            f"dataset.data_root={root}",
-            "batch_size=2",
-            "num_workers=0",
-            "persistent_workers=False",
-        )
-    ]
+    options = loader_options(
+        f"dataset.data_root={root}", "batch_size=2", "num_workers=0", "persistent_workers=False"
+    )
     runner = train_tool.main(
         [
             "configs/mobilenetv2_imagenet.py",

@@ -84,8 +84,8 @@ def test_parameter_count_and_multiply_adds_at_width_1() -> None:
     multiply_adds = count_multiply_adds(model, (1, 3, 224, 224))
     print(f"MobileNetV2 1.0 @224: {count_parameters(model)} params, {multiply_adds} MAdds")
     assert count_parameters(model) == 3_504_872
+    # torchvision's model card: 0.30 GFLOPS (multiply-adds); the paper: ~300M.
     assert multiply_adds == 300_774_272
-    assert 290e6 <= multiply_adds <= 320e6
 
 
 def test_parameter_count_at_width_1_4_equals_torchvision() -> None:
@@ -258,7 +258,7 @@ def test_frozen_stages_get_no_gradient_and_stay_in_eval_mode() -> None:
 def test_norm_eval_keeps_running_statistics() -> None:
     model = MobileNetV2(norm_eval=True, out_features=("stage3",))
     model.train()
-    assert model.training
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     statistics_before = {
         name: buffer.clone() for name, buffer in model.named_buffers() if "running" in name
     }

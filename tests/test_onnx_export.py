@@ -35,13 +35,14 @@ def _assert_matches(model, path, inputs):
 def test_classifier_matches_torch_with_dynamic_batch(tmp_path):
     model = randomize_batch_norms_(
         mtvision.create_model("mobilenet_v2_050", num_classes=6), seed=0, input_size=DEMO_SIZE
-    )
+    ).train()
     path = export_onnx(model, tmp_path / "sub" / "classifier.onnx", (1, 3, DEMO_SIZE, DEMO_SIZE))
 
     graph = onnx.load(path).graph
     assert [o.name for o in graph.output] == ["logits"]
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert not model.training  # the mode it was in, restored
+    assert model.training  # exported in eval mode, then the mode it was in restored
+    model.eval()
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["classifier.onnx"]
 
     generator = torch.Generator().manual_seed(1)

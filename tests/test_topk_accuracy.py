@@ -24,9 +24,6 @@ def test_topk_matches_torch_topk_on_random_scores():
     for k in (1, 3, 5):
         expected = (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean()
         assert metrics[f"top{k}"] == pytest.approx(float(expected))
-    # Random scores over 10 classes: top-k should sit near k/10, a sanity check
-    # that the metric is not trivially 0 or 1.
-    assert 0.02 < metrics["top1"] < 0.25
 
 
 def test_perfect_and_worst_predictions():

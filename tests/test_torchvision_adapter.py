@@ -85,25 +85,30 @@ def test_adapter_argument_errors() -> None:
         TorchvisionBackboneAdapter(MobileNetV2(), ("final_conv", "stage3"), fpn_channels=32)
 
 
-def test_faster_rcnn_with_fpn_trains_and_infers() -> None:
-    torch.manual_seed(0)
-    adapter = TorchvisionBackboneAdapter(
-        MobileNetV2(width_mult=0.5, frozen_stages=1), FPN_TAPS, fpn_channels=64
-    )
-    levels = len(FPN_TAPS) + 1  # + LastLevelMaxPool
-    detector = FasterRCNN(
+def _faster_rcnn(adapter, anchor_sizes, featmap_names) -> FasterRCNN:
+    """A small 3-class FasterRCNN on the adapter, 160 px inputs, one anchor size set per level."""
+    return FasterRCNN(
         adapter,
         num_classes=3,
         min_size=160,
         max_size=160,
         rpn_anchor_generator=AnchorGenerator(
-            sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * levels
+            sizes=anchor_sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_sizes)
         ),
         box_roi_pool=MultiScaleRoIAlign(
-            featmap_names=list(FPN_TAPS), output_size=7, sampling_ratio=2
+            featmap_names=list(featmap_names), output_size=7, sampling_ratio=2
         ),
         **SMALL_RPN_AND_BOX_BATCHES,
     )
+
+
+def test_faster_rcnn_with_fpn_trains_and_infers() -> None:
+    torch.manual_seed(0)
+    adapter = TorchvisionBackboneAdapter(
+        MobileNetV2(width_mult=0.5, frozen_stages=1), FPN_TAPS, fpn_channels=64
+    )
+    # One anchor size per FPN level: the taps plus LastLevelMaxPool's "pool".
+    detector = _faster_rcnn(adapter, ((16,), (32,), (64,), (128,)), FPN_TAPS)
     _train_step_then_infer(detector, adapter.backbone.stage6[0].expand.conv.weight)
     assert adapter.backbone.stem.conv.weight.grad is None
 
@@ -114,17 +119,7 @@ def test_single_map_faster_rcnn_trains_and_infers() -> None:
     # 1024-wide linear layer, 63M weights for C = 1280.
     adapter = TorchvisionBackboneAdapter(MobileNetV2(width_mult=0.5), ("stage7",))
     assert adapter.out_channels == 160
-    detector = FasterRCNN(
-        adapter,
-        num_classes=3,
-        min_size=160,
-        max_size=160,
-        rpn_anchor_generator=AnchorGenerator(
-            sizes=((32, 64, 128),), aspect_ratios=((0.5, 1.0, 2.0),)
-        ),
-        box_roi_pool=MultiScaleRoIAlign(featmap_names=["stage7"], output_size=7, sampling_ratio=2),
-        **SMALL_RPN_AND_BOX_BATCHES,
-    )
+    detector = _faster_rcnn(adapter, ((32, 64, 128),), ["stage7"])
     _train_step_then_infer(detector, adapter.backbone.stem.conv.weight)
 
 

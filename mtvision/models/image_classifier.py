@@ -78,16 +78,16 @@ class ImageClassifier(BaseModel):
             return {"loss_cls": loss}
         if mode == "predict":
             scores = logits.float().softmax(dim=1)
-            predictions = []
-            for i, score in enumerate(scores):
-                prediction = {"pred_score": score, "pred_label": int(score.argmax())}
-                if data_samples is not None:
-                    sample = data_samples[i]
-                    if "label" in sample:
-                        prediction["gt_label"] = int(sample["label"])
-                    if "meta" in sample:
-                        prediction["meta"] = sample["meta"]
-                predictions.append(prediction)
+            pred_labels = scores.argmax(dim=1).tolist()
+            predictions = [
+                {"pred_score": score, "pred_label": label}
+                for score, label in zip(scores, pred_labels, strict=True)
+            ]
+            for prediction, sample in zip(predictions, data_samples or (), strict=False):
+                if "label" in sample:
+                    prediction["gt_label"] = int(sample["label"])
+                if "meta" in sample:
+                    prediction["meta"] = sample["meta"]
             return predictions
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
 
