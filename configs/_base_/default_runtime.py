@@ -12,7 +12,7 @@ default_hooks = dict(
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    # nccl on GPUs; tools/train.py switches to gloo when CUDA is unavailable.
+    # nccl on GPUs; mtvision.engine.Runner starts gloo instead when CUDA is unavailable.
     dist_cfg=dict(backend="nccl"),
 )
 
