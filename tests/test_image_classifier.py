@@ -70,6 +70,8 @@ def test_torchvision_weights_give_torchvision_logits():
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         expected, actual = reference(x), model(x)
+    # The logits depend on the input, so a miswired model could not match by accident.
+    assert (expected[0] - expected[1]).abs().max() > 1e-2 * expected.abs().max()
     assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import runpy
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from engine_toy import load_tool
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -393,6 +393,6 @@ def test_cli_writes_all_layouts(tmp_path):
 
 def test_cli_reports_bad_arguments(tmp_path, capsys):
     # In-process: a second interpreter start (torch import via mtvision.data) costs seconds.
-    main = runpy.run_path(str(REPO / "tools" / "make_demo_data.py"))["main"]
+    main = load_tool("make_demo_data").main
     assert main(["--out", str(tmp_path), "--num-train", "0"]) == 2
     assert "at least one image" in capsys.readouterr().err

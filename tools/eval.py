@@ -11,11 +11,10 @@ the metrics as JSON; ``--out predictions.pkl`` dumps the raw predictions
 import argparse
 
 import mmengine
-from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
 from mtvision.engine import build_runner, load_config
-from mtvision.engine.cli import run_cli
+from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -29,13 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--out", help="write metrics (.json) or dump predictions (.pkl/.pickle) to this file"
     )
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=DictAction,
-        metavar="KEY=VALUE",
-        help="override config entries, e.g. test_dataloader.batch_size=8",
-    )
+    add_cfg_options_argument(parser, "test_dataloader.batch_size=8")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith((".json", *PICKLE_SUFFIXES)):

@@ -25,10 +25,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from mmengine.config import DictAction
 
 from mtvision.engine import load_config
-from mtvision.engine.cli import run_cli
+from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.export import Uint8Input, check_onnx_matches, export_onnx
 
@@ -65,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=1e-4,
         help="largest allowed |onnx - torch| relative to max |torch output| (default 1e-4)",
     )
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE")
+    add_cfg_options_argument(parser, "model.head.num_classes=6")
     args = parser.parse_args(argv)
     if min(args.input_size) < 1:
         parser.error(f"--input-size must be positive, got {args.input_size}")

@@ -13,10 +13,9 @@ also as ``last.pth``.
 import argparse
 
 import torch
-from mmengine.config import DictAction
 
 from mtvision.engine import ConfigError, build_runner, load_config
-from mtvision.engine.cli import run_cli
+from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
 
 
@@ -37,13 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="scale the lr linearly with the total batch size (config's auto_scale_lr)",
     )
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=DictAction,
-        metavar="KEY=VALUE",
-        help="override config entries, e.g. train_cfg.max_epochs=10",
-    )
+    add_cfg_options_argument(parser, "train_cfg.max_epochs=10")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     return parser.parse_args(argv)
 

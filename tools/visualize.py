@@ -15,11 +15,10 @@ import os
 import cv2
 import numpy as np
 import torch
-from mmengine.config import DictAction
 
 from mtvision.data.collate import collate_samples
 from mtvision.engine import load_config
-from mtvision.engine.cli import run_cli
+from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.registry import DATASETS
 from mtvision.utils.visualization import draw_classification, tile_grid
@@ -32,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--num", type=int, default=16, help="number of images")
     parser.add_argument("--columns", type=int, default=4)
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE")
+    add_cfg_options_argument(parser, "test_dataloader.dataset.data_root=DIR")
     return parser.parse_args(argv)
 
 
