@@ -1,0 +1,84 @@
+"""Atrous Spatial Pyramid Pooling (Chen et al., DeepLabv3, arXiv:1706.05587, section 3.3).
+
+Parallel branches over one feature map, concatenated and projected back to
+``out_channels``: a 1x1 conv, one 3x3 conv per atrous rate, and an image-pooling
+branch that adds global context. With no atrous rates this is the MobileNetV2
+paper's on-device DeepLabv3 head (section 6.3): 1x1 branch + image pooling only.
+
+Every conv is bias-free and followed by ``nn.BatchNorm2d`` with PyTorch's defaults
+(eps 1e-5, momentum 0.1) and ReLU. TF-DeepLab uses the same eps and a decay of
+0.9997 (momentum 3e-4), which only suits its 30k+ step schedules; momentum 0.1 is
+what the backbone's BNs use and lets running statistics settle in short runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops.misc import Conv2dNormActivation
+
+
+class ImagePooling(nn.Module):
+    """Global average pool -> 1x1 conv + BN + ReLU -> broadcast back to the input size.
+
+    (N, C_in, H, W) -> (N, C_out, H, W), constant over H and W. Bilinear upsampling
+    of a 1x1 map is that constant, so the map is expanded instead of interpolated.
+
+    Its BatchNorm sees one value per image and channel, so in training mode it needs
+    a batch of at least two images.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = Conv2dNormActivation(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch_norm = self.conv[1]
+        if batch_norm.training and x.shape[0] < 2:
+            raise ValueError(
+                "the image-pooling branch's BatchNorm normalises one pooled value per image and "
+                f"needs a batch of >= 2 images in training mode, got input {tuple(x.shape)}; "
+                "train with batch_size >= 2 or keep the head's BatchNorms in eval mode"
+            )
+        pooled = self.conv(self.pool(x))
+        return pooled.expand(-1, -1, x.shape[2], x.shape[3])
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: parallel branches -> concat -> 1x1 projection.
+
+    Branches (each ``out_channels`` wide, conv + BN + ReLU): a 1x1 conv, a 3x3 conv
+    with dilation ``rate`` for each of ``atrous_rates`` (plain, not depthwise
+    separable), and :class:`ImagePooling`. The concatenation of the B branches,
+    (N, B * out_channels, H, W), is projected by a 1x1 conv + BN + ReLU.
+
+    Args:
+        in_channels: C_in of the (N, C_in, H, W) input.
+        out_channels: width of every branch and of the (N, out_channels, H, W) output.
+        atrous_rates: dilations of the 3x3 branches; empty for the on-device head.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int = 256, atrous_rates: Sequence[int] = ()
+    ) -> None:
+        super().__init__()
+        self.atrous_rates = tuple(int(rate) for rate in atrous_rates)
+        if any(rate < 1 for rate in self.atrous_rates):
+            raise ValueError(f"atrous rates must be >= 1, got {self.atrous_rates}")
+        branches: list[nn.Module] = [Conv2dNormActivation(in_channels, out_channels, kernel_size=1)]
+        branches += [
+            Conv2dNormActivation(in_channels, out_channels, kernel_size=3, dilation=rate)
+            for rate in self.atrous_rates
+        ]
+        branches.append(ImagePooling(in_channels, out_channels))
+        self.branches = nn.ModuleList(branches)
+        self.project = Conv2dNormActivation(
+            len(branches) * out_channels, out_channels, kernel_size=1
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) -> (N, out_channels, H, W)."""
+        return self.project(torch.cat([branch(x) for branch in self.branches], dim=1))
