@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mtvision.data import Albumentations, LoadImage, PackInputs, collate_samples
+from mtvision.data import (
+    Albumentations,
+    LoadImage,
+    MinIoURandomCrop,
+    PackInputs,
+    ZoomOut,
+    collate_samples,
+)
 from mtvision.registry import FUNCTIONS, TRANSFORMS
 
 
@@ -157,6 +164,26 @@ def test_bad_arguments_are_named():
         Albumentations([lambda image: image])
 
 
+def test_mtvision_albumentations_transforms_are_found_by_name():
+    augment = Albumentations(
+        [
+            dict(type="ZoomOut", ratio_range=(2.0, 2.0), p=1.0),
+            dict(type="OneOf", transforms=[dict(type="MinIoURandomCrop", min_ious=(0.5,))]),
+        ]
+    )
+    assert isinstance(augment.transforms[0], ZoomOut)
+    assert isinstance(augment.transforms[1].transforms[0], MinIoURandomCrop)
+    zoom_out = Albumentations([dict(type="ZoomOut", ratio_range=(2.0, 2.0), p=1.0)])
+    assert zoom_out({"image": rgb_image(10, 20)})["image"].shape == (20, 40, 3)
+    with pytest.raises(ValueError, match="'ZoomOutt'.*did you mean ZoomOut"):
+        Albumentations([dict(type="ZoomOutt")])
+    with pytest.raises(ValueError, match="mtvision.data.ssd_transforms.ZoomOut got unknown"):
+        Albumentations([dict(type="ZoomOut", ratio=2.0)])
+    # only what the module exports: ssd_transforms imports albumentations' BaseCrop
+    with pytest.raises(ValueError, match="unknown albumentations transform type 'BaseCrop'"):
+        Albumentations([dict(type="BaseCrop")])
+
+
 def test_built_objects_and_nested_compositions():
     augment = Albumentations(
         [
@@ -221,3 +248,16 @@ def test_collate_gives_lists_in_batch_order():
     assert isinstance(batch["inputs"], list) and isinstance(batch["data_samples"], list)
     assert [tuple(t.shape) for t in batch["inputs"]] == [(3, 4, 5), (3, 5, 5), (3, 6, 5)]
     assert [d["label"] for d in batch["data_samples"]] == [0, 1, 2]
+
+
+def test_albumentations_errors_name_the_sample_file():
+    # A box beyond the image (e.g. json width/height disagreeing with the file).
+    transform = Albumentations([dict(type="HorizontalFlip", p=1.0)])
+    sample = {
+        "image": rgb_image(20, 30),
+        "boxes": np.array([[0, 0, 50, 10]], np.float32),
+        "labels": np.array([0]),
+        "meta": {"img_path": "data/coco/val2017/000042.jpg"},
+    }
+    with pytest.raises(ValueError, match=r"000042\.jpg: albumentations failed"):
+        transform(sample)

@@ -40,6 +40,7 @@ import albumentations as A
 import numpy as np
 import torch
 
+from mtvision.data import ssd_transforms
 from mtvision.data.image_io import load_image
 from mtvision.registry import TRANSFORMS
 
@@ -75,8 +76,11 @@ class Albumentations:
     Args:
         transforms: albumentations transforms, each a built transform object or
             a config ``dict(type="ClassName", **kwargs)`` naming a class of the
-            ``albumentations`` module. Compositions (``OneOf``, ``SomeOf``,
-            ``Sequential``) take their ``transforms`` list in the same form.
+            ``albumentations`` module or one of mtvision's albumentations
+            transforms (``ZoomOut``, ``MinIoURandomCrop`` in
+            :mod:`mtvision.data.ssd_transforms`). Compositions (``OneOf``,
+            ``SomeOf``, ``Sequential``) take their ``transforms`` list in the
+            same form.
         bbox_params: overrides for ``albumentations.BboxParams``; the defaults
             are ``format="pascal_voc"`` (xyxy pixels, the sample contract) and
             ``label_fields=["labels"]``, so boxes dropped by a crop take their
@@ -113,7 +117,14 @@ class Albumentations:
         if "mask" in results:
             targets["mask"] = results["mask"]
 
-        out = self.compose(**targets)
+        try:
+            out = self.compose(**targets)
+        except (ValueError, TypeError) as err:
+            # albumentations' own messages (e.g. a box outside the image because
+            # an annotation's width/height disagree with the file) do not say which
+            # sample they come from.
+            source = results.get("img_path") or results.get("meta", {}).get("img_path", "<unknown>")
+            raise ValueError(f"{source}: albumentations failed on this sample: {err}") from err
 
         results = {**results, "image": out["image"]}
         if "mask" in out:
@@ -143,6 +154,22 @@ class Albumentations:
         )
 
 
+# Where transform names are looked up, in order: albumentations, then mtvision's
+# albumentations-compatible transforms.
+_TRANSFORM_NAMESPACES = (A, ssd_transforms)
+
+
+def _transform_classes(namespace: Any) -> dict[str, type]:
+    """Transform classes a module offers by name (its ``__all__`` when it declares one)."""
+    names = getattr(namespace, "__all__", None) or list(vars(namespace))
+    kinds = (A.BasicTransform, A.BaseCompose)
+    return {
+        name: obj
+        for name in names
+        if isinstance(obj := getattr(namespace, name, None), type) and issubclass(obj, kinds)
+    }
+
+
 def _build_albumentation(cfg: dict | Any) -> Any:
     """Build one albumentations transform from ``dict(type=..., **kwargs)``; pass objects through."""
     if not isinstance(cfg, dict):
@@ -155,13 +182,15 @@ def _build_albumentation(cfg: dict | Any) -> Any:
     name = kwargs.pop("type", None)
     if not isinstance(name, str):
         raise ValueError(f"Albumentations: transform config {cfg!r} needs type='ClassName'")
-    cls = getattr(A, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, (A.BasicTransform, A.BaseCompose))):
-        kinds = (A.BasicTransform, A.BaseCompose)
-        known = [n for n, v in vars(A).items() if isinstance(v, type) and issubclass(v, kinds)]
+    classes = {ns.__name__: _transform_classes(ns) for ns in _TRANSFORM_NAMESPACES}
+    found = [(module, names[name]) for module, names in classes.items() if name in names]
+    if not found:
+        known = [known_name for names in classes.values() for known_name in names]
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"Albumentations: unknown albumentations transform type {name!r}{hint}")
+    module, cls = found[0]
+    name = f"{module}.{name}"
     if "transforms" in kwargs:
         kwargs["transforms"] = [_build_albumentation(t) for t in kwargs["transforms"]]
     try:
@@ -170,12 +199,10 @@ def _build_albumentation(cfg: dict | Any) -> Any:
             warnings.filterwarnings("ignore", message=r"Argument\(s\) .* are not valid")
             transform = cls(**kwargs)
     except (TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
-        raise ValueError(
-            f"Albumentations: cannot build albumentations.{name}({kwargs}): {err}"
-        ) from err
+        raise ValueError(f"Albumentations: cannot build {name}({kwargs}): {err}") from err
     if getattr(transform, "invalid_args", None):
         raise ValueError(
-            f"Albumentations: albumentations.{name} got unknown argument(s) "
+            f"Albumentations: {name} got unknown argument(s) "
             f"{', '.join(map(repr, transform.invalid_args))}"
         )
     return transform

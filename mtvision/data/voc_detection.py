@@ -1,0 +1,205 @@
+"""PASCAL VOC object detection dataset (one year's ``VOCdevkit/VOC20xx`` folder).
+
+Layout::
+
+    VOCdevkit/VOC2007/               <- data_root
+      Annotations/<id>.xml
+      ImageSets/Main/<split>.txt     <- ann_file, one image id per line
+      JPEGImages/<id>.jpg
+
+Several years (the usual "07+12" trainval) are combined with mmengine's
+``ConcatDataset``; the years share ``metainfo`` so it accepts them::
+
+    dataset = dict(type="ConcatDataset", datasets=[
+        dict(type="VOCDetection", data_root="data/VOCdevkit/VOC2007",
+             ann_file="ImageSets/Main/trainval.txt", pipeline=train_pipeline),
+        dict(type="VOCDetection", data_root="data/VOCdevkit/VOC2012",
+             ann_file="ImageSets/Main/trainval.txt", pipeline=train_pipeline),
+    ])
+
+Coordinates: VOC XML boxes are 1-based inclusive pixel indices: ``xmin=1,
+xmax=W`` covers the whole width. They become continuous xyxy pixel edges
+(the sample contract, same as COCO) by ``x1 = xmin - 1, y1 = ymin - 1,
+x2 = xmax, y2 = ymax`` (detectron2's conversion), so ``x2 - x1`` is the
+width in pixels and an IoU computed on these boxes without any "+1" equals
+the VOC devkit's IoU on the raw indices (which adds 1 to widths). mmdet
+subtracts 1 from all four values instead; torchvision returns the raw text.
+Boxes are clipped to the XML's ``<size>`` when it holds a positive width and height.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from mtvision.data.annotation_error import AnnotationError
+from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.voc_segmentation import VOC_CLASSES
+from mtvision.registry import DATASETS
+
+__all__ = ["VOC_DETECTION_CLASSES", "VOCDetection"]
+
+VOC_DETECTION_CLASSES: tuple[str, ...] = tuple(c for c in VOC_CLASSES if c != "background")
+"""The 20 PASCAL VOC object classes; a class's index is its detection label."""
+
+
+@DATASETS.register_module()
+class VOCDetection(MTBaseDataset):
+    """PASCAL VOC detection: images listed in ``ann_file``, boxes from their XML files.
+
+    ``load_data_list`` gives one dict per listed id (list order)::
+
+        {"img_path": str,                          # JPEGImages/<id>.jpg
+         "boxes": float32 (N, 4) xyxy pixels,      # training targets:
+         "labels": int64 (N,),                     #   objects not marked difficult
+         "meta": {"img_id": str,                   # the file stem, e.g. "000005"
+                  "ann": {"boxes": float32 (M, 4), # ALL objects, original pixels,
+                          "labels": int64 (M,),    #   for the VOC metric
+                          "difficult": bool (M,)}}}
+
+    ``metainfo["classes"]``: class names, index = label.
+
+    Args:
+        data_root: the year folder, e.g. ``VOCdevkit/VOC2007``.
+        ann_file: list of image ids, relative to ``data_root``.
+        data_prefix: ``dict(img=<image folder>, ann=<XML folder>)`` relative to
+            ``data_root``; default ``JPEGImages`` and ``Annotations``.
+        classes: class names in label order; default the 20 VOC classes
+            (:data:`VOC_DETECTION_CLASSES`). An object of another class is an
+            error naming its XML file.
+        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`.
+        **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
+
+    Raises (while loading), naming the file: ``FileNotFoundError`` for a
+    missing list file or a listed id without XML; ``ValueError`` for
+    malformed XML, an unknown class name, a missing or non-numeric box
+    coordinate, or a box empty after clipping (``xmax < xmin``, or outside
+    the image).
+    """
+
+    METAINFO = {"classes": VOC_DETECTION_CLASSES}
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike,
+        ann_file: str = "ImageSets/Main/trainval.txt",
+        data_prefix: dict | None = None,
+        classes: Sequence[str] | None = None,
+        on_bad_image: Literal["raise", "skip"] = "raise",
+        pipeline: Sequence = (),
+        test_mode: bool = False,
+        **kwargs,
+    ):
+        self.fixed_classes = None if classes is None else tuple(classes)
+        super().__init__(
+            data_root=os.fspath(data_root),
+            ann_file=ann_file,
+            data_prefix=dict(img="JPEGImages", ann="Annotations")
+            if data_prefix is None
+            else data_prefix,
+            on_bad_image=on_bad_image,
+            pipeline=pipeline,
+            test_mode=test_mode,
+            **kwargs,
+        )
+
+    def load_data_list(self) -> list[dict]:
+        classes = self.fixed_classes or tuple(self._metainfo["classes"])
+        self._metainfo["classes"] = classes
+        label_of = {name: label for label, name in enumerate(classes)}
+
+        data_list = []
+        for img_id in self._read_image_ids():
+            xml_path = os.path.join(self.data_prefix["ann"], f"{img_id}.xml")
+            if not os.path.isfile(xml_path):
+                raise FileNotFoundError(
+                    f"annotation file {xml_path} does not exist (image id {img_id!r} is "
+                    f"listed in {self.ann_file})"
+                )
+            boxes, labels, difficult = _parse_voc_xml(xml_path, label_of)
+            keep = ~difficult
+            data_list.append(
+                {
+                    "img_path": os.path.join(self.data_prefix["img"], f"{img_id}.jpg"),
+                    "boxes": boxes[keep],
+                    "labels": labels[keep],
+                    "meta": {
+                        "img_id": img_id,
+                        "ann": {"boxes": boxes, "labels": labels, "difficult": difficult},
+                    },
+                }
+            )
+        return data_list
+
+    def _read_image_ids(self) -> list[str]:
+        if not os.path.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f"VOC image list {self.ann_file} does not exist; expected "
+                f"{os.path.join('<data_root>', 'ImageSets', 'Main', '<split>.txt')} in "
+                f"data_root {self.data_root}"
+            )
+        with open(self.ann_file, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+
+
+def _parse_voc_xml(
+    path: str, label_of: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Objects of one VOC XML: boxes float32 (M, 4) xyxy pixel edges, labels int64 (M,),
+    difficult bool (M,)."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise AnnotationError(f"{path}: malformed XML: {err}") from err
+    image_size = _image_size(root)
+
+    boxes, labels, difficult = [], [], []
+    for index, obj in enumerate(root.iter("object")):
+        name = (obj.findtext("name") or "").strip()
+        where = f"{path}: object {index} ({name})"
+        if name not in label_of:
+            raise AnnotationError(
+                f"{where} has class name {name!r}, not one of the dataset's classes "
+                f"{sorted(label_of)}"
+            )
+        xmin, ymin, xmax, ymax = (
+            _coordinate(obj, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax")
+        )
+        x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
+        if image_size is not None:
+            x1, x2 = np.clip([x1, x2], 0, image_size[0])
+            y1, y2 = np.clip([y1, y2], 0, image_size[1])
+        if x2 <= x1 or y2 <= y1:
+            raise AnnotationError(
+                f"{where} has an empty box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} "
+                f"ymax={ymax:g} (image size {image_size})"
+            )
+        boxes.append([x1, y1, x2, y2])
+        labels.append(label_of[name])
+        difficult.append(obj.findtext("difficult", "0").strip() == "1")
+    return (
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(labels, np.int64),
+        np.array(difficult, bool),
+    )
+
+
+def _image_size(root: ET.Element) -> tuple[float, float] | None:
+    """(width, height) from <size>, or ``None`` when absent or not positive numbers."""
+    try:
+        width, height = float(root.findtext("size/width")), float(root.findtext("size/height"))
+    except (TypeError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def _coordinate(obj: ET.Element, tag: str, where: str) -> float:
+    text = obj.findtext(f"bndbox/{tag}")
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{where} has no numeric <bndbox><{tag}> (got {text!r})") from None

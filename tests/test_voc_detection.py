@@ -1,0 +1,199 @@
+"""VOCDetection on tiny VOCdevkit trees written to tmp_path."""
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+from mtvision.data import VOC_DETECTION_CLASSES, ImageLoadError, VOCDetection
+from mtvision.data.annotation_error import AnnotationError
+from mtvision.registry import DATASETS
+
+PIPELINE = [
+    dict(type="LoadImage"),
+    dict(type="Albumentations", transforms=[dict(type="Resize", height=25, width=50)]),
+    dict(type="PackInputs"),
+]
+
+
+def voc_xml(objects, size=(100, 50)):
+    """Annotation XML; objects are (name, (xmin, ymin, xmax, ymax), difficult or None)."""
+    parts = [f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height>"]
+    parts.append("<depth>3</depth></size>")
+    for name, (xmin, ymin, xmax, ymax), difficult in objects:
+        flag = "" if difficult is None else f"<difficult>{difficult}</difficult>"
+        parts.append(
+            f"<object><name>{name}</name><pose>Left</pose><truncated>0</truncated>{flag}"
+            f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+            f"<ymax>{ymax}</ymax></bndbox></object>"
+        )
+    return "".join(parts) + "</annotation>"
+
+
+def write_voc(year_dir, annotations, split="trainval", size=(100, 50)):
+    """VOCdevkit/VOC20xx with JPEGImages, Annotations and ImageSets/Main/<split>.txt."""
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (year_dir / sub).mkdir(parents=True, exist_ok=True)
+    for img_id, xml in annotations.items():
+        pixels = np.full((size[1], size[0], 3), 60, np.uint8)
+        assert cv2.imwrite(str(year_dir / "JPEGImages" / f"{img_id}.jpg"), pixels)
+        (year_dir / "Annotations" / f"{img_id}.xml").write_text(xml)
+    (year_dir / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(annotations) + "\n")
+    return year_dir
+
+
+@pytest.fixture
+def voc2007(tmp_path):
+    return write_voc(
+        tmp_path / "VOCdevkit" / "VOC2007",
+        {
+            "000005": voc_xml(
+                [
+                    ("dog", (1, 1, 10, 20), 0),
+                    ("person", (20, 5, 100, 50), 1),  # difficult
+                    ("car", (41, 11, 60, 30), None),  # no <difficult>: not difficult
+                ]
+            ),
+            "000007": voc_xml([("person", (5, 6, 7, 8), 1)]),  # only a difficult object
+        },
+    )
+
+
+def in_file(path, pattern):
+    """Regex for an error message that starts with the file's path."""
+    return re.escape(f"{path}: ") + pattern
+
+
+def test_boxes_are_continuous_pixel_edges_and_difficult_is_kept_aside(voc2007):
+    dataset = VOCDetection(voc2007)
+    assert dataset.metainfo["classes"] == VOC_DETECTION_CLASSES
+    assert len(VOC_DETECTION_CLASSES) == 20 and VOC_DETECTION_CLASSES[0] == "aeroplane"
+    assert len(dataset) == 2
+    info = dataset.get_data_info(0)
+    assert info["img_path"] == str(voc2007 / "JPEGImages" / "000005.jpg")
+    dog, person, car = (VOC_DETECTION_CLASSES.index(n) for n in ("dog", "person", "car"))
+    assert (dog, person, car) == (11, 14, 6)
+    # 1-based inclusive indices -> [xmin - 1, ymin - 1, xmax, ymax]
+    np.testing.assert_array_equal(info["boxes"], [[0, 0, 10, 20], [40, 10, 60, 30]])
+    np.testing.assert_array_equal(info["labels"], [dog, car])
+    assert info["boxes"].dtype == np.float32 and info["labels"].dtype == np.int64
+
+    assert info["meta"]["img_id"] == "000005"
+    ann = info["meta"]["ann"]
+    np.testing.assert_array_equal(
+        ann["boxes"], [[0, 0, 10, 20], [19, 4, 100, 50], [40, 10, 60, 30]]
+    )
+    np.testing.assert_array_equal(ann["labels"], [dog, person, car])
+    np.testing.assert_array_equal(ann["difficult"], [False, True, False])
+    assert ann["difficult"].dtype == bool
+
+    only_difficult = dataset.get_data_info(1)
+    assert only_difficult["boxes"].shape == (0, 4) and only_difficult["labels"].shape == (0,)
+    assert only_difficult["meta"]["ann"]["difficult"].tolist() == [True]
+
+
+def test_samples_through_pipeline(voc2007):
+    dataset = VOCDetection(voc2007, pipeline=PIPELINE, test_mode=True)
+    sample = dataset[0]
+    assert sample["inputs"].shape == (3, 25, 50)
+    data_sample = sample["data_samples"]
+    # resized from 100 x 50 to 50 x 25: halves
+    torch.testing.assert_close(
+        data_sample["boxes"], torch.tensor([[0.0, 0.0, 5.0, 10.0], [20.0, 5.0, 30.0, 15.0]])
+    )
+    meta = data_sample["meta"]
+    assert meta["img_id"] == "000005" and meta["ori_shape"] == (50, 100)
+    # the metric's annotation stays in original pixels
+    assert meta["ann"]["boxes"][1].tolist() == [19, 4, 100, 50]
+
+
+def test_boxes_past_the_image_are_clipped_to_its_size(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"a": voc_xml([("cat", (90, 40, 120, 60), 0)])})
+    np.testing.assert_array_equal(VOCDetection(root).get_data_info(0)["boxes"], [[89, 39, 100, 50]])
+
+
+def test_07_plus_12_concat_from_config(tmp_path, voc2007):
+    voc2012 = write_voc(
+        tmp_path / "VOCdevkit" / "VOC2012",
+        {"2008_000001": voc_xml([("cat", (3, 4, 30, 40), 0)])},
+    )
+    cfg = dict(
+        type="ConcatDataset",
+        datasets=[
+            dict(type="VOCDetection", data_root=str(voc2007), pipeline=PIPELINE),
+            dict(type="VOCDetection", data_root=str(voc2012), pipeline=PIPELINE),
+        ],
+    )
+    with DefaultScope.overwrite_default_scope("mtvision"):
+        dataset = DATASETS.build(cfg)
+    assert len(dataset) == 3
+    assert dataset.metainfo["classes"] == VOC_DETECTION_CLASSES
+    last = dataset[2]["data_samples"]
+    assert last["meta"]["img_id"] == "2008_000001"
+    assert last["labels"].tolist() == [VOC_DETECTION_CLASSES.index("cat")]
+    assert str(voc2012) in last["meta"]["img_path"]
+
+
+def test_custom_classes(tmp_path):
+    root = write_voc(
+        tmp_path / "VOC2007",
+        {"a": voc_xml([("square", (1, 1, 5, 5), 0), ("circle", (2, 2, 9, 9), 0)])},
+    )
+    dataset = VOCDetection(root, classes=("circle", "square"))
+    assert dataset.metainfo["classes"] == ("circle", "square")
+    assert dataset.get_data_info(0)["labels"].tolist() == [1, 0]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_malformed_xml_names_the_file(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"bad": "<annotation><object><name>cat</name>"})
+    with pytest.raises(
+        AnnotationError, match=in_file(root / "Annotations" / "bad.xml", "malformed XML")
+    ):
+        VOCDetection(root)
+
+
+def test_unknown_class_name_names_the_file(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"x": voc_xml([("unicorn", (1, 1, 5, 5), 0)])})
+    with pytest.raises(
+        AnnotationError,
+        match=in_file(root / "Annotations" / "x.xml", r"object 0 \(unicorn\) has class"),
+    ):
+        VOCDetection(root)
+
+
+def test_listed_id_without_annotation_file_names_both(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"x": voc_xml([("cat", (1, 1, 5, 5), 0)])})
+    with open(root / "ImageSets" / "Main" / "trainval.txt", "a") as f:
+        f.write("missing_one\n")
+    with pytest.raises(FileNotFoundError, match=r"Annotations/missing_one.xml does not exist"):
+        VOCDetection(root)
+
+
+def test_missing_list_file_is_named(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"x": voc_xml([("cat", (1, 1, 5, 5), 0)])})
+    with pytest.raises(FileNotFoundError, match=r"ImageSets/Main/test.txt does not exist"):
+        VOCDetection(root, ann_file="ImageSets/Main/test.txt")
+
+
+def test_missing_or_empty_box_names_file_and_object(tmp_path):
+    xml = voc_xml([("cat", (1, 1, 5, 5), 0), ("dog", (1, 1, 5, 5), 0)])
+    root = write_voc(tmp_path / "VOC2007", {"x": xml.replace("<ymax>5</ymax>", "", 1)})
+    path = root / "Annotations" / "x.xml"
+    with pytest.raises(AnnotationError, match=in_file(path, r"object 0 \(cat\) has no numeric")):
+        VOCDetection(root)
+    path.write_text(voc_xml([("cat", (1, 1, 5, 5), 0), ("dog", (9, 1, 5, 5), 0)]))
+    with pytest.raises(AnnotationError, match=in_file(path, r"object 1 \(dog\) has an empty box")):
+        VOCDetection(root)
+
+
+def test_missing_image_fails_at_load_time_naming_it(voc2007):
+    (voc2007 / "JPEGImages" / "000007.jpg").unlink()
+    dataset = VOCDetection(voc2007, pipeline=PIPELINE)
+    with pytest.raises(ImageLoadError, match="000007.jpg"):
+        dataset[1]
