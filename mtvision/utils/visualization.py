@@ -62,3 +62,94 @@ def tile_grid(tiles: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np
         y, x = gap + r * (height + gap), gap + c * (width + gap)
         canvas[y : y + height, x : x + width] = tile
     return canvas
+
+
+def class_color(label: int) -> tuple[int, int, int]:
+    """A bright RGB colour for a class index, distinct for neighbouring labels.
+
+    Hues step by the golden ratio around the colour wheel, so any few
+    consecutive labels get clearly different colours.
+    """
+    hue = int((label * 0.618033988749895 % 1.0) * 180)  # OpenCV hue range is 0..179
+    hsv = np.array([[[hue, 220, 255]]], np.uint8)
+    r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
+    return int(r), int(g), int(b)
+
+
+def draw_detections(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str] | None = None,
+    score_threshold: float = 0.3,
+    thickness: int = 2,
+) -> np.ndarray:
+    """Return a copy of ``image`` with the detections scoring >= ``score_threshold`` drawn.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        boxes: (K, 4) xyxy pixels of ``image``.
+        labels: (K,) class indices; ``classes[label]`` is written (the number
+            when ``classes`` is None) with the score, on a filled tag above the
+            box (inside it when the box touches the top edge).
+        scores: (K,) confidences.
+
+    Each class has its own colour (:func:`class_color`); the lowest scores are
+    drawn first so the most confident boxes stay on top.
+    """
+    canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores).reshape(-1)
+    font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    for k in np.argsort(scores, kind="stable"):
+        if scores[k] < score_threshold:
+            continue
+        label = int(labels[k])
+        color = class_color(label)
+        x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
+        name = classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
+        text = f"{name} {scores[k]:.2f}"
+        (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, 1)
+        tag_h = text_h + baseline + 2
+        top = y1 - tag_h if y1 - tag_h >= 0 else y1
+        cv2.rectangle(canvas, (x1, top), (x1 + text_w + 2, top + tag_h), color, cv2.FILLED)
+        cv2.putText(
+            canvas, text, (x1 + 1, top + text_h + 1), font, font_scale, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    return canvas
+
+
+def draw_segmentation(
+    image: np.ndarray,
+    mask: np.ndarray,
+    palette: np.ndarray | Sequence[Sequence[int]],
+    alpha: float = 0.5,
+    unpainted_labels: Sequence[int] = (0, 255),
+) -> np.ndarray:
+    """Return ``image`` blended with the colours of ``mask``.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) integer class map of the same size.
+        palette: (N, 3) RGB colour of each label (e.g. the VOC colormap).
+        alpha: weight of the colour: ``out = (1 - alpha) * image + alpha * colour``.
+        unpainted_labels: labels whose pixels keep the image as it is
+            (background and VOC's 255 "ignore"), so objects stand out.
+    """
+    image = np.asarray(image, dtype=np.uint8)
+    mask = np.asarray(mask)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
+    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    painted = ~np.isin(mask, list(unpainted_labels))
+    if painted.any() and (mask[painted].min() < 0 or mask[painted].max() >= len(palette)):
+        raise ValueError(
+            f"mask labels {mask[painted].min()}..{mask[painted].max()} have no colour in a "
+            f"palette of {len(palette)}"
+        )
+    out = image.copy()
+    colours = palette[mask[painted]].astype(np.float64)
+    out[painted] = np.round((1.0 - alpha) * image[painted] + alpha * colours).astype(np.uint8)
+    return out
