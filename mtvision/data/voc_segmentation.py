@@ -1,0 +1,207 @@
+"""PASCAL VOC 2012 semantic segmentation, plus the SBD-augmented ``train_aug`` set.
+
+Layout (``data_root`` is the ``VOC2012`` folder)::
+
+    VOCdevkit/VOC2012/
+      JPEGImages/<id>.jpg
+      SegmentationClass/<id>.png        palette ('P') PNGs, value = class index, 255 = ignore
+      SegmentationClassAug/<id>.png     SBD-augmented masks, grayscale ('L') index PNGs
+      ImageSets/Segmentation/train.txt, val.txt, trainval.txt, train_aug.txt   one <id> a line
+
+``train_aug`` (10,582 images: VOC train + SBD, without VOC val) is laid out as
+mmseg and TF-DeepLab users convert it: masks in ``SegmentationClassAug`` and
+the id list in ``ImageSets/Segmentation/train_aug.txt``.
+
+Labels: 0 = background, 1..20 the VOC classes in :data:`VOC_CLASSES` order,
+255 = ignore (object boundaries and "difficult" regions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.synthetic import voc_colormap
+from mtvision.registry import DATASETS
+
+__all__ = ["VOC_CLASSES", "VOCSegmentation", "voc_palette"]
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+"""The 21 PASCAL VOC segmentation classes; a class's index is its mask value."""
+
+_MAX_LISTED_MISSING = 5
+
+
+def voc_palette(num_classes: int = len(VOC_CLASSES)) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC colours of class indices 0..num_classes-1, as (R, G, B) tuples."""
+    return [tuple(int(c) for c in rgb) for rgb in voc_colormap(num_classes)]
+
+
+@DATASETS.register_module()
+class VOCSegmentation(MTBaseDataset):
+    """Images and class-index masks listed in ``ImageSets/Segmentation/<split>.txt``.
+
+    ``load_data_list`` gives one dict per listed id, in list order::
+
+        {"img_path": str, "seg_path": str, "num_classes": int, "meta": {"img_id": "<id>"}}
+
+    (``get_data_info`` adds ``sample_idx``). A pipeline reads them with
+    ``LoadImage`` and :class:`~mtvision.data.mask_io.LoadMask`, which checks
+    the mask values against ``num_classes``. ``metainfo`` holds ``classes``
+    (names, index = mask value) and ``palette`` (one (R, G, B) per class).
+
+    Every listed image and mask must exist: a missing file is reported when
+    the dataset is built, with the first few missing paths, not in the
+    middle of training.
+
+    Args:
+        data_root: the ``VOC2012`` folder.
+        split: name of the id list; ``"train"``, ``"val"``, ``"trainval"`` or
+            ``"train_aug"``.
+        ann_file: the id list file, relative to ``data_root`` or absolute;
+            default ``ImageSets/Segmentation/<split>.txt``.
+        img_dir: image folder under ``data_root``.
+        mask_dir: mask folder under ``data_root``; default
+            ``SegmentationClassAug`` for ``split="train_aug"``, else
+            ``SegmentationClass``.
+        img_suffix, mask_suffix: file name endings after the id.
+        classes: class names, index = mask value (default :data:`VOC_CLASSES`;
+            the synthetic shapes set uses ``("background", *SHAPE_CLASSES)``).
+            ``metainfo=dict(classes=...)`` (OpenMMLab style) does the same.
+            The palette defaults to the VOC colours of the first
+            ``len(classes)`` indices.
+        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`
+            (``"skip"`` also skips unreadable or invalid masks in training).
+        **kwargs: other ``BaseDataset`` arguments (``metainfo``, ``indices``,
+            ``serialize_data``, ``lazy_init``, ...).
+    """
+
+    METAINFO = {"classes": VOC_CLASSES, "palette": voc_palette()}
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike,
+        split: str = "train",
+        ann_file: str | os.PathLike | None = None,
+        img_dir: str = "JPEGImages",
+        mask_dir: str | None = None,
+        img_suffix: str = ".jpg",
+        mask_suffix: str = ".png",
+        classes: Sequence[str] | None = None,
+        metainfo: dict | None = None,
+        on_bad_image: Literal["raise", "skip"] = "raise",
+        pipeline: Sequence = (),
+        test_mode: bool = False,
+        **kwargs,
+    ) -> None:
+        data_root = os.fspath(data_root)
+        if mask_dir is None:
+            mask_dir = "SegmentationClassAug" if split == "train_aug" else "SegmentationClass"
+        if ann_file is None:
+            ann_file = os.path.join("ImageSets", "Segmentation", f"{split}.txt")
+        self.split = split
+        self.img_dir = os.path.join(data_root, img_dir)
+        self.mask_dir = os.path.join(data_root, mask_dir)
+        self.img_suffix = img_suffix
+        self.mask_suffix = mask_suffix
+        super().__init__(
+            data_root=data_root,
+            ann_file=os.fspath(ann_file),
+            metainfo=_metainfo_with_palette(metainfo, classes),
+            on_bad_image=on_bad_image,
+            pipeline=pipeline,
+            test_mode=test_mode,
+            **kwargs,
+        )
+
+    def load_data_list(self) -> list[dict]:
+        ids = self._read_ids()
+        num_classes = len(self._metainfo["classes"])
+        data_list = [
+            {
+                "img_path": os.path.join(self.img_dir, f"{img_id}{self.img_suffix}"),
+                "seg_path": os.path.join(self.mask_dir, f"{img_id}{self.mask_suffix}"),
+                "num_classes": num_classes,
+                "meta": {"img_id": img_id},
+            }
+            for img_id in ids
+        ]
+        self._check_files_exist(data_list)
+        return data_list
+
+    def _read_ids(self) -> list[str]:
+        if not os.path.isdir(self.data_root):
+            raise FileNotFoundError(
+                f"VOC data root {self.data_root} does not exist; expected the VOC2012 folder "
+                "holding JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/"
+            )
+        if not os.path.isfile(self.ann_file):
+            listed = os.path.dirname(self.ann_file)
+            found = sorted(os.listdir(listed)) if os.path.isdir(listed) else []
+            raise FileNotFoundError(
+                f"id list {self.ann_file} for split {self.split!r} does not exist "
+                f"({listed} holds {found[:10]})"
+            )
+        with open(self.ann_file, encoding="utf-8") as f:
+            # A line may carry more than the id (e.g. "<id> -1" class lists); the id comes first.
+            ids = [line.split()[0] for line in f if line.strip()]
+        if not ids:
+            raise ValueError(f"id list {self.ann_file} lists no image")
+        return ids
+
+    def _check_files_exist(self, data_list: list[dict]) -> None:
+        missing = [
+            path
+            for info in data_list
+            for path in (info["img_path"], info["seg_path"])
+            if not os.path.isfile(path)
+        ]
+        if missing:
+            shown = ", ".join(missing[:_MAX_LISTED_MISSING])
+            extra = len(missing) - _MAX_LISTED_MISSING
+            more = f" and {extra} more" if extra > 0 else ""
+            raise FileNotFoundError(
+                f"{len(missing)} files for the ids listed in {self.ann_file} are missing: "
+                f"{shown}{more}"
+            )
+
+
+def _metainfo_with_palette(metainfo: dict | None, classes: Sequence[str] | None) -> dict:
+    """``metainfo`` with ``classes`` applied and a VOC palette sized to the classes."""
+    metainfo = dict(metainfo or {})
+    if classes is not None:
+        metainfo["classes"] = tuple(classes)
+    # A string names a file of class names, which mmengine's BaseDataset reads.
+    if "classes" in metainfo and not isinstance(metainfo["classes"], str):
+        metainfo["classes"] = tuple(metainfo["classes"])
+        if not 1 <= len(metainfo["classes"]) <= 255:
+            raise ValueError(
+                f"VOCSegmentation: need 1..255 classes (255 is the ignore value), "
+                f"got {len(metainfo['classes'])}"
+            )
+        metainfo.setdefault("palette", voc_palette(len(metainfo["classes"])))
+    return metainfo
