@@ -1,4 +1,4 @@
-"""Every shipped config loads, and the ImageNet recipe runs on a tiny ImageNet-layout tree."""
+"""Every shipped config loads and builds its model, and the ImageNet recipe runs on a tiny tree."""
 
 from pathlib import Path
 
@@ -8,6 +8,10 @@ import pytest
 from engine_toy import load_tool, loader_options
 
 from mtvision.engine import load_config
+from mtvision.models import ImageClassifier
+from mtvision.models.segmentor import Segmentor
+from mtvision.models.ssdlite import SSDLite
+from mtvision.registry import DATASETS, METRICS, MODELS
 
 CONFIGS = sorted(str(path) for path in Path("configs").rglob("*.py") if "_base_" not in path.parts)
 train_tool = load_tool("train")
@@ -17,8 +21,13 @@ train_tool = load_tool("train")
 def test_config_loads_and_names_known_components(config):
     cfg = load_config(config)
     assert cfg.default_scope == "mtvision"
-    assert cfg.model.type == "ImageClassifier"
     assert cfg.train_dataloader.collate_fn.type == "mtvision.collate_samples"
+    for name in ("train_dataloader", "val_dataloader"):
+        assert DATASETS.get(cfg[name].dataset.type) is not None, (name, cfg[name].dataset.type)
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        assert METRICS.get(evaluator.type) is not None, evaluator.type
+    model = MODELS.build(cfg.model)
+    assert isinstance(model, (ImageClassifier, SSDLite, Segmentor)), type(model)
 
 
 def _write_tiny_imagenet(root: Path, images_per_class: int = 2) -> None:

@@ -29,7 +29,12 @@ def test_load_image_starts_meta_and_keeps_other_keys(tmp_path):
     out = LoadImage()({"img_path": path, "label": 3, "sample_idx": 7})
     np.testing.assert_array_equal(out["image"], rgb)
     assert out["label"] == 3 and out["sample_idx"] == 7
-    assert out["meta"] == {"img_path": path, "ori_shape": (30, 40), "sample_idx": 7}
+    assert out["meta"] == {
+        "img_path": path,
+        "ori_shape": (30, 40),
+        "img_shape": (30, 40),
+        "sample_idx": 7,
+    }
 
 
 @pytest.mark.parametrize(

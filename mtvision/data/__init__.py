@@ -1,24 +1,39 @@
 """Datasets, transforms and collation.
 
-Importing this package registers ``ImageNetFolder`` (DATASETS), ``LoadImage``,
+Importing this package registers ``ImageNetFolder``, ``CocoDetection``,
+``VOCDetection`` (DATASETS), ``LoadImage``,
 ``Albumentations``, ``PackInputs`` (TRANSFORMS) and ``collate_samples``
 (FUNCTIONS) in mtvision's registries.
 """
 
 from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.coco_detection import CocoDetection
 from mtvision.data.collate import collate_samples
 from mtvision.data.image_io import ImageLoadError, decode_image, load_image
 from mtvision.data.imagenet import IMAGE_EXTENSIONS, ImageNetFolder
+from mtvision.data.mask_io import LoadMask, MaskLoadError
+from mtvision.data.ssd_transforms import MinIoURandomCrop, ZoomOut
 from mtvision.data.transforms import Albumentations, LoadImage, PackInputs
+from mtvision.data.voc_detection import VOC_DETECTION_CLASSES, VOCDetection
+from mtvision.data.voc_segmentation import VOC_CLASSES, VOCSegmentation
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "VOC_CLASSES",
+    "VOC_DETECTION_CLASSES",
     "Albumentations",
+    "CocoDetection",
     "ImageLoadError",
     "ImageNetFolder",
     "LoadImage",
+    "LoadMask",
     "MTBaseDataset",
+    "MaskLoadError",
+    "MinIoURandomCrop",
     "PackInputs",
+    "VOCDetection",
+    "VOCSegmentation",
+    "ZoomOut",
     "collate_samples",
     "decode_image",
     "load_image",

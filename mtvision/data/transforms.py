@@ -51,8 +51,8 @@ __all__ = ["Albumentations", "LoadImage", "PackInputs"]
 class LoadImage:
     """Read ``img_path`` into ``image`` (H, W, 3) uint8 RGB and start ``meta``.
 
-    ``meta`` gets ``img_path``, ``ori_shape`` (H, W) and, when present,
-    ``sample_idx``; every other key (``label``, ``boxes``, ...) is kept.
+    ``meta`` gets ``img_path``, ``ori_shape`` (H, W), ``img_shape`` (H, W)
+    (the same until a transform resizes) and, when present, ``sample_idx``; every other key (``label``, ``boxes``, ...) is kept.
     Unreadable files raise :class:`~mtvision.data.image_io.ImageLoadError`.
     """
 
@@ -61,6 +61,8 @@ class LoadImage:
         meta = dict(results.get("meta", {}))
         meta["img_path"] = results["img_path"]
         meta["ori_shape"] = tuple(image.shape[:2])
+        # Until a transform resizes the image, its shape is the loaded one.
+        meta["img_shape"] = meta["ori_shape"]
         if "sample_idx" in results:
             meta["sample_idx"] = results["sample_idx"]
         return {**results, "image": image, "meta": meta}

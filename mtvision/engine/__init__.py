@@ -16,6 +16,7 @@ from mtvision.engine.checkpoint import (
 )
 from mtvision.engine.config import ConfigError, load_config
 from mtvision.engine.runner import LAST_CHECKPOINT_NAME, Runner, build_runner
+from mtvision.engine.show_predictions_hook import ShowPredictionsHook
 
 __all__ = [
     "CHECKPOINT_SAFE_GLOBALS",
@@ -24,6 +25,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "Runner",
+    "ShowPredictionsHook",
     "atomic_publish",
     "atomic_write_bytes",
     "build_runner",

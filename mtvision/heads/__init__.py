@@ -1,3 +1,6 @@
 from mtvision.heads.classifier_head import ClassifierHead
+from mtvision.heads.deeplabv3_head import DeepLabV3Head
+from mtvision.heads.ssdlite_extras import SSDLiteExtras
+from mtvision.heads.ssdlite_head import SSDLiteHead
 
-__all__ = ["ClassifierHead"]
+__all__ = ["ClassifierHead", "DeepLabV3Head", "SSDLiteExtras", "SSDLiteHead"]

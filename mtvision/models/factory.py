@@ -65,3 +65,73 @@ def _mobilenet_v2_classifier(width_mult: float):
 
 for _suffix, _width in (("", 1.0), ("_140", 1.4), ("_075", 0.75), ("_050", 0.5), ("_035", 0.35)):
     register_model(f"mobilenet_v2{_suffix}")(_mobilenet_v2_classifier(_width))
+
+
+@register_model("deeplabv3_mobilenet_v2")
+def _deeplabv3_mobilenet_v2(
+    num_classes: int = 21,
+    head: str = "ondevice",
+    output_stride: int = 16,
+    width_mult: float = 1.0,
+    channels: int = 256,
+    atrous_rates: tuple[int, ...] = (6, 12, 18),
+    dropout: float = 0.1,
+    ignore_index: int = 255,
+    test_cfg: dict | None = None,
+    **backbone_kwargs,
+) -> nn.Module:
+    """DeepLabv3 on MobileNetV2's 320-channel ``stage7`` (paper section 6.3, Table 7).
+
+    ``head="ondevice"``: 1x1 + image-pooling branches (the paper's pick);
+    ``head="aspp"``: adds 3x3 branches at ``atrous_rates`` (stated at output stride
+    16, doubled at 8). Extra keyword arguments go to the backbone.
+    """
+    from mtvision.models.segmentor import Segmentor
+
+    heads = {"ondevice": False, "aspp": True}
+    if head not in heads:
+        raise ValueError(f"head must be one of {list(heads)}, got {head!r}")
+    return Segmentor(
+        backbone=dict(
+            type="MobileNetV2",
+            width_mult=width_mult,
+            output_stride=output_stride,
+            **backbone_kwargs,
+        ),
+        decode_head=dict(
+            type="DeepLabV3Head",
+            in_feature="stage7",
+            num_classes=num_classes,
+            channels=channels,
+            aspp=heads[head],
+            atrous_rates=atrous_rates,
+            dropout=dropout,
+        ),
+        ignore_index=ignore_index,
+        test_cfg=test_cfg,
+    )
+
+
+@register_model("ssdlite320_mobilenet_v2")
+def ssdlite320_mobilenet_v2(
+    num_classes: int = 80,
+    width_mult: float = 1.0,
+    anchor_generator: dict | None = None,
+    cls_loss: str = "softmax",
+    test_cfg: dict | None = None,
+    **backbone_kwargs,
+) -> nn.Module:
+    """SSDLite on MobileNetV2 (paper section 6.2), meant for 320x320 inputs.
+
+    ``num_classes`` foreground classes; ``anchor_generator``, ``cls_loss`` and
+    ``test_cfg`` as in ``SSDLite``. Extra keyword arguments go to the backbone.
+    """
+    from mtvision.models.ssdlite import SSDLite
+
+    return SSDLite(
+        backbone=dict(type="MobileNetV2", width_mult=width_mult, **backbone_kwargs),
+        num_classes=num_classes,
+        anchor_generator=anchor_generator,
+        cls_loss=cls_loss,
+        test_cfg=test_cfg,
+    )
