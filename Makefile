@@ -4,10 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
-DEMO_CFG ?= configs/demo/mobilenetv2_shapes.py
-DEMO_WORK_DIR ?= work_dirs/mobilenetv2_shapes
+DEMO_CFG ?= configs/demo/ssdlite_shapes.py
+DEMO_WORK_DIR ?= work_dirs/ssdlite_shapes
+CLS_CFG := configs/demo/mobilenetv2_shapes.py
+CLS_WORK_DIR := work_dirs/mobilenetv2_shapes
+SEG_CFG := configs/demo/deeplabv3_shapes.py
+SEG_WORK_DIR := work_dirs/deeplabv3_shapes
 
-.PHONY: install demo test test-slow test-all lint bench clean
+.PHONY: install demo demo-classification demo-segmentation test test-slow test-all lint bench clean
 
 install: $(VENV)/.installed
 
@@ -21,11 +25,24 @@ $(VENV)/.installed: pyproject.toml
 $(DEMO_DATA)/dataset_info.json: | $(VENV)/.installed
 	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --seed 0 --num-train 3000 --num-val 300
 
+# The main demo: SSDLite detection on the synthetic COCO-layout shapes. eval.py
+# prints the COCO table, writes the COCO-format results json and draws the
+# predicted boxes of a few validation images into $(DEMO_WORK_DIR)/val_predictions/.
 demo: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
 	$(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK_DIR)
-	$(PY) tools/eval.py $(DEMO_CFG) $(DEMO_WORK_DIR)/last.pth --work-dir $(DEMO_WORK_DIR) --out $(DEMO_WORK_DIR)/eval_metrics.json
-	$(PY) tools/visualize.py $(DEMO_CFG) $(DEMO_WORK_DIR)/last.pth --out $(DEMO_WORK_DIR)/val_predictions.png
-	@echo "demo done: metrics in $(DEMO_WORK_DIR)/eval_metrics.json, picture in $(DEMO_WORK_DIR)/val_predictions.png"
+	$(PY) tools/eval.py $(DEMO_CFG) $(DEMO_WORK_DIR)/last.pth --work-dir $(DEMO_WORK_DIR) \
+		--out $(DEMO_WORK_DIR)/val_results.json --show-dir $(DEMO_WORK_DIR)/val_predictions --show-limit 8
+	@echo "demo done: COCO results in $(DEMO_WORK_DIR)/val_results.json, pictures in $(DEMO_WORK_DIR)/val_predictions/"
+
+demo-classification: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
+	$(PY) tools/train.py $(CLS_CFG) --work-dir $(CLS_WORK_DIR)
+	$(PY) tools/eval.py $(CLS_CFG) $(CLS_WORK_DIR)/last.pth --work-dir $(CLS_WORK_DIR) --out $(CLS_WORK_DIR)/eval_metrics.json
+	$(PY) tools/visualize.py $(CLS_CFG) $(CLS_WORK_DIR)/last.pth --out $(CLS_WORK_DIR)/val_predictions.png
+
+demo-segmentation: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
+	$(PY) tools/train.py $(SEG_CFG) --work-dir $(SEG_WORK_DIR)
+	$(PY) tools/eval.py $(SEG_CFG) $(SEG_WORK_DIR)/last.pth --work-dir $(SEG_WORK_DIR) \
+		--out $(SEG_WORK_DIR)/eval_metrics.json --show-dir $(SEG_WORK_DIR)/val_predictions --show-limit 8
 
 # Default suite: everything but the `slow` learning runs (well under 15 min on 2 cores).
 test: $(VENV)/.installed

@@ -2,8 +2,9 @@
 # COCO layout (written by tools/make_demo_data.py: 3,000 train / 300 val images,
 # 6 classes with non-contiguous category ids, objects from a few px to most of the
 # image). Sized for 2 CPU cores and under 10 minutes of training: width 0.5 at
-# 192x192, flips and mild zoom-out instead of the full SSD augmentation (which
-# needs hundreds of epochs to pay off), AdamW with warm-up and cosine decay.
+# 160x160, 8 epochs of batch 16, flips only (the full SSD augmentation pays off
+# over hundreds of epochs, not 8), AdamW with warm-up and cosine decay. Measured
+# alternatives and the learning curve: docs/results.md.
 #   make demo    (or: python tools/train.py configs/demo/ssdlite_shapes.py)
 _base_ = [
     "../_base_/models/ssdlite_mobilenet_v2.py",
@@ -12,7 +13,7 @@ _base_ = [
 ]
 
 data_root = "data/demo/coco/"
-input_size = 192
+input_size = 160
 
 model = dict(
     backbone=dict(width_mult=0.5),
