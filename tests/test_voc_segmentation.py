@@ -13,9 +13,9 @@ from PIL import Image
 from mtvision.data import LoadMask, MaskLoadError, VOCSegmentation
 from mtvision.data.mask_io import load_index_mask
 from mtvision.data.synthetic import SHAPE_CLASSES, generate_shapes_dataset, voc_colormap
-from mtvision.data.transforms import Albumentations, LoadImage, PackInputs
+from mtvision.data.transforms import Albumentations
 from mtvision.data.voc_segmentation import VOC_CLASSES
-from mtvision.registry import DATASETS
+from mtvision.registry import DATASETS, TRANSFORMS
 
 VOC_CONFIG = "configs/deeplabv3_voc.py"
 DEMO_CONFIG = "configs/demo/deeplabv3_shapes.py"
@@ -244,13 +244,12 @@ def test_load_mask_needs_the_image_first(voc_root):
 
 
 def _pipeline_from(config, key):
-    pipeline = Config.fromfile(config)[key]
-    return [LoadImage(), LoadMask(num_classes=21), _albumentations_of(pipeline), PackInputs()]
-
-
-def _albumentations_of(pipeline):
-    (step,) = [step for step in pipeline if step["type"] == "Albumentations"]
-    return Albumentations(step["transforms"])
+    """The config's pipeline, built; masks checked against the 21 VOC classes of the fixture."""
+    steps = Config.fromfile(config)[key]
+    return [
+        TRANSFORMS.build({**step, "num_classes": 21} if step["type"] == "LoadMask" else step)
+        for step in steps
+    ]
 
 
 @pytest.mark.parametrize("config", [VOC_CONFIG, DEMO_CONFIG])
@@ -290,8 +289,7 @@ def test_padding_fills_the_mean_colour_and_ignore(config):
 
 @pytest.mark.parametrize("config", [VOC_CONFIG, DEMO_CONFIG])
 def test_test_pipeline_keeps_the_original_size(voc_root, config):
-    cfg = Config.fromfile(config)
-    pipeline = [LoadImage(), LoadMask(num_classes=21), _albumentations_of(cfg["test_pipeline"])]
+    pipeline = _pipeline_from(config, "test_pipeline")[:-1]  # up to PackInputs
     results = {
         "img_path": str(voc_root / "JPEGImages" / "2007_000039.jpg"),
         "seg_path": str(voc_root / "SegmentationClass" / "2007_000039.png"),
