@@ -49,3 +49,14 @@ class MTDataPreprocessor(ImgDataPreprocessor):
         if self.channels_last:
             data["inputs"] = data["inputs"].contiguous(memory_format=torch.channels_last)
         return data
+
+
+def build_data_preprocessor(cfg: dict | torch.nn.Module | None) -> torch.nn.Module:
+    """The preprocessor every mtvision model uses: ``None`` means ``MTDataPreprocessor()``.
+
+    Config dicts are built from mtvision's registry, so they resolve without
+    mmengine's default scope (e.g. under ``mtvision.create_model`` outside a Runner).
+    """
+    if cfg is None:
+        cfg = dict(type="MTDataPreprocessor")
+    return MODELS.build(cfg) if isinstance(cfg, dict) else cfg

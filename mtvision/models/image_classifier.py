@@ -10,6 +10,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from mtvision.backbones.feature_spec import select_specs
+from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.registry import MODELS
 
 
@@ -49,13 +50,9 @@ class ImageClassifier(BaseModel):
         channels_last: bool = False,
         init_cfg: dict | None = None,
     ) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type="MTDataPreprocessor")
-        if isinstance(data_preprocessor, dict):
-            # Built from our registry so it resolves without mmengine's default scope
-            # (e.g. under mtvision.create_model outside a Runner).
-            data_preprocessor = MODELS.build(data_preprocessor)
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=build_data_preprocessor(data_preprocessor), init_cfg=init_cfg
+        )
         head = copy.deepcopy(head)
         in_feature = head.pop("in_feature", "final_conv")
         if isinstance(backbone, dict):

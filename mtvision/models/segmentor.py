@@ -11,6 +11,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from mtvision.backbones.feature_spec import select_specs
+from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.registry import MODELS
 
 TEST_CFG_KEYS = ("scales", "flip")
@@ -67,13 +68,9 @@ class Segmentor(BaseModel):
         channels_last: bool = False,
         init_cfg: dict | None = None,
     ) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type="MTDataPreprocessor")
-        if isinstance(data_preprocessor, dict):
-            # Built from our registry so it resolves without mmengine's default scope
-            # (e.g. under mtvision.create_model outside a Runner).
-            data_preprocessor = MODELS.build(data_preprocessor)
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=build_data_preprocessor(data_preprocessor), init_cfg=init_cfg
+        )
         head = copy.deepcopy(decode_head)
         in_feature = head.pop("in_feature", "stage7")
         if isinstance(backbone, dict):

@@ -14,6 +14,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
 from mtvision.backbones.feature_spec import select_specs
 from mtvision.heads.ssdlite_extras import DEFAULT_DEPTHS, SSDLiteExtras
 from mtvision.heads.ssdlite_head import SSDLiteHead
+from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.ops.anchors import GridAnchorGenerator
 from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import SSDMatcher
@@ -113,12 +114,9 @@ class SSDLite(BaseModel):
         channels_last: bool = False,
         init_cfg: dict | None = None,
     ) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type="MTDataPreprocessor")
-        if isinstance(data_preprocessor, dict):
-            # Built from our registry so it resolves without mmengine's default scope.
-            data_preprocessor = MODELS.build(data_preprocessor)
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=build_data_preprocessor(data_preprocessor), init_cfg=init_cfg
+        )
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if cls_loss not in (SOFTMAX, FOCAL):
