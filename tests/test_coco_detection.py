@@ -1,14 +1,12 @@
 """CocoDetection on tiny COCO trees written to tmp_path (hand-made json and synthetic shapes)."""
 
 import json
-import logging
 import re
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader
 
 from mtvision.data import CocoDetection, ImageLoadError, collate_samples
@@ -72,24 +70,6 @@ def tiny_coco(tmp_path):
 def in_file(path, pattern):
     """Regex for an error message that starts with the file's path."""
     return re.escape(f"{path}: ") + pattern
-
-
-class WarningRecorder(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def logged_warnings():
-    logger = MMLogger.get_current_instance()
-    recorder = WarningRecorder()
-    logger.addHandler(recorder)
-    yield recorder.messages
-    logger.removeHandler(recorder)
 
 
 def test_boxes_labels_and_ids(tiny_coco):

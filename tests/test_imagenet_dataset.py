@@ -1,13 +1,11 @@
 """ImageNetFolder on tiny class-folder trees written to tmp_path."""
 
-import logging
 import os
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader
 
 from mtvision.data import ImageLoadError, ImageNetFolder, collate_samples
@@ -43,24 +41,6 @@ def tree(tmp_path):
     write_jpeg(root / "val" / "cat" / "v0.jpg", seed=4)
     write_jpeg(root / "val" / "dog" / "v1.jpg", seed=5)
     return root
-
-
-class WarningRecorder(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def logged_warnings():
-    logger = MMLogger.get_current_instance()
-    recorder = WarningRecorder()
-    logger.addHandler(recorder)
-    yield recorder.messages
-    logger.removeHandler(recorder)
 
 
 def test_classes_labels_and_paths(tree):

@@ -1,12 +1,10 @@
 """MeanIoU against a direct per-class numpy computation, its conventions and its errors."""
 
-import logging
 import math
 
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MMLogger
 
 from mtvision.evaluation.miou_metric import MeanIoU, confusion_matrix
 from mtvision.registry import METRICS
@@ -114,14 +112,14 @@ def test_repeated_images_of_a_padded_sampler_are_dropped_by_evaluate():
     assert metric.results == []
 
 
-def test_num_classes_and_table_names_come_from_the_dataset(caplog_mm):
+def test_num_classes_and_table_names_come_from_the_dataset(logged_messages):
     metric = METRICS.build(dict(type="MeanIoU"))
     metric.dataset_meta = {"classes": ("background", "circle", "square")}
     gt = np.array([[0, 1], [2, 2]], np.uint8)
     metric.process({}, [_prediction(gt.astype(np.int64), gt)])
     assert metric.results[0].shape == (3, 3)
     assert metric.evaluate(size=1) == {"seg/mIoU": 1.0, "seg/mAcc": 1.0, "seg/aAcc": 1.0}
-    table = next(message for message in caplog_mm if "IoU" in message)
+    table = next(message for message in logged_messages if "IoU" in message)
     assert "circle" in table and "square" in table and "1.0000" in table
 
 
@@ -171,21 +169,3 @@ def test_nan_never_reaches_the_means():
     metrics = metric.compute_metrics(metric.results)
     assert not any(math.isnan(v) for v in metrics.values())
     assert metrics["mIoU"] == 1.0
-
-
-class _Recorder(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def caplog_mm():
-    logger = MMLogger.get_current_instance()
-    recorder = _Recorder()
-    logger.addHandler(recorder)
-    yield recorder.messages
-    logger.removeHandler(recorder)

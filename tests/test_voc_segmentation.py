@@ -1,13 +1,10 @@
 """VOCSegmentation and LoadMask on tiny VOCdevkit trees written to tmp_path, and the
 segmentation pipelines of the configs."""
 
-import logging
-
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from PIL import Image
 
 from mtvision.data import LoadMask, MaskLoadError, VOCSegmentation
@@ -215,24 +212,6 @@ def test_bad_masks_are_skipped_and_logged_in_skip_mode(voc_root, monkeypatch, lo
     assert dataset.num_skipped_images == 1
     (warning,) = logged_warnings
     assert str(bad) in warning and "values 99" in warning
-
-
-class _WarningRecorder(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def logged_warnings():
-    logger = MMLogger.get_current_instance()
-    recorder = _WarningRecorder()
-    logger.addHandler(recorder)
-    yield recorder.messages
-    logger.removeHandler(recorder)
 
 
 def test_load_mask_needs_the_image_first(voc_root):

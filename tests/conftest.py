@@ -1,0 +1,35 @@
+"""Fixtures shared by the test files: messages logged through mmengine's logger."""
+
+import logging
+
+import pytest
+from mmengine.logging import MMLogger
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, level: int):
+        super().__init__(level=level)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _record(level: int):
+    logger = MMLogger.get_current_instance()
+    recorder = _Recorder(level)
+    logger.addHandler(recorder)
+    yield recorder.messages
+    logger.removeHandler(recorder)
+
+
+@pytest.fixture
+def logged_warnings():
+    """Texts of the warnings mmengine's current logger emits during the test."""
+    yield from _record(logging.WARNING)
+
+
+@pytest.fixture
+def logged_messages():
+    """Texts of the INFO (and higher) messages mmengine's current logger emits during the test."""
+    yield from _record(logging.INFO)
