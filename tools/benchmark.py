@@ -216,7 +216,16 @@ def format_table(rows: list[dict]) -> str:
 def main(argv=None) -> list[dict]:
     """Run every benchmark and print the table; returns its rows."""
     args = parse_args(argv)
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        # main() is also called in-process (tests); leave torch's thread pool as it was.
+        torch.set_num_threads(previous_threads)
+
+
+def _run(args: argparse.Namespace) -> list[dict]:
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"onnxruntime {ort.__version__}, {platform.machine()}; threads {args.threads}, "
