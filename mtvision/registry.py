@@ -35,7 +35,10 @@ METRICS = Registry(
     "metric", parent=mmengine_registry.METRICS, scope="mtvision", locations=["mtvision.evaluation"]
 )
 HOOKS = Registry(
-    "hook", parent=mmengine_registry.HOOKS, scope="mtvision", locations=["mtvision.engine"]
+    "hook",
+    parent=mmengine_registry.HOOKS,
+    scope="mtvision",
+    locations=["mtvision.engine", "mtvision.visualization"],
 )
 RUNNERS = Registry(
     "runner", parent=mmengine_registry.RUNNERS, scope="mtvision", locations=["mtvision.engine"]

@@ -33,3 +33,27 @@ def logged_warnings():
 def logged_messages():
     """Texts of the INFO (and higher) messages mmengine's current logger emits during the test."""
     yield from _record(logging.INFO)
+
+
+REALDATA_ENV = "MTVISION_REALDATA"
+
+
+@pytest.fixture(scope="session")
+def realdata():
+    """The real photos, annotations and weights of ``../shared/realdata`` (see its README).
+
+    The folder sits beside the project (``<repo>/../shared/realdata``); the
+    environment variable ``MTVISION_REALDATA`` points elsewhere. Tests that
+    need it skip when it is absent: it is not redistributable, so it is never
+    part of the repository.
+    """
+    import os
+    from pathlib import Path
+
+    path = Path(
+        os.environ.get(REALDATA_ENV)
+        or Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+    )
+    if not path.is_dir():
+        pytest.skip("../shared/realdata not present")
+    return path

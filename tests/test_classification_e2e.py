@@ -6,7 +6,7 @@ import cv2
 import pytest
 from engine_toy import load_tool, loader_options
 
-from mtvision.data.synthetic import generate_shapes_dataset
+from mtvision.synthetic.shapes import generate_shapes_dataset
 
 DEMO_CONFIG = "configs/demo/mobilenetv2_shapes.py"
 train_tool = load_tool("train")

@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mtvision.data import CocoDetection, ImageLoadError, collate_samples
-from mtvision.data.annotation_error import AnnotationError
-from mtvision.data.synthetic import generate_shapes_dataset
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
+from mtvision.synthetic.shapes import generate_shapes_dataset
 
 PIPELINE = [
     dict(type="LoadImage"),

@@ -6,7 +6,7 @@ from torch import nn
 
 from mtvision.backbones import FeatureSpec, MobileNetV2
 from mtvision.heads import DeepLabV3Head
-from mtvision.heads.aspp import ImagePooling
+from mtvision.layers.aspp import ImagePooling
 from mtvision.utils.complexity import count_parameters
 
 

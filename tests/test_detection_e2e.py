@@ -5,7 +5,7 @@ import json
 import pytest
 from engine_toy import load_tool, loader_options
 
-from mtvision.data.synthetic import generate_shapes_dataset
+from mtvision.synthetic.shapes import generate_shapes_dataset
 
 DEMO_CONFIG = "configs/demo/ssdlite_shapes.py"
 # Chance is ~0 for box AP. The issue asked for AP@[.5] >= 0.5; the 10-minute recipe

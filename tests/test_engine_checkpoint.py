@@ -11,7 +11,8 @@ import torch
 from engine_toy import SimulatedCrash, load_tool, write_config
 from mmengine.runner import CheckpointLoader
 
-from mtvision.engine import CheckpointError, Runner, load_checkpoint_file, load_config
+from mtvision.engine import Runner, load_checkpoint_file, load_config
+from mtvision.errors import CheckpointError
 
 train_tool = load_tool("train")
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from engine_toy import load_tool, write_config
 
-from mtvision.engine import CheckpointError, ConfigError, load_config
+from mtvision.engine import load_config
+from mtvision.errors import CheckpointError, ConfigError
 
 train_tool = load_tool("train")
 eval_tool = load_tool("eval")

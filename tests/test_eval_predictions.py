@@ -11,11 +11,11 @@ from engine_toy import load_tool
 from mmengine.config import Config
 
 from mtvision.data.image_io import load_image
-from mtvision.data.synthetic import generate_shapes_dataset
-from mtvision.engine import ConfigError
 from mtvision.engine.cli import run_cli
+from mtvision.errors import ConfigError
 from mtvision.evaluation.coco_metric import COCO_BBOX_STAT_NAMES, CocoFormatError, evaluate_bbox
 from mtvision.registry import MODELS
+from mtvision.synthetic.shapes import generate_shapes_dataset
 
 eval_tool = load_tool("eval")
 

@@ -7,8 +7,8 @@ import pytest
 from engine_toy import load_tool, loader_options
 from PIL import Image
 
-from mtvision.data.synthetic import SHAPE_CLASSES, generate_shapes_dataset
 from mtvision.engine import load_config
+from mtvision.synthetic.shapes import SHAPE_CLASSES, generate_shapes_dataset
 
 VOC_CONFIG = "configs/deeplabv3_voc.py"
 DEMO_CONFIG = "configs/demo/deeplabv3_shapes.py"

@@ -10,7 +10,7 @@ from torch.optim.swa_utils import update_bn
 
 import mtvision
 from mtvision.export.onnx_export import check_onnx_matches, export_onnx
-from mtvision.models import MTDataPreprocessor, Segmentor
+from mtvision.models import DataPreprocessor, Segmentor
 from mtvision.registry import MODELS
 from mtvision.utils.complexity import count_multiply_adds, count_parameters
 from mtvision.utils.parity import randomize_batch_norms_
@@ -170,7 +170,7 @@ def test_predict_crops_padding_before_the_network_and_resizes_to_ori_shape():
     ]
     samples = [{"meta": meta} for meta in metas]
     samples[0]["mask"] = torch.zeros(40, 56, dtype=torch.uint8)
-    preprocessor = MTDataPreprocessor()
+    preprocessor = DataPreprocessor()
     batch = preprocessor({"inputs": images, "data_samples": samples})
     assert batch["inputs"].shape == (3, 3, 64, 56)
     with torch.no_grad():
@@ -207,7 +207,7 @@ def test_predict_crops_padding_before_the_network_and_resizes_to_ori_shape():
 def test_multi_scale_flip_test_averages_probabilities_and_is_flip_symmetric():
     scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     model = _calibrated_segmentor(test_cfg=dict(scales=scales, flip=True))
-    inputs = MTDataPreprocessor()({"inputs": [_uint8_image(41, 57, seed=4)]})["inputs"]
+    inputs = DataPreprocessor()({"inputs": [_uint8_image(41, 57, seed=4)]})["inputs"]
     meta = {"img_shape": (41, 57), "ori_shape": (82, 57)}
     with torch.no_grad():
         (prediction,) = model(inputs, [{"meta": meta}], mode="predict")

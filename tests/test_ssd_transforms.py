@@ -9,7 +9,7 @@ import torch
 from torchvision.ops import box_iou
 
 from mtvision.data import Albumentations, CocoDetection, MinIoURandomCrop, ssd_transforms
-from mtvision.data.synthetic import generate_shapes_dataset
+from mtvision.synthetic.shapes import generate_shapes_dataset
 
 
 def docstring_pipelines():

@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mtvision.data.synthetic import (
+from mtvision.synthetic.shapes import (
     COCO_CATEGORY_IDS,
     SHAPE_CLASSES,
     VOC_IGNORE_INDEX,

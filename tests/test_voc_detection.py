@@ -9,7 +9,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 from mtvision.data import VOC_DETECTION_CLASSES, ImageLoadError, VOCDetection
-from mtvision.data.annotation_error import AnnotationError
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 
 PIPELINE = [

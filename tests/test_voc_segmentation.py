@@ -9,10 +9,11 @@ from PIL import Image
 
 from mtvision.data import LoadMask, MaskLoadError, VOCSegmentation
 from mtvision.data.mask_io import load_index_mask
-from mtvision.data.synthetic import SHAPE_CLASSES, generate_shapes_dataset, voc_colormap
 from mtvision.data.transforms import Albumentations
 from mtvision.data.voc_segmentation import VOC_CLASSES
 from mtvision.registry import DATASETS, TRANSFORMS
+from mtvision.synthetic.shapes import SHAPE_CLASSES, generate_shapes_dataset
+from mtvision.utils.palette import voc_colormap
 
 VOC_CONFIG = "configs/deeplabv3_voc.py"
 DEMO_CONFIG = "configs/demo/deeplabv3_shapes.py"

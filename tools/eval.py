@@ -34,7 +34,8 @@ from mmengine.logging import MMLogger
 
 from mtvision.engine import build_runner, load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
-from mtvision.engine.config import ConfigError, default_work_dir
+from mtvision.engine.config import default_work_dir
+from mtvision.errors import ConfigError
 from mtvision.evaluation.coco_metric import CocoMetric, load_coco_results
 from mtvision.registry import METRICS
 

@@ -3,7 +3,7 @@
     python tools/make_demo_data.py --out data/demo --seed 0
     python tools/make_demo_data.py --out /tmp/shapes --seed 1 --num-train 12 --num-val 6
 
-Same arguments give byte-identical files. See ``mtvision/data/synthetic.py``
+Same arguments give byte-identical files. See ``mtvision/synthetic/shapes.py``
 for the layouts and label spaces.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from mtvision.data.synthetic import generate_shapes_dataset
+from mtvision.synthetic.shapes import generate_shapes_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,9 +14,10 @@ import argparse
 
 import torch
 
-from mtvision.engine import ConfigError, build_runner, load_config
+from mtvision.engine import build_runner, load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
+from mtvision.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

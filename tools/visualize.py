@@ -21,7 +21,7 @@ from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.registry import DATASETS
-from mtvision.utils.visualization import draw_classification, tile_grid
+from mtvision.visualization.draw import draw_classification, tile_grid
 
 
 def parse_args(argv=None) -> argparse.Namespace:

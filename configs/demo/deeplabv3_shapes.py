@@ -14,7 +14,7 @@ _base_ = [
 ]
 
 data_root = "data/demo/VOCdevkit/VOC2012"
-# mtvision.data.synthetic.SHAPE_CLASSES after background; mask value = index.
+# mtvision.synthetic.shapes.SHAPE_CLASSES after background; mask value = index.
 classes = ("background", "circle", "square", "triangle", "star", "cross", "hexagon")
 crop_size = 128
 mean_fill = (124, 116, 104)  # ImageNet mean, RGB

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mtvision.backbones.conv_norm_act import ConvNormAct
+from mtvision.layers.conv_norm_act import ConvNormAct
 
 
 class InvertedResidual(nn.Module):
@@ -52,7 +52,7 @@ class InvertedResidual(nn.Module):
             dilation=dilation,
             groups=hidden_channels,
         )
-        self.project = ConvNormAct(hidden_channels, out_channels, kernel_size=1, activation=False)
+        self.project = ConvNormAct(hidden_channels, out_channels, kernel_size=1, activation=None)
         self.use_residual = stride == 1 and in_channels == out_channels
 
     @property

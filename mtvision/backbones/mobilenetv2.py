@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtvision.backbones.conv_norm_act import ConvNormAct
-from mtvision.backbones.feature_spec import FeatureSpec
 from mtvision.backbones.inverted_residual import InvertedResidual
+from mtvision.layers.conv_norm_act import ConvNormAct
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
 
 # Table 2: expansion factor t, output channels c, repeats n, stride s of the first repeat.

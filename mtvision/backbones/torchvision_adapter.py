@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from mtvision.backbones.feature_spec import FeatureSpec, select_specs
 from mtvision.backbones.mobilenetv2 import MobileNetV2
+from mtvision.layers.feature_spec import FeatureSpec, select_specs
 
 
 class TorchvisionBackboneAdapter(nn.Module):

@@ -6,7 +6,7 @@ Importing this package registers ``ImageNetFolder``, ``CocoDetection``,
 (FUNCTIONS) in mtvision's registries.
 """
 
-from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.base_dataset import BaseDataset
 from mtvision.data.coco_detection import CocoDetection
 from mtvision.data.collate import collate_samples
 from mtvision.data.image_io import ImageLoadError, decode_image, load_image
@@ -27,7 +27,7 @@ __all__ = [
     "ImageNetFolder",
     "LoadImage",
     "LoadMask",
-    "MTBaseDataset",
+    "BaseDataset",
     "MaskLoadError",
     "MinIoURandomCrop",
     "PackInputs",

@@ -15,14 +15,14 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
-from mmengine.dataset import BaseDataset
+from mmengine.dataset import BaseDataset as MMEngineBaseDataset
 from mmengine.logging import print_log
 
-from mtvision.data.image_io import ImageLoadError
+from mtvision.errors import ImageLoadError
 from mtvision.registry import TRANSFORMS
 
 
-class MTBaseDataset(BaseDataset):
+class BaseDataset(MMEngineBaseDataset):
     """mmengine ``BaseDataset`` with mtvision-registry pipelines and bad-image skipping.
 
     Args:

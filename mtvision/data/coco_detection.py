@@ -48,8 +48,8 @@ import numpy as np
 from mmengine.logging import print_log
 from pycocotools.coco import COCO
 
-from mtvision.data.annotation_error import AnnotationError
-from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.base_dataset import BaseDataset
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 
 __all__ = ["CocoDetection"]
@@ -59,7 +59,7 @@ _MAX_LISTED_DROPS = 20  # dropped boxes named one by one in the log
 
 
 @DATASETS.register_module()
-class CocoDetection(MTBaseDataset):
+class CocoDetection(BaseDataset):
     """COCO instances json + image folder as detection samples.
 
     ``load_data_list`` gives one dict per image of the json (json order)::
@@ -84,7 +84,7 @@ class CocoDetection(MTBaseDataset):
         filter_empty: drop images without any training target (no annotation,
             only crowd or dropped boxes). For training only: evaluation must
             keep every image, so ``test_mode=True`` refuses it.
-        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`.
+        on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
         **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
     """
 

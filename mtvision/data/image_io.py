@@ -25,6 +25,8 @@ import re
 import cv2
 import numpy as np
 
+from mtvision.errors import ImageLoadError
+
 __all__ = ["ImageLoadError", "decode_image", "load_image"]
 
 _JPEG_SOI = b"\xff\xd8"
@@ -35,14 +37,6 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, _JPEG_EOI}
 # Inside entropy-coded data a real marker is 0xFF followed by anything except
 # 0x00 (a stuffed data byte), RST0-7 (restart markers) or 0xFF (fill).
 _JPEG_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-
-class ImageLoadError(OSError):
-    """An image file is missing, empty, corrupt, truncated or has an unsupported format.
-
-    The message always starts with ``cannot load image '<path>'`` and ends
-    with the problem.
-    """
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Literal
 
 from mmengine.logging import print_log
 
-from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.base_dataset import BaseDataset
 from mtvision.registry import DATASETS
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageNetFolder"]
@@ -34,7 +34,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 
 
 @DATASETS.register_module()
-class ImageNetFolder(MTBaseDataset):
+class ImageNetFolder(BaseDataset):
     """Images in ``data_root/<split>/<class_folder>/``, labelled by folder.
 
     ``load_data_list`` gives ``{"img_path": str, "label": int}`` per image
@@ -52,7 +52,7 @@ class ImageNetFolder(MTBaseDataset):
             or holds no image, or ``"skip"`` to log one warning listing them.
             A skipped class keeps its name and label index, so labels still
             match other splits; it just has no samples.
-        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`
+        on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` drops unreadable images in training, counted and logged).
         **kwargs: other ``BaseDataset`` arguments (``indices``,
             ``serialize_data``, ``lazy_init``, ``max_refetch``, ...).

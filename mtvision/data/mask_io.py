@@ -21,7 +21,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from mtvision.data.image_io import ImageLoadError
+from mtvision.errors import MaskLoadError
 from mtvision.registry import TRANSFORMS
 
 __all__ = ["INDEX_MASK_MODES", "LoadMask", "MaskLoadError", "check_mask_values", "load_index_mask"]
@@ -30,17 +30,6 @@ __all__ = ["INDEX_MASK_MODES", "LoadMask", "MaskLoadError", "check_mask_values",
 INDEX_MASK_MODES = ("P", "L")
 
 _MAX_LISTED_VALUES = 10
-
-
-class MaskLoadError(ImageLoadError):
-    """A mask file is missing, unreadable, not an index PNG, holds values that
-    are no class, or does not match its image's size.
-
-    An :class:`~mtvision.data.image_io.ImageLoadError`, so datasets with
-    ``on_bad_image="skip"`` skip the sample and the command-line tools print
-    the message without a traceback. The message starts with
-    ``cannot load mask '<path>'``.
-    """
 
 
 def load_index_mask(path: str | os.PathLike) -> np.ndarray:

@@ -88,10 +88,9 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema, Du
 from albumentations.core.type_definitions import Targets
 from pydantic import Field, field_validator
 
-__all__ = ["IMAGENET_MEAN_RGB", "MinIoURandomCrop", "ZoomOut"]
+from mtvision.data.normalization import IMAGENET_MEAN_RGB
 
-#: ImageNet mean colour (RGB, 0-255): the zoom-out canvas, which normalises to zero.
-IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+__all__ = ["MinIoURandomCrop", "ZoomOut"]
 
 
 class ZoomOut(DualTransform):

@@ -36,9 +36,9 @@ from typing import Literal
 
 import numpy as np
 
-from mtvision.data.annotation_error import AnnotationError
-from mtvision.data.base_dataset import MTBaseDataset
+from mtvision.data.base_dataset import BaseDataset
 from mtvision.data.voc_segmentation import VOC_CLASSES
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 
 __all__ = ["VOC_DETECTION_CLASSES", "VOCDetection"]
@@ -48,7 +48,7 @@ VOC_DETECTION_CLASSES: tuple[str, ...] = tuple(c for c in VOC_CLASSES if c != "b
 
 
 @DATASETS.register_module()
-class VOCDetection(MTBaseDataset):
+class VOCDetection(BaseDataset):
     """PASCAL VOC detection: images listed in ``ann_file``, boxes from their XML files.
 
     ``load_data_list`` gives one dict per listed id (list order)::
@@ -71,7 +71,7 @@ class VOCDetection(MTBaseDataset):
         classes: class names in label order; default the 20 VOC classes
             (:data:`VOC_DETECTION_CLASSES`). An object of another class is an
             error naming its XML file.
-        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`.
+        on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
         **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
 
     Raises (while loading), naming the file: ``FileNotFoundError`` for a

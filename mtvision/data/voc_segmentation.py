@@ -22,9 +22,9 @@ import os
 from collections.abc import Sequence
 from typing import Literal
 
-from mtvision.data.base_dataset import MTBaseDataset
-from mtvision.data.synthetic import voc_colormap
+from mtvision.data.base_dataset import BaseDataset
 from mtvision.registry import DATASETS
+from mtvision.utils.palette import voc_colormap
 
 __all__ = ["VOC_CLASSES", "VOCSegmentation", "voc_palette"]
 
@@ -62,7 +62,7 @@ def voc_palette(num_classes: int = len(VOC_CLASSES)) -> list[tuple[int, int, int
 
 
 @DATASETS.register_module()
-class VOCSegmentation(MTBaseDataset):
+class VOCSegmentation(BaseDataset):
     """Images and class-index masks listed in ``ImageSets/Segmentation/<split>.txt``.
 
     ``load_data_list`` gives one dict per listed id, in list order::
@@ -94,7 +94,7 @@ class VOCSegmentation(MTBaseDataset):
             ``metainfo=dict(classes=...)`` (OpenMMLab style) does the same.
             The palette defaults to the VOC colours of the first
             ``len(classes)`` indices.
-        on_bad_image, pipeline, test_mode: see :class:`MTBaseDataset`
+        on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` also skips unreadable or invalid masks in training).
         **kwargs: other ``BaseDataset`` arguments (``metainfo``, ``indices``,
             ``serialize_data``, ``lazy_init``, ...).

@@ -3,29 +3,24 @@
 Importing this package installs two process-wide fixes through mmengine's own
 extension points: the local-path checkpoint loader (weights-only unpickling,
 :mod:`~mtvision.engine.checkpoint`) and the local file backend (atomic writes,
-:mod:`~mtvision.engine.atomic_files`). It also registers
+:mod:`~mtvision.utils.atomic_files`). It also registers
 :class:`~mtvision.engine.runner.Runner` as ``'mtvision.Runner'``.
 """
 
-from mtvision.engine.atomic_files import AtomicLocalBackend, atomic_publish, atomic_write_bytes
 from mtvision.engine.checkpoint import (
     CHECKPOINT_SAFE_GLOBALS,
-    CheckpointError,
     check_state_dict_fits,
     load_checkpoint_file,
 )
-from mtvision.engine.config import ConfigError, load_config
+from mtvision.engine.config import load_config
 from mtvision.engine.runner import LAST_CHECKPOINT_NAME, Runner, build_runner
-from mtvision.engine.show_predictions_hook import ShowPredictionsHook
+from mtvision.utils.atomic_files import AtomicLocalBackend, atomic_publish, atomic_write_bytes
 
 __all__ = [
     "CHECKPOINT_SAFE_GLOBALS",
     "LAST_CHECKPOINT_NAME",
     "AtomicLocalBackend",
-    "CheckpointError",
-    "ConfigError",
     "Runner",
-    "ShowPredictionsHook",
     "atomic_publish",
     "atomic_write_bytes",
     "build_runner",

@@ -25,14 +25,12 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
+from mtvision.errors import CheckpointError
+
 try:
     from numpy._core import multiarray  # numpy >= 2
 except ImportError:  # numpy 1.x
     from numpy.core import multiarray
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used; the message names the file."""
 
 
 _HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")

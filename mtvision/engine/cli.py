@@ -9,20 +9,7 @@ from collections.abc import Callable
 
 from mmengine.config import DictAction
 
-from mtvision.data.annotation_error import AnnotationError
-from mtvision.data.image_io import ImageLoadError
-from mtvision.engine.checkpoint import CheckpointError
-from mtvision.engine.config import ConfigError
-
-# Errors about the user's files and settings; their messages name the file or
-# key and the problem. Anything else is a bug and keeps its traceback.
-USER_INPUT_ERRORS = (
-    AnnotationError,
-    ConfigError,
-    CheckpointError,
-    ImageLoadError,
-    FileNotFoundError,
-)
+from mtvision.errors import USER_INPUT_ERRORS
 
 
 def run_cli(main: Callable[[], object]) -> None:

@@ -27,6 +27,8 @@ from typing import NamedTuple
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mtvision.errors import ConfigError
+
 RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
 
 #: Read by mmengine outside ``Runner.__init__``'s arguments: ``Config``
@@ -51,10 +53,6 @@ MMENGINE_EXTRA_KEYS = frozenset(
 )
 
 VALID_KEYS = RUNNER_KEYS | MMENGINE_EXTRA_KEYS
-
-
-class ConfigError(ValueError):
-    """A config that cannot be right; the message names the file and the key."""
 
 
 def _is_valid_key(key: str) -> bool:

@@ -17,7 +17,7 @@ Differences from :class:`mmengine.runner.Runner`, each where mmengine breaks:
   crash can leave it empty; ``last.pth`` cannot be half-written.
 
 Checkpoint files are read with ``weights_only=True`` and written atomically
-(see :mod:`mtvision.engine.checkpoint` and :mod:`mtvision.engine.atomic_files`).
+(see :mod:`mtvision.engine.checkpoint` and :mod:`mtvision.utils.atomic_files`).
 """
 
 import datetime
@@ -33,9 +33,10 @@ from mmengine.registry import MODEL_WRAPPERS
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch.nn.parallel import DistributedDataParallel
 
-from mtvision.engine.atomic_files import atomic_publish
-from mtvision.engine.checkpoint import CheckpointError, check_state_dict_fits
+from mtvision.engine.checkpoint import check_state_dict_fits
+from mtvision.errors import CheckpointError
 from mtvision.registry import RUNNERS
+from mtvision.utils.atomic_files import atomic_publish
 
 LAST_CHECKPOINT_NAME = "last.pth"
 

@@ -27,13 +27,13 @@ from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
-import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from mtvision.data.annotation_error import AnnotationError
-from mtvision.engine.atomic_files import atomic_write_bytes
+from mtvision.errors import AnnotationError
 from mtvision.registry import METRICS
+from mtvision.utils.arrays import to_numpy
+from mtvision.utils.atomic_files import atomic_write_bytes
 
 __all__ = [
     "COCO_BBOX_STAT_NAMES",
@@ -407,12 +407,6 @@ def classwise_ap_table(evaluation: BboxEvaluation, category_names: dict[int, str
 # ------------------------------------------------------------------ the metric
 
 
-def _to_numpy(value) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 @METRICS.register_module()
 class CocoMetric(BaseMetric):
     """COCO box mAP/AR of detection predictions, computed by COCOeval.
@@ -482,9 +476,9 @@ class CocoMetric(BaseMetric):
                 raise CocoFormatError(
                     f"prediction for image id {img_id}: not an image of {self.ann_file}"
                 )
-            boxes = _to_numpy(prediction["boxes"]).astype(np.float64).reshape(-1, 4)
-            scores = _to_numpy(prediction["scores"]).astype(np.float64).reshape(-1)
-            labels = _to_numpy(prediction["labels"]).astype(np.int64).reshape(-1)
+            boxes = to_numpy(prediction["boxes"]).astype(np.float64).reshape(-1, 4)
+            scores = to_numpy(prediction["scores"]).astype(np.float64).reshape(-1)
+            labels = to_numpy(prediction["labels"]).astype(np.int64).reshape(-1)
             if not len(boxes) == len(scores) == len(labels):
                 raise CocoFormatError(
                     f"prediction for image id {img_id}: {len(boxes)} boxes, {len(scores)} scores "

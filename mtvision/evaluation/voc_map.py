@@ -35,6 +35,7 @@ from mmengine.logging import print_log
 from torchvision.ops import box_iou
 
 from mtvision.registry import METRICS
+from mtvision.utils.arrays import to_numpy
 
 __all__ = ["VOCMeanAP", "average_precision", "match_detections", "voc_mean_ap"]
 
@@ -177,12 +178,6 @@ def voc_mean_ap(
     return (float(np.mean(aps)) if aps else 0.0), per_class
 
 
-def _to_numpy(value, dtype) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
-
-
 @METRICS.register_module()
 class VOCMeanAP(BaseMetric):
     """PASCAL VOC box mAP at one IoU threshold, difficult objects ignored.
@@ -235,12 +230,12 @@ class VOCMeanAP(BaseMetric):
                 )
             self.results.append(
                 {
-                    "pred_boxes": _to_numpy(prediction["boxes"], np.float64).reshape(-1, 4),
-                    "pred_scores": _to_numpy(prediction["scores"], np.float64).reshape(-1),
-                    "pred_labels": _to_numpy(prediction["labels"], np.int64).reshape(-1),
-                    "gt_boxes": _to_numpy(ann["boxes"], np.float64).reshape(-1, 4),
-                    "gt_labels": _to_numpy(ann["labels"], np.int64).reshape(-1),
-                    "gt_difficult": _to_numpy(ann["difficult"], bool).reshape(-1),
+                    "pred_boxes": to_numpy(prediction["boxes"], np.float64).reshape(-1, 4),
+                    "pred_scores": to_numpy(prediction["scores"], np.float64).reshape(-1),
+                    "pred_labels": to_numpy(prediction["labels"], np.int64).reshape(-1),
+                    "gt_boxes": to_numpy(ann["boxes"], np.float64).reshape(-1, 4),
+                    "gt_labels": to_numpy(ann["labels"], np.int64).reshape(-1),
+                    "gt_difficult": to_numpy(ann["difficult"], bool).reshape(-1),
                     "img_id": meta.get("img_id", meta.get("img_path")),
                 }
             )

@@ -30,7 +30,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from mtvision.engine.atomic_files import atomic_write_bytes
+from mtvision.utils.atomic_files import atomic_write_bytes
 
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtvision.backbones.feature_spec import FeatureSpec
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
 
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from mtvision.backbones.feature_spec import FeatureSpec
-from mtvision.heads.aspp import ASPP
+from mtvision.layers.aspp import ASPP
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
 
 # DeepLabv3 states its atrous rates for output stride 16 and doubles them at 8.

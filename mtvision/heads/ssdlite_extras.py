@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from mtvision.backbones.conv_norm_act import ConvNormAct
-from mtvision.backbones.feature_spec import FeatureSpec
+from mtvision.layers.conv_norm_act import ConvNormAct
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
 
 DEFAULT_DEPTHS = (512, 256, 256, 128)

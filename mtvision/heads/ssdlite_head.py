@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mtvision.backbones.conv_norm_act import ConvNormAct
-from mtvision.backbones.feature_spec import FeatureSpec
+from mtvision.layers.conv_norm_act import ConvNormAct
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
 
 

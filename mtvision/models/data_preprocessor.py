@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 from mmengine.model import ImgDataPreprocessor
 
+from mtvision.data.normalization import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from mtvision.registry import MODELS
-
-IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
-IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 
 
 @MODELS.register_module()
-class MTDataPreprocessor(ImgDataPreprocessor):
+class DataPreprocessor(ImgDataPreprocessor):
     """mmengine's :class:`ImgDataPreprocessor` plus an optional channels-last layout.
 
     Input: ``{"inputs": list of (3, H, W) uint8 tensors, "data_samples": list of dicts}``
@@ -52,11 +50,11 @@ class MTDataPreprocessor(ImgDataPreprocessor):
 
 
 def build_data_preprocessor(cfg: dict | torch.nn.Module | None) -> torch.nn.Module:
-    """The preprocessor every mtvision model uses: ``None`` means ``MTDataPreprocessor()``.
+    """The preprocessor every mtvision model uses: ``None`` means ``DataPreprocessor()``.
 
     Config dicts are built from mtvision's registry, so they resolve without
     mmengine's default scope (e.g. under ``mtvision.create_model`` outside a Runner).
     """
     if cfg is None:
-        cfg = dict(type="MTDataPreprocessor")
+        cfg = dict(type="DataPreprocessor")
     return MODELS.build(cfg) if isinstance(cfg, dict) else cfg

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-from mtvision.backbones.feature_spec import select_specs
+from mtvision.layers.feature_spec import select_specs
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.registry import MODELS
 

@@ -11,9 +11,9 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
 
-from mtvision.backbones.feature_spec import select_specs
 from mtvision.heads.ssdlite_extras import DEFAULT_DEPTHS, SSDLiteExtras
 from mtvision.heads.ssdlite_head import SSDLiteHead
+from mtvision.layers.feature_spec import select_specs
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.ops.anchors import GridAnchorGenerator
 from mtvision.ops.box_coder import BoxCoder
@@ -68,7 +68,7 @@ class SSDLite(BaseModel):
         bn_eps, bn_momentum: set on every BatchNorm of the model, backbone
             included (PyTorch momentum 0.03 = TF decay 0.97, the SSDLite recipe of
             torchvision and mmdet).
-        data_preprocessor: batch preprocessor config; default ``MTDataPreprocessor``.
+        data_preprocessor: batch preprocessor config; default ``DataPreprocessor``.
         channels_last: keep weights in channels-last memory format.
 
     ``forward(inputs, data_samples, mode)``, ``inputs`` normalised (N, 3, H, W):

@@ -19,5 +19,5 @@ model = dict(
     # Single-scale test; the paper's 77.33 (OS 8, scales 0.5-1.75, flip) is
     # test_cfg=dict(scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True).
     test_cfg=dict(scales=(1.0,), flip=False),
-    data_preprocessor=dict(type="MTDataPreprocessor"),
+    data_preprocessor=dict(type="DataPreprocessor"),
 )

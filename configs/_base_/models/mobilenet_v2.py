@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(type="MobileNetV2", width_mult=1.0),
     head=dict(type="ClassifierHead", in_feature="final_conv", num_classes=1000, dropout=0.2),
     label_smoothing=0.0,
-    data_preprocessor=dict(type="MTDataPreprocessor", channels_last=True),
+    data_preprocessor=dict(type="DataPreprocessor", channels_last=True),
     channels_last=True,
 )

@@ -18,5 +18,5 @@ model = dict(
     # TF's batch-norm decay 0.97 = PyTorch momentum 0.03 (torchvision's and mmdet's recipe).
     bn_eps=1e-3,
     bn_momentum=0.03,
-    data_preprocessor=dict(type="MTDataPreprocessor"),
+    data_preprocessor=dict(type="DataPreprocessor"),
 )

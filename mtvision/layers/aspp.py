@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops.misc import Conv2dNormActivation
+
+from mtvision.layers.conv_norm_act import ConvNormAct
 
 
 class ImagePooling(nn.Module):
@@ -33,10 +34,10 @@ class ImagePooling(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = Conv2dNormActivation(in_channels, out_channels, kernel_size=1)
+        self.conv = ConvNormAct(in_channels, out_channels, kernel_size=1, activation="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        batch_norm = self.conv[1]
+        batch_norm = self.conv.bn
         if batch_norm.training and x.shape[0] < 2:
             raise ValueError(
                 "the image-pooling branch's BatchNorm normalises one pooled value per image and "
@@ -68,15 +69,17 @@ class ASPP(nn.Module):
         self.atrous_rates = tuple(int(rate) for rate in atrous_rates)
         if any(rate < 1 for rate in self.atrous_rates):
             raise ValueError(f"atrous rates must be >= 1, got {self.atrous_rates}")
-        branches: list[nn.Module] = [Conv2dNormActivation(in_channels, out_channels, kernel_size=1)]
+        branches: list[nn.Module] = [
+            ConvNormAct(in_channels, out_channels, kernel_size=1, activation="relu")
+        ]
         branches += [
-            Conv2dNormActivation(in_channels, out_channels, kernel_size=3, dilation=rate)
+            ConvNormAct(in_channels, out_channels, kernel_size=3, dilation=rate, activation="relu")
             for rate in self.atrous_rates
         ]
         branches.append(ImagePooling(in_channels, out_channels))
         self.branches = nn.ModuleList(branches)
-        self.project = Conv2dNormActivation(
-            len(branches) * out_channels, out_channels, kernel_size=1
+        self.project = ConvNormAct(
+            len(branches) * out_channels, out_channels, kernel_size=1, activation="relu"
         )
 
     def forward(self, x: Tensor) -> Tensor:

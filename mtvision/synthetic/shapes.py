@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from mtvision.utils.palette import voc_colormap
+
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "hexagon")
 """Shape class names; VOC mask value of ``SHAPE_CLASSES[i]`` is ``i + 1``."""
 
@@ -336,21 +338,6 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     return polygons
 
 
-def voc_colormap(size: int = 256) -> np.ndarray:
-    """The PASCAL VOC palette: (size, 3) uint8, colour of index i by bit interleaving."""
-    cmap = np.zeros((size, 3), np.uint8)
-    for i in range(size):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
-
-
 def voc_class_mask(scene: Scene, band: bool = True) -> np.ndarray:
     """(H, W) uint8 VOC mask: 0 background, 1 + class index, 255 boundary band.
 
@@ -503,7 +490,7 @@ def generate_shapes_dataset(
                         "description": "mtvision synthetic shapes",
                         "version": "1.0",
                         "year": 2017,
-                        "contributor": "mtvision.data.synthetic",
+                        "contributor": "mtvision.synthetic.shapes",
                         "seed": seed,
                     },
                     "licenses": [{"id": 1, "name": "CC0", "url": ""}],

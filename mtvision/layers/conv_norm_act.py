@@ -1,15 +1,25 @@
-"""Conv2d -> BatchNorm2d -> optional ReLU6: the unit every MobileNetV2 layer is made of."""
+"""Conv2d -> BatchNorm2d -> activation: the unit every MobileNetV2, SSDLite and DeepLab layer is made of."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+#: Activations by name; ``None`` is the paper's linear bottleneck (no activation).
+ACTIVATIONS: dict[str | None, type[nn.Module]] = {
+    "relu6": nn.ReLU6,
+    "relu": nn.ReLU,
+    None: nn.Identity,
+}
+
 
 class ConvNormAct(nn.Module):
-    """A bias-free ``Conv2d`` followed by ``BatchNorm2d`` and ``ReLU6`` (or nothing).
+    """A bias-free ``Conv2d`` followed by ``BatchNorm2d`` and an activation.
 
     Padding is ``dilation * (kernel_size - 1) // 2``, so a stride-1 layer keeps the
     spatial size and a stride-2 layer maps H to ceil(H / 2) for odd kernels.
+
+    Submodules are named ``conv``, ``bn`` and ``act``, whatever the activation, so
+    weight mappings (torchvision, converted files) address one layout.
 
     Args:
         in_channels: C_in of the (N, C_in, H, W) input.
@@ -18,8 +28,12 @@ class ConvNormAct(nn.Module):
         stride: convolution stride.
         dilation: convolution dilation (atrous rate).
         groups: ``in_channels`` for a depthwise convolution.
-        activation: apply ReLU6 after the norm; ``False`` gives the paper's linear
-            bottleneck projection (``act`` is then an ``nn.Identity``).
+        activation: ``"relu6"`` (MobileNetV2, SSDLite), ``"relu"`` (DeepLab's
+            ASPP) or ``None`` for the paper's linear bottleneck projection
+            (``act`` is then an ``nn.Identity``).
+
+    Raises:
+        ValueError: an unknown ``activation`` name.
     """
 
     def __init__(
@@ -30,9 +44,11 @@ class ConvNormAct(nn.Module):
         stride: int = 1,
         dilation: int = 1,
         groups: int = 1,
-        activation: bool = True,
+        activation: str | None = "relu6",
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
         self.conv = nn.Conv2d(
             in_channels,
             out_channels,
@@ -44,7 +60,7 @@ class ConvNormAct(nn.Module):
             bias=False,
         )
         self.bn = nn.BatchNorm2d(out_channels)
-        self.act: nn.Module = nn.ReLU6(inplace=True) if activation else nn.Identity()
+        self.act: nn.Module = ACTIVATIONS[activation](inplace=True) if activation else nn.Identity()
 
     @property
     def out_channels(self) -> int:

@@ -25,23 +25,17 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import torch
 from mmengine.hooks import Hook
 from PIL import Image
 
 from mtvision.data.image_io import load_image
-from mtvision.data.synthetic import voc_colormap
-from mtvision.engine.atomic_files import atomic_write_bytes
 from mtvision.registry import HOOKS
-from mtvision.utils.visualization import draw_detections, draw_segmentation
+from mtvision.utils.arrays import to_numpy
+from mtvision.utils.atomic_files import atomic_write_bytes
+from mtvision.utils.palette import voc_colormap
+from mtvision.visualization.draw import draw_detections, draw_segmentation
 
 __all__ = ["ShowPredictionsHook"]
-
-
-def _to_numpy(value) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def _encode_png(rgb: np.ndarray) -> bytes:
@@ -131,15 +125,15 @@ class ShowPredictionsHook(Hook):
         if "boxes" in prediction:
             drawn = draw_detections(
                 image,
-                _to_numpy(prediction["boxes"]),
-                _to_numpy(prediction["labels"]),
-                _to_numpy(prediction["scores"]),
+                to_numpy(prediction["boxes"]),
+                to_numpy(prediction["labels"]),
+                to_numpy(prediction["scores"]),
                 self.classes,
                 self.score_threshold,
             )
             files = {f"{stem}.png": _encode_png(drawn)}
         elif "pred_mask" in prediction:
-            mask = _to_numpy(prediction["pred_mask"])
+            mask = to_numpy(prediction["pred_mask"])
             if mask.shape != image.shape[:2]:
                 raise ValueError(
                     f"{meta['img_path']}: pred_mask is {mask.shape}, the image is "

@@ -1,0 +1,66 @@
+"""Errors about the user's files and settings, in one place.
+
+Each message names the file (or config key) and the problem. The command-line
+tools print these as one ``error:`` line and exit with status 2
+(:data:`USER_INPUT_ERRORS`, used by ``mtvision.engine.cli``); any other
+exception is a bug and keeps its traceback.
+
+They live here, below every package, so that ``data/``, ``evaluation/``,
+``export/`` and ``engine/`` can raise and catch them without importing each
+other.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "USER_INPUT_ERRORS",
+    "AnnotationError",
+    "CheckpointError",
+    "ConfigError",
+    "ImageLoadError",
+    "MaskLoadError",
+]
+
+
+class AnnotationError(ValueError):
+    """An annotation or list file is malformed or does not fit the dataset.
+
+    The message names the file and, where there is one, the annotation id or
+    object index.
+    """
+
+
+class ImageLoadError(OSError):
+    """An image file is missing, empty, corrupt, truncated or has an unsupported format.
+
+    The message always starts with ``cannot load image '<path>'`` and ends
+    with the problem.
+    """
+
+
+class MaskLoadError(ImageLoadError):
+    """A mask file is missing, unreadable, not an index PNG, holds values that
+    are no class, or does not match its image's size.
+
+    An :class:`ImageLoadError`, so datasets with ``on_bad_image="skip"`` skip
+    the sample and the command-line tools print the message without a
+    traceback. The message starts with ``cannot load mask '<path>'``.
+    """
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used; the message names the file."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be right; the message names the file and the key."""
+
+
+#: What the command-line tools report as one line instead of a traceback.
+USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    AnnotationError,
+    ConfigError,
+    CheckpointError,
+    ImageLoadError,
+    FileNotFoundError,
+)

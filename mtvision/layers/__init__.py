@@ -1,0 +1,7 @@
+"""Building blocks shared by backbones and heads: feature specs, conv-norm-activation, ASPP."""
+
+from mtvision.layers.aspp import ASPP, ImagePooling
+from mtvision.layers.conv_norm_act import ConvNormAct
+from mtvision.layers.feature_spec import FeatureSpec, select_specs
+
+__all__ = ["ASPP", "ConvNormAct", "FeatureSpec", "ImagePooling", "select_specs"]
