@@ -115,18 +115,17 @@ def test_degenerate_and_outside_boxes_are_dropped_counted_and_logged(tmp_path, l
     annotations = [
         ann(21, 1, 1, [10.0, 10.0, 5.0, 5.0]),  # kept
         ann(22, 1, 1, [10.0, 10.0, 0.0, 5.0]),  # zero width
-        ann(23, 1, 3, [10.0, 10.0, 5.0, -2.0]),  # negative height
         ann(24, 1, 7, [70.0, 10.0, 5.0, 5.0]),  # right of the 60 px wide image
         ann(25, 1, 7, [59.5, 10.0, 5.0, 5.0]),  # 0.5 px inside after clipping
     ]
     write_coco(tmp_path, [image_entry(1, "x.jpg")], annotations)
     dataset = CocoDetection(tmp_path)
-    assert dataset.num_dropped_boxes == 4
+    assert dataset.num_dropped_boxes == 3
     np.testing.assert_array_equal(dataset.get_data_info(0)["boxes"], [[10, 10, 15, 15]])
     assert len(logged_warnings) == 1
     message = logged_warnings[0]
-    assert "dropped 4 boxes of" in message and "instances_train2017.json" in message
-    for ann_id in (22, 23, 24, 25):
+    assert "dropped 3 boxes of" in message and "instances_train2017.json" in message
+    for ann_id in (22, 24, 25):
         assert f"annotation {ann_id} of 'x.jpg'" in message
     assert "annotation 21" not in message
     assert "non-positive size 0 x 5" in message and "outside the 60 x 40 image" in message
@@ -189,7 +188,9 @@ def test_synthetic_shapes_match_the_json(tmp_path):
 def test_invalid_json_names_the_file(tmp_path):
     path = write_coco(tmp_path, [], [])
     path.write_text('{"images": [}')
-    with pytest.raises(AnnotationError, match=in_file(path, r"invalid JSON")):
+    with pytest.raises(
+        AnnotationError, match=in_file(path, r"COCO annotation file is not valid JSON")
+    ):
         CocoDetection(tmp_path)
 
 
@@ -239,6 +240,13 @@ def test_malformed_bbox_names_file_and_annotation(tmp_path):
     with pytest.raises(
         ValueError, match=in_file(path, r"annotation 42 has bbox \[1.0, 1.0, 5.0\]")
     ):
+        CocoDetection(tmp_path)
+
+
+def test_negative_box_size_is_an_error_as_in_the_metric(tmp_path):
+    # One reader for the dataset and the metric: what one refuses, the other does too.
+    path = write_coco(tmp_path, [image_entry(1, "x.jpg")], [ann(23, 1, 3, [10, 10, 5, -2])])
+    with pytest.raises(AnnotationError, match=in_file(path, r"annotation 23 has bbox")):
         CocoDetection(tmp_path)
 
 
