@@ -278,3 +278,21 @@ def test_test_pipeline_keeps_the_original_size(voc_root, config):
         results = step(results)
     assert results["meta"]["img_shape"] == results["meta"]["ori_shape"] == (24, 36)
     np.testing.assert_array_equal(results["mask"], index_mask((24, 36), seed=1))
+
+
+def test_classes_that_are_a_subset_of_voc_select_and_relabel(voc_root):
+    """mmseg's rule: selected classes take their index in ``classes``, the rest is ignored."""
+    dataset = VOCSegmentation(
+        voc_root, split="val", classes=("background", "person"), pipeline=PIPELINE
+    )
+    assert dataset.metainfo["classes"] == ("background", "person")
+    colours = voc_colormap()
+    assert dataset.metainfo["palette"] == [tuple(colours[0]), tuple(colours[15])]
+    (img_id,) = [i for i in IMAGES if i.startswith("2008")]
+    stored = index_mask(IMAGES[img_id], seed=2)  # classes 0, 1, 15 and 20
+    mask = dataset[0]["data_samples"]["mask"].numpy()
+    expected = np.select([stored == 0, stored == 15], [0, 1], default=255)
+    np.testing.assert_array_equal(mask, expected)
+    assert set(np.unique(mask)) == {0, 1, 255}
+    # Masks are still checked against VOC's 21 classes before relabelling.
+    assert dataset.get_data_info(0)["num_classes"] == 21

@@ -14,6 +14,14 @@ the id list in ``ImageSets/Segmentation/train_aug.txt``.
 
 Labels: 0 = background, 1..20 the VOC classes in :data:`VOC_CLASSES` order,
 255 = ignore (object boundaries and "difficult" regions).
+
+Class selection (mmseg's rule): ``classes`` that are a proper subset of
+:data:`VOC_CLASSES` select those classes. Masks are relabelled on load (the
+``label_map`` of each sample, applied by :class:`~mtvision.data.mask_io.LoadMask`):
+a selected class gets its index in ``classes``, every other class becomes 255
+(ignored), so the model learns and :class:`~mtvision.evaluation.MeanIoU`
+scores only the selected classes. Other ``classes`` (names not all VOC's, as
+the synthetic shapes set has) just name the mask values.
 """
 
 from __future__ import annotations
@@ -67,11 +75,13 @@ class VOCSegmentation(BaseDataset):
 
     ``load_data_list`` gives one dict per listed id, in list order::
 
-        {"img_path": str, "seg_path": str, "num_classes": int, "meta": {"img_id": "<id>"}}
+        {"img_path": str, "seg_path": str, "num_classes": int, "meta": {"img_id": "<id>"},
+         "label_map": {int: int}}          # only when classes select a subset of VOC's
 
     (``get_data_info`` adds ``sample_idx``). A pipeline reads them with
     ``LoadImage`` and :class:`~mtvision.data.mask_io.LoadMask`, which checks
-    the mask values against ``num_classes``. ``metainfo`` holds ``classes``
+    the mask values against ``num_classes`` (the mask files' classes) and
+    applies ``label_map``. ``metainfo`` holds ``classes``
     (names, index = mask value) and ``palette`` (one (R, G, B) per class).
 
     Every listed image and mask must exist: a missing file is reported when
@@ -92,8 +102,9 @@ class VOCSegmentation(BaseDataset):
         classes: class names, index = mask value (default :data:`VOC_CLASSES`;
             the synthetic shapes set uses ``("background", *SHAPE_CLASSES)``).
             ``metainfo=dict(classes=...)`` (OpenMMLab style) does the same.
-            The palette defaults to the VOC colours of the first
-            ``len(classes)`` indices.
+            A proper subset of :data:`VOC_CLASSES` selects classes (see the
+            module docstring). The palette defaults to the VOC colours of the
+            classes (of the first ``len(classes)`` indices for other names).
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` also skips unreadable or invalid masks in training).
         **kwargs: other ``BaseDataset`` arguments (``metainfo``, ``indices``,
@@ -140,13 +151,17 @@ class VOCSegmentation(BaseDataset):
 
     def load_data_list(self) -> list[dict]:
         ids = self._read_ids()
-        num_classes = len(self._metainfo["classes"])
+        classes = tuple(self._metainfo["classes"])
+        label_map = selection_label_map(classes, VOC_CLASSES)
+        # The mask files hold VOC's indices when the classes select some of them.
+        num_classes = len(VOC_CLASSES) if label_map else len(classes)
         data_list = [
             {
                 "img_path": os.path.join(self.img_dir, f"{img_id}{self.img_suffix}"),
                 "seg_path": os.path.join(self.mask_dir, f"{img_id}{self.mask_suffix}"),
                 "num_classes": num_classes,
                 "meta": {"img_id": img_id},
+                **({"label_map": label_map} if label_map else {}),
             }
             for img_id in ids
         ]
@@ -190,6 +205,20 @@ class VOCSegmentation(BaseDataset):
             )
 
 
+def selection_label_map(
+    classes: Sequence[str], all_classes: Sequence[str], ignore_index: int = 255
+) -> dict[int, int] | None:
+    """Mask value in ``all_classes`` -> index in ``classes``, ``ignore_index`` for classes
+    not selected; ``None`` unless ``classes`` is a proper subset of ``all_classes`` (then
+    the names just name the mask values)."""
+    if tuple(classes) == tuple(all_classes) or not set(classes) <= set(all_classes):
+        return None
+    return {
+        old: classes.index(name) if name in classes else ignore_index
+        for old, name in enumerate(all_classes)
+    }
+
+
 def _metainfo_with_palette(metainfo: dict | None, classes: Sequence[str] | None) -> dict:
     """``metainfo`` with ``classes`` applied and a VOC palette sized to the classes."""
     metainfo = dict(metainfo or {})
@@ -203,5 +232,10 @@ def _metainfo_with_palette(metainfo: dict | None, classes: Sequence[str] | None)
                 f"VOCSegmentation: need 1..255 classes (255 is the ignore value), "
                 f"got {len(metainfo['classes'])}"
             )
-        metainfo.setdefault("palette", voc_palette(len(metainfo["classes"])))
+        colours = voc_palette()
+        if selection_label_map(metainfo["classes"], VOC_CLASSES):
+            palette = [colours[VOC_CLASSES.index(name)] for name in metainfo["classes"]]
+        else:
+            palette = voc_palette(len(metainfo["classes"]))
+        metainfo.setdefault("palette", palette)
     return metainfo
