@@ -184,3 +184,56 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert (work_dir / "last.pth").read_bytes() == before
     assert not [p for p in os.listdir(work_dir) if p.endswith(".tmp")]
     assert load_checkpoint_file(work_dir / "iter_4.pth")["meta"]["iter"] == 4
+
+
+# ------------------------------------ load_from accepts what every weight loader accepts
+
+
+def _runner(tmp_path, name):
+    config = write_config(tmp_path / f"{name}.py", experiment_name=f"{tmp_path.name}_{name}")
+    cfg = load_config(config)
+    cfg.work_dir = str(tmp_path / name)
+    return Runner.from_cfg(cfg)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda w: {"state_dict": {f"module.{k}": v for k, v in w.items()}, "meta": {}},
+        lambda w: {"model": w, "model_ema": w, "epoch": 3},  # torchvision's reference scripts
+        lambda w: {f"_orig_mod.{k}": v for k, v in w.items()},  # saved from torch.compile
+        lambda w: {"state_dict_ema": w},
+    ],
+    ids=["DDP", "model", "compiled", "ema-only"],
+)
+def test_load_from_unwraps_like_every_loader(tmp_path, full_run, wrap):
+    weights = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    path = tmp_path / "weights.pth"
+    torch.save(wrap(weights), path)
+    runner = _runner(tmp_path, "wrapped")
+    runner.load_checkpoint(str(path))
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+
+
+def test_load_from_refuses_in_one_line(tmp_path, full_run):
+    weights = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    runner = _runner(tmp_path, "refused")
+    both = tmp_path / "both.pth"
+    torch.save({"state_dict": weights, "model": weights}, both)
+    with pytest.raises(CheckpointError, match=r"both.pth: holds weights under 'state_dict', "
+                       r"'model'; load one of them"):  # fmt: skip
+        runner.load_checkpoint(str(both))
+    other = tmp_path / "other.pth"
+    torch.save({"backbone.weight": torch.zeros(3), "head.bias": torch.zeros(2)}, other)
+    for strict in (True, False):
+        with pytest.raises(CheckpointError) as error:
+            runner.load_checkpoint(str(other), strict=strict)
+        message = str(error.value)
+        assert message.startswith(f"{other}: the weights do not fit ToyClassifier (0 of ")
+        assert "not one of the model's" in message and "\n" not in message
+    narrower = tmp_path / "narrower.pth"
+    torch.save({k: v[:2] if v.ndim else v for k, v in weights.items()}, narrower)
+    with pytest.raises(CheckpointError, match=r"shape mismatches: conv.weight: weights \(2, 3, 3, "
+                       r"3\) vs model \(4, 3, 3, 3\)"):  # fmt: skip
+        runner.load_checkpoint(str(narrower), strict=False)  # mmengine would only warn

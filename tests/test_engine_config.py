@@ -96,7 +96,8 @@ def test_wrong_architecture_checkpoint_names_file_and_keys(tmp_path):
     assert str(checkpoint) in message
     assert "missing keys" in message and "bn.weight" in message and "fc.bias" in message
     assert "unexpected keys" in message and "head.bias" in message
-    assert "fc.weight (checkpoint (5, 4), model (3, 4))" in message
+    assert "fc.weight: weights (5, 4) vs model (3, 4)" in message
+    assert "\n" not in message
     assert "num_batches_tracked" not in message
 
 

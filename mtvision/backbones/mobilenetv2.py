@@ -18,6 +18,7 @@ from mtvision.backbones.inverted_residual import InvertedResidual
 from mtvision.layers.conv_norm_act import ConvNormAct
 from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
+from mtvision.utils.state_dict import check_state_dict_fits, unwrap_state_dict
 
 # Table 2: expansion factor t, output channels c, repeats n, stride s of the first repeat.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -307,11 +308,17 @@ class MobileNetV2(nn.Module):
     ) -> LoadResult:
         """Load a torchvision ``mobilenet_v2`` state dict (same width) into this model.
 
-        Keys are renamed with :meth:`torchvision_module_map`. ``classifier.*`` keys
-        are dropped when this model has no classifier. Shape mismatches always raise
-        ``ValueError``; missing and unexpected keys raise it when ``strict``, else they
-        are skipped and returned. Every offending key is listed with its shape.
+        Accepts what every mtvision weight loader does
+        (:func:`mtvision.utils.state_dict.unwrap_state_dict`: a checkpoint dict
+        holding ``state_dict``/``model``, a uniform ``module.`` prefix). Keys are
+        renamed with :meth:`torchvision_module_map`. ``classifier.*`` keys are
+        dropped when this model has no classifier. Weights that do not fit raise
+        :class:`~mtvision.errors.CheckpointError` (a ``ValueError``) with the one
+        report of :func:`mtvision.utils.state_dict.check_state_dict_fits`: shape
+        mismatches, non-tensor values and a load matching no key always; missing
+        and unexpected keys when ``strict``, else they are skipped and returned.
         """
+        state_dict = unwrap_state_dict(state_dict, "torchvision mobilenet_v2 weights")
         module_map = self.torchvision_module_map()
         own_state = self.state_dict()
         renamed: dict[str, Tensor] = {}
@@ -324,27 +331,21 @@ class MobileNetV2(nn.Module):
             elif self.classifier is None and key.startswith("classifier."):
                 continue
             else:
-                unexpected.append(f"{key} {tuple(value.shape)}")
-        missing = [
-            f"{key} {tuple(value.shape)}" for key, value in own_state.items() if key not in renamed
-        ]
-        mismatched = [
-            f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own_state[key].shape)}"
-            for key, value in renamed.items()
-            if value.shape != own_state[key].shape
-        ]
-        problems = []
-        if mismatched:
-            problems.append("shape mismatches:\n  " + "\n  ".join(mismatched))
-        if strict and missing:
-            problems.append("missing keys:\n  " + "\n  ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys:\n  " + "\n  ".join(unexpected))
-        if problems:
-            raise ValueError(
-                f"cannot load torchvision mobilenet_v2 weights into MobileNetV2("
-                f"width_mult={self.width_mult}, num_classes={self.num_classes}):\n"
-                + "\n".join(problems)
-            )
+                unexpected.append(key)
+        fit = check_state_dict_fits(
+            own_state,
+            renamed,
+            source="torchvision mobilenet_v2 weights",
+            strict=strict,
+            model_name=f"MobileNetV2(width_mult={self.width_mult}, num_classes={self.num_classes})",
+            unplaced=unexpected,
+        )
         self.load_state_dict(renamed, strict=False)
-        return LoadResult(missing_keys=missing, unexpected_keys=unexpected)
+        return LoadResult(
+            missing_keys=[f"{key} {tuple(own_state[key].shape)}" for key in fit.missing],
+            unexpected_keys=[f"{key} {_shape_of(state_dict[key])}" for key in unexpected],
+        )
+
+
+def _shape_of(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else f"({type(value).__name__})"

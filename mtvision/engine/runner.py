@@ -23,6 +23,7 @@ Checkpoint files are read with ``weights_only=True`` and written atomically
 import datetime
 import os.path as osp
 import re
+from collections import OrderedDict
 
 import mmengine.runner
 import torch
@@ -37,6 +38,7 @@ from mtvision.engine.checkpoint import check_state_dict_fits
 from mtvision.errors import CheckpointError
 from mtvision.registry import RUNNERS
 from mtvision.utils.atomic_files import atomic_publish
+from mtvision.utils.state_dict import unwrap_state_dict
 
 LAST_CHECKPOINT_NAME = "last.pth"
 
@@ -91,18 +93,28 @@ class Runner(mmengine.runner.Runner):
         strict: bool = True,
         revise_keys: list = [(r"^module.", "")],  # noqa: B006  (mmengine's signature)
     ):
-        """Load ``filename`` into the model; strict unless ``strict=False``."""
+        """Load ``filename`` into the model; strict unless ``strict=False``.
+
+        The weights are found and checked as by every mtvision loader
+        (:mod:`mtvision.utils.state_dict`): ``state_dict``/``model`` entries
+        unwrapped, a uniform ``module.`` prefix stripped, and weights that do not
+        fit (or, non-strict, match no key at all) refused in one line.
+        """
         checkpoint = _load_checkpoint(filename, map_location=map_location)
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f"{filename}: holds a {type(checkpoint).__name__}, not a dict")
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        if strict:
-            state_dict = checkpoint.get("state_dict", checkpoint)
-            for pattern, replacement in revise_keys:
-                state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
-            check_state_dict_fits(model, state_dict, filename)
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
+        state_dict = unwrap_state_dict(checkpoint, filename)
+        metadata = getattr(state_dict, "_metadata", None)
+        for pattern, replacement in revise_keys:
+            state_dict = OrderedDict(
+                (re.sub(pattern, replacement, k), v) for k, v in state_dict.items()
+            )
+        if metadata is not None:
+            state_dict._metadata = metadata
+        check_state_dict_fits(model, state_dict, filename, strict=strict)
+        _load_checkpoint_to_model(model, {"state_dict": state_dict}, strict, revise_keys=[])
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
         return checkpoint

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from mtvision.layers.feature_spec import select_specs
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.registry import MODELS
+from mtvision.utils.state_dict import check_state_dict_fits, unwrap_state_dict
 
 
 @MODELS.register_module()
@@ -92,31 +93,25 @@ class ImageClassifier(BaseModel):
         """Load a torchvision ``mobilenet_v2`` state dict: ``features.*`` into the
         backbone, ``classifier.1.*`` into the head's linear layer.
 
-        Raises ``ValueError`` listing missing, unexpected or mis-shaped keys.
+        Accepts and refuses what every weight loader does
+        (:mod:`mtvision.utils.state_dict`); raises
+        :class:`~mtvision.errors.CheckpointError` listing missing, unexpected or
+        mis-shaped keys.
         """
+        state_dict = unwrap_state_dict(state_dict, "torchvision mobilenet_v2 weights")
+        torchvision_head = {k: v for k, v in state_dict.items() if k.startswith("classifier.")}
+        check_state_dict_fits(
+            {f"classifier.1.{k}": v for k, v in self.head.fc.state_dict().items()},
+            torchvision_head,
+            source="torchvision mobilenet_v2 weights",
+            model_name=f"the classifier head ({self.num_classes} classes)",
+        )
         self.backbone.load_torchvision_state_dict(
             {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
         )
-        head_state = {
-            k.removeprefix("classifier.1."): v
-            for k, v in state_dict.items()
-            if k.startswith("classifier.")
-        }
-        expected = self.head.fc.state_dict()
-        problems = [f"missing key classifier.1.{k}" for k in expected if k not in head_state]
-        problems += [f"unexpected key classifier.1.{k}" for k in head_state if k not in expected]
-        problems += [
-            f"shape mismatch for classifier.1.{k}: checkpoint {tuple(v.shape)}, "
-            f"model {tuple(expected[k].shape)}"
-            for k, v in head_state.items()
-            if k in expected and v.shape != expected[k].shape
-        ]
-        if problems:
-            raise ValueError(
-                "torchvision state dict does not fit the classifier head:\n  "
-                + "\n  ".join(problems)
-            )
-        self.head.fc.load_state_dict(head_state)
+        self.head.fc.load_state_dict(
+            {k.removeprefix("classifier.1."): v for k, v in torchvision_head.items()}
+        )
 
     @staticmethod
     def _labels(data_samples: list[dict] | None, device: torch.device) -> Tensor:
