@@ -157,6 +157,10 @@ class Albumentations:
     Writes ``meta["img_shape"]`` = (H, W) of the augmented image.
     """
 
+    #: For the config check (:mod:`mtvision.engine.config_keys`): ``transforms``
+    #: entries name albumentations classes, not registered types.
+    nested_config_types = {"transforms": lambda name: find_transform_class(name)}
+
     def __init__(self, transforms: Sequence[dict | Any], bbox_params: dict | None = None):
         self.transforms = [_build_albumentation(t) for t in transforms]
         self.bbox_params = {
@@ -254,6 +258,15 @@ def _transform_classes(namespace: Any) -> dict[str, type]:
         for name in names
         if isinstance(obj := getattr(namespace, name, None), type) and issubclass(obj, kinds)
     }
+
+
+def find_transform_class(name: str) -> type | None:
+    """The albumentations (or mtvision albumentations-compatible) transform class ``name``."""
+    for namespace in _TRANSFORM_NAMESPACES:
+        found = _transform_classes(namespace).get(name)
+        if found is not None:
+            return found
+    return None
 
 
 def _build_albumentation(cfg: dict | Any) -> Any:
