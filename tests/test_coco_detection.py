@@ -336,3 +336,17 @@ def test_tiny_and_one_pixel_images(tmp_path):
     assert one["meta"]["ori_shape"] == (1, 1) and row["meta"]["ori_shape"] == (1, 7)
     torch.testing.assert_close(one["boxes"], torch.tensor([[0.0, 0.0, 48.0, 32.0]]))
     torch.testing.assert_close(row["boxes"], torch.tensor([[0.0, 0.0, 48.0, 32.0]]))
+
+
+def test_two_categories_with_one_name_are_an_error(tmp_path):
+    categories = [{"id": 3, "name": "cat"}, {"id": 9, "name": "cat"}]
+    path = write_coco(tmp_path, [image_entry(1, "x.jpg")], [], categories=categories)
+    with pytest.raises(AnnotationError, match=in_file(path, r"categories 3 and 9 are both named")):
+        CocoDetection(tmp_path)
+
+
+def test_file_names_with_folders_and_mixed_case(tmp_path):
+    (tmp_path / "train2017" / "sub" / "dir").mkdir(parents=True)
+    write_coco(tmp_path, [image_entry(1, "sub/dir/A.JPG")], [ann(1, 1, 1, [1, 1, 5, 5])])
+    dataset = CocoDetection(tmp_path, pipeline=PIPELINE)
+    assert dataset[0]["data_samples"]["labels"].tolist() == [0]

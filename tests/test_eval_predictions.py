@@ -285,3 +285,16 @@ def test_real_coco_check_prints_the_official_numbers(realdata, capsys, backend, 
     assert json.loads(printed[printed.index("{") :])["coco/bbox_mAP"] == pytest.approx(
         expected[0], abs=1e-12
     )
+
+
+def test_empty_results_and_annotations_passed_as_results(files, tmp_path):
+    results_file, ann_file = files
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    metrics = eval_tool.main(["--predictions", str(empty), "--ann", ann_file])
+    assert metrics["coco/bbox_mAP"] == 0.0 and metrics["coco/bbox_AR@100"] == 0.0
+    # The annotation file given twice: an easy slip, named as such.
+    with pytest.raises(
+        AnnotationError, match=r"instances_val.json: expected a JSON list of detections, got dict"
+    ):
+        eval_tool.main(["--predictions", ann_file, "--ann", ann_file])

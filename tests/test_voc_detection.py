@@ -274,3 +274,27 @@ def test_classes_select_and_leave_other_objects_out(tmp_path, logged_messages):
     assert second["meta"]["ann"]["difficult"].tolist() == [True]  # the difficult cat stays
     assert dataset.num_unselected_objects == 2
     assert any("left out 2 objects" in m and "dog 2" in m for m in logged_messages)
+
+
+def test_list_with_an_id_twice_or_nothing_and_crlf_lines(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"a": voc_xml([("cat", (1, 1, 5, 5), 0)])})
+    listed = root / "ImageSets" / "Main" / "trainval.txt"
+    listed.write_text("a\r\n")  # written on Windows
+    assert len(VOCDetection(root)) == 1
+    listed.write_text("a\na 1\n")
+    with pytest.raises(AnnotationError, match=in_file(listed, r"image id 'a' is listed twice")):
+        VOCDetection(root)
+    listed.write_text("")
+    with pytest.raises(AnnotationError, match=in_file(listed, "the image list is empty")):
+        VOCDetection(root)
+
+
+def test_empty_xml_and_other_image_suffix(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"a": voc_xml([("cat", (1, 1, 5, 5), 0)])})
+    (root / "JPEGImages" / "a.jpg").rename(root / "JPEGImages" / "a.JPG")
+    with pytest.raises(ImageLoadError, match=r"a.jpg'.*the folder has 'a.JPG'"):
+        VOCDetection(root, pipeline=PIPELINE)[0]
+    assert VOCDetection(root, img_suffix=".JPG", pipeline=PIPELINE)[0]["inputs"].shape[0] == 3
+    (root / "Annotations" / "a.xml").write_text("")
+    with pytest.raises(AnnotationError, match=r"a.xml: malformed XML \(the file is empty\)"):
+        VOCDetection(root)

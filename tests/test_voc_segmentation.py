@@ -11,6 +11,7 @@ from mtvision.data import LoadMask, MaskLoadError, VOCSegmentation
 from mtvision.data.mask_io import load_index_mask
 from mtvision.data.transforms import Albumentations
 from mtvision.data.voc_segmentation import VOC_CLASSES
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS, TRANSFORMS
 from mtvision.synthetic.shapes import SHAPE_CLASSES, generate_shapes_dataset
 from mtvision.utils.palette import voc_colormap
@@ -296,3 +297,20 @@ def test_classes_that_are_a_subset_of_voc_select_and_relabel(voc_root):
     assert set(np.unique(mask)) == {0, 1, 255}
     # Masks are still checked against VOC's 21 classes before relabelling.
     assert dataset.get_data_info(0)["num_classes"] == 21
+
+
+def test_duplicate_ids_empty_list_and_other_case_are_named(voc_root):
+    lists = voc_root / "ImageSets" / "Segmentation"
+    (lists / "twice.txt").write_text("2007_000032\r\n2007_000039\r\n2007_000032\r\n")
+    with pytest.raises(AnnotationError, match=r"twice.txt: image id '2007_000032' is listed "
+                       r"twice \(lines 1 and 3\)"):  # fmt: skip
+        VOCSegmentation(voc_root, split="twice")
+    (lists / "empty.txt").write_text("\n\n")
+    with pytest.raises(AnnotationError, match="empty.txt: the id list lists no image"):
+        VOCSegmentation(voc_root, split="empty")
+    image = voc_root / "JPEGImages" / "2008_000002.jpg"
+    image.rename(image.with_suffix(".JPG"))
+    with pytest.raises(FileNotFoundError, match=r"2008_000002.jpg \(the folder has "
+                       r"'2008_000002.JPG': names are case-sensitive; set img_suffix"):  # fmt: skip
+        VOCSegmentation(voc_root, split="val")
+    assert len(VOCSegmentation(voc_root, split="val", img_suffix=".JPG")) == 1

@@ -39,7 +39,7 @@ Boxes: COCO ``bbox`` is ``[x, y, w, h]`` in pixels; samples carry xyxy pixels
 Malformed input fails while loading with an error naming the json (and the
 annotation or image id): everything the reader refuses, plus an image without
 ``file_name``, two images with the same ``file_name``, a category without
-``name``. Missing or corrupt image files fail when the pipeline's ``LoadImage``
+``name``, two categories with the same name. Missing or corrupt image files fail when the pipeline's ``LoadImage``
 reads them, naming the file.
 """
 
@@ -215,6 +215,14 @@ class CocoDetection(BaseDataset):
                 f"{self.ann_file}: categories {unnamed[:10]} have no 'name'; a dataset names "
                 "its classes"
             )
+        first_id_of: dict[str, int] = {}
+        for category in categories:
+            other = first_id_of.setdefault(category["name"], category["id"])
+            if other != category["id"]:
+                raise AnnotationError(
+                    f"{self.ann_file}: categories {other} and {category['id']} are both named "
+                    f"'{category['name']}'; class names must tell categories apart"
+                )
         names = self.fixed_classes or tuple(self._metainfo.get("classes", ()))
         if not names:
             return tuple(sorted(category["id"] for category in categories))

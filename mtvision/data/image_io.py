@@ -256,9 +256,12 @@ def _refusal_reason(data: bytes, complaint: str | None) -> str:
 
 
 def _case_hint(path: str, err: OSError) -> str:
-    """For a missing file: a file in the same folder whose name differs only in case."""
+    """For a missing file: a broken link's target, or a file in the same folder whose
+    name differs only in case."""
     if not isinstance(err, FileNotFoundError):
         return ""
+    if os.path.islink(path):
+        return f" (a symbolic link to {os.readlink(path)!r}, which does not exist)"
     folder, name = os.path.split(path)
     try:
         others = [n for n in os.listdir(folder or ".") if n.lower() == name.lower() and n != name]

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from mtvision.data.base_dataset import BaseDataset
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 from mtvision.utils.palette import voc_colormap
 
@@ -85,8 +86,9 @@ class VOCSegmentation(BaseDataset):
     (names, index = mask value) and ``palette`` (one (R, G, B) per class).
 
     Every listed image and mask must exist: a missing file is reported when
-    the dataset is built, with the first few missing paths, not in the
-    middle of training.
+    the dataset is built, with the first few missing paths (and a file whose
+    name differs only in case), not in the middle of training. An empty list
+    or an id listed twice is an :class:`~mtvision.errors.AnnotationError`.
 
     Args:
         data_root: the ``VOC2012`` folder.
@@ -185,7 +187,16 @@ class VOCSegmentation(BaseDataset):
             # A line may carry more than the id (e.g. "<id> -1" class lists); the id comes first.
             ids = [line.split()[0] for line in f if line.strip()]
         if not ids:
-            raise ValueError(f"id list {self.ann_file} lists no image")
+            raise AnnotationError(f"{self.ann_file}: the id list lists no image")
+        seen: dict[str, int] = {}
+        for line_number, img_id in enumerate(ids, start=1):
+            if img_id in seen:
+                raise AnnotationError(
+                    f"{self.ann_file}: image id {img_id!r} is listed twice (lines "
+                    f"{seen[img_id]} and {line_number}); it would be trained on and "
+                    "evaluated twice"
+                )
+            seen[img_id] = line_number
         return ids
 
     def _check_files_exist(self, data_list: list[dict]) -> None:
@@ -196,13 +207,25 @@ class VOCSegmentation(BaseDataset):
             if not os.path.isfile(path)
         ]
         if missing:
-            shown = ", ".join(missing[:_MAX_LISTED_MISSING])
+            shown = ", ".join(missing[:_MAX_LISTED_MISSING]) + _other_case(missing[0])
             extra = len(missing) - _MAX_LISTED_MISSING
             more = f" and {extra} more" if extra > 0 else ""
             raise FileNotFoundError(
                 f"{len(missing)} files for the ids listed in {self.ann_file} are missing: "
                 f"{shown}{more}"
             )
+
+
+def _other_case(path: str) -> str:
+    """A hint when ``path``'s folder holds the same name in another case (``.JPG``)."""
+    folder, name = os.path.split(path)
+    try:
+        same = [n for n in os.listdir(folder) if n.lower() == name.lower() and n != name]
+    except OSError:
+        return ""
+    if not same:
+        return ""
+    return f" (the folder has {same[0]!r}: names are case-sensitive; set img_suffix/mask_suffix)"
 
 
 def selection_label_map(
