@@ -306,7 +306,7 @@ def test_duplicate_ids_empty_list_and_other_case_are_named(voc_root):
                        r"twice \(lines 1 and 3\)"):  # fmt: skip
         VOCSegmentation(voc_root, split="twice")
     (lists / "empty.txt").write_text("\n\n")
-    with pytest.raises(AnnotationError, match="empty.txt: the id list lists no image"):
+    with pytest.raises(AnnotationError, match="empty.txt: the image list is empty"):
         VOCSegmentation(voc_root, split="empty")
     image = voc_root / "JPEGImages" / "2008_000002.jpg"
     image.rename(image.with_suffix(".JPG"))

@@ -54,7 +54,7 @@ from mmengine.logging import print_log
 
 from mtvision.data.base_dataset import BaseDataset
 from mtvision.data.image_io import read_image_size
-from mtvision.data.voc_segmentation import VOC_CLASSES
+from mtvision.data.voc_segmentation import VOC_CLASSES, read_id_list
 from mtvision.errors import AnnotationError, ImageLoadError
 from mtvision.registry import DATASETS
 
@@ -193,21 +193,7 @@ class VOCDetection(BaseDataset):
                 f"{os.path.join('<data_root>', 'ImageSets', 'Main', '<split>.txt')} in "
                 f"data_root {self.data_root}"
             )
-        with open(self.ann_file, encoding="utf-8") as f:
-            # A line may carry more than the id (e.g. "<id>  1" per-class lists).
-            ids = [line.split()[0] for line in f if line.strip()]
-        if not ids:
-            raise AnnotationError(f"{self.ann_file}: the image list is empty")
-        seen: dict[str, int] = {}
-        for line_number, img_id in enumerate(ids, start=1):
-            if img_id in seen:
-                raise AnnotationError(
-                    f"{self.ann_file}: image id {img_id!r} is listed twice (lines "
-                    f"{seen[img_id]} and {line_number}); it would be trained on and "
-                    "evaluated twice"
-                )
-            seen[img_id] = line_number
-        return ids
+        return read_id_list(self.ann_file)
 
 
 def _parse_xml(path: str) -> ET.Element:

@@ -183,21 +183,7 @@ class VOCSegmentation(BaseDataset):
                 f"id list {self.ann_file} for split {self.split!r} does not exist "
                 f"({listed} holds {found[:10]})"
             )
-        with open(self.ann_file, encoding="utf-8") as f:
-            # A line may carry more than the id (e.g. "<id> -1" class lists); the id comes first.
-            ids = [line.split()[0] for line in f if line.strip()]
-        if not ids:
-            raise AnnotationError(f"{self.ann_file}: the id list lists no image")
-        seen: dict[str, int] = {}
-        for line_number, img_id in enumerate(ids, start=1):
-            if img_id in seen:
-                raise AnnotationError(
-                    f"{self.ann_file}: image id {img_id!r} is listed twice (lines "
-                    f"{seen[img_id]} and {line_number}); it would be trained on and "
-                    "evaluated twice"
-                )
-            seen[img_id] = line_number
-        return ids
+        return read_id_list(self.ann_file)
 
     def _check_files_exist(self, data_list: list[dict]) -> None:
         missing = [
@@ -214,6 +200,31 @@ class VOCSegmentation(BaseDataset):
                 f"{len(missing)} files for the ids listed in {self.ann_file} are missing: "
                 f"{shown}{more}"
             )
+
+
+def read_id_list(path: str) -> list[str]:
+    """The image ids of a VOC ``ImageSets`` list, one a line, in order.
+
+    A line may carry more than the id (``"<id>  1"`` per-class lists); the id
+    comes first. Blank lines and Windows line ends are fine.
+
+    Raises:
+        AnnotationError: the list is empty, or lists an id twice (that image
+            would be trained on and evaluated twice), naming the file and lines.
+    """
+    with open(path, encoding="utf-8") as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise AnnotationError(f"{path}: the image list is empty")
+    first_line: dict[str, int] = {}
+    for line_number, img_id in enumerate(ids, start=1):
+        if img_id in first_line:
+            raise AnnotationError(
+                f"{path}: image id {img_id!r} is listed twice (lines {first_line[img_id]} "
+                f"and {line_number}); it would be trained on and evaluated twice"
+            )
+        first_line[img_id] = line_number
+    return ids
 
 
 def _other_case(path: str) -> str:
