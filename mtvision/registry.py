@@ -29,7 +29,7 @@ DATA_SAMPLERS = Registry(
     "data sampler",
     parent=mmengine_registry.DATA_SAMPLERS,
     scope="mtvision",
-    locations=["mtvision.data"],
+    locations=["mtvision.data", "mtvision.engine"],
 )
 METRICS = Registry(
     "metric", parent=mmengine_registry.METRICS, scope="mtvision", locations=["mtvision.evaluation"]
