@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_toy import SimulatedCrash, load_tool, write_config
+from engine_toy import SimulatedCrash, load_tool, read_logs, write_config
 from mmengine.runner import CheckpointLoader
 
 from mtvision.engine import Runner, load_checkpoint_file, load_config
@@ -237,3 +237,62 @@ def test_load_from_refuses_in_one_line(tmp_path, full_run):
     with pytest.raises(CheckpointError, match=r"shape mismatches: conv.weight: weights \(2, 3, 3, "
                        r"3\) vs model \(4, 3, 3, 3\)"):  # fmt: skip
         runner.load_checkpoint(str(narrower), strict=False)  # mmengine would only warn
+
+
+# --------------------------------- auto-resume past a damaged newest checkpoint
+
+
+def copy_work_dir(source: Path, target: Path) -> Path:
+    """The checkpoints of ``source`` as separate files in ``target`` (no hard links)."""
+    target.mkdir()
+    for name in ("iter_4.pth", "iter_8.pth", "last.pth"):
+        (target / name).write_bytes((source / name).read_bytes())
+    return target
+
+
+def truncate(path: Path) -> None:
+    """What a crash part-way through writing in place leaves behind."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous_good_one(tmp_path, full_run):
+    work_dir = copy_work_dir(full_run, tmp_path / "wd")
+    truncate(work_dir / "last.pth")
+    truncate(work_dir / "iter_8.pth")
+    config = write_config(
+        tmp_path / "cfg.py", experiment_name=f"{tmp_path.name}_fallback", log_level="INFO"
+    )
+    runner = train_tool.main([config, "--work-dir", str(work_dir), "--resume"])
+
+    assert record_iters_hook(runner).iters == [4, 5, 6, 7]
+    (log,) = read_logs(work_dir)
+    for skipped in ("last.pth", "iter_8.pth"):
+        assert f"skipping checkpoint {work_dir / skipped}: cannot read the checkpoint, " in log
+    assert f"resuming from {work_dir / 'iter_4.pth'} instead" in log
+    want = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    got = load_checkpoint_file(work_dir / "iter_8.pth")["state_dict"]
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+
+
+def test_no_readable_checkpoint_names_every_file_tried(tmp_path, full_run):
+    work_dir = copy_work_dir(full_run, tmp_path / "wd")
+    for name in ("iter_4.pth", "iter_8.pth", "last.pth"):
+        truncate(work_dir / name)
+    config = write_config(tmp_path / "cfg.py", experiment_name=f"{tmp_path.name}_none")
+    with pytest.raises(CheckpointError) as error:
+        train_tool.main([config, "--work-dir", str(work_dir), "--resume"])
+    message = str(error.value)
+    assert message.startswith(f"{work_dir}: none of its checkpoints loads")
+    for name in ("iter_4.pth", "iter_8.pth", "last.pth"):
+        assert str(work_dir / name) in message
+
+
+def test_resume_without_checkpoints_starts_from_the_beginning(tmp_path):
+    config = write_config(
+        tmp_path / "cfg.py",
+        experiment_name=f"{tmp_path.name}_fresh",
+        train_cfg=dict(by_epoch=False, max_iters=2),
+    )
+    runner = train_tool.main([config, "--work-dir", str(tmp_path / "empty"), "--resume"])
+    assert record_iters_hook(runner).iters == [0, 1]

@@ -169,7 +169,10 @@ def test_torchrun_restart_before_the_first_checkpoint_starts_over(tmp_path, monk
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     runner = train(tmp_path, "early", train_cfg=dict(by_epoch=True, max_epochs=1))
     assert hook(runner, "RecordItersHook").iters == list(range(6))
-    assert "restart 1): no checkpoint yet, starting over" in read_logs(runner.work_dir)[-1]
+    assert (
+        "restart 1): no checkpoint in the work dir yet, starting as the command says"
+        in read_logs(runner.work_dir)[-1]
+    )
 
 
 def test_epoch_length_in_the_progress_record(full):

@@ -42,6 +42,7 @@ import os.path as osp
 import re
 from collections import OrderedDict
 
+import mmengine.dist
 import mmengine.runner
 import torch
 import torch.distributed as torch_dist
@@ -174,7 +175,8 @@ class Runner(mmengine.runner.Runner):
         setup = current_setup(self)
         batch = setup["world_size"] * setup["batch_size"]
         processes = f"{setup['world_size']} process{'es' if setup['world_size'] > 1 else ''}"
-        line = f"effective batch {batch} ({processes} x {setup['batch_size']} images)"
+        backend = f", {torch_dist.get_backend()}" if self.distributed else ""
+        line = f"effective batch {batch} ({processes} x {setup['batch_size']} images{backend})"
         base = (auto_scale_lr or {}).get("base_batch_size")
         if auto_scale_lr and auto_scale_lr.get("enable", False):
             self.lr_scale = batch / base
@@ -244,16 +246,53 @@ class Runner(mmengine.runner.Runner):
                 # from the work dir, whatever the command line said.
                 self.logger.warning(
                     f"torchrun restarted the workers (restart {restarts}): "
-                    + (f"resuming from {found}" if found else "no checkpoint yet, starting over")
+                    + (
+                        f"resuming from {found}"
+                        if found
+                        else "no checkpoint in the work dir yet, starting as the command says"
+                    )
                 )
             elif found is None:
                 self.logger.warning(f"no checkpoint in {self.work_dir}: training from the start")
-                self._resume = False
             elif skipped:
                 self.logger.warning(f"resuming from {found} instead")
             if found is not None:
                 self._resume, self._load_from = True, found
+            elif auto_resume:
+                self._resume = False  # mmengine would look for its pointer file again
+        if self.distributed and not self._has_loaded:
+            self._check_ranks_agree()
+            self._warn_if_restarts_share_the_store()
         super().load_or_resume()
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank must start from the same checkpoint (or none), or training diverges.
+
+        They disagree when the work dir is not one directory shared by all
+        nodes, or when torchrun restarted only some nodes' workers.
+        """
+        source = self._load_from
+        size = osp.getsize(source) if source and osp.isfile(source) else None
+        choices = mmengine.dist.all_gather_object((bool(self._resume), source, size))
+        if any(choice != choices[0] for choice in choices):
+            described = "; ".join(
+                f"rank {rank}: {'resume from' if resume else 'load'} {path or 'nothing'}"
+                for rank, (resume, path, _) in enumerate(choices)
+            )
+            raise CheckpointError(
+                f"the processes would start from different checkpoints ({described}); "
+                "with several nodes, the work dir must be one directory that all of them share"
+            )
+
+    def _warn_if_restarts_share_the_store(self) -> None:
+        max_restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS") or 0)
+        if max_restarts and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            self.logger.warning(
+                "torchrun --max-restarts shares its rendezvous store with the workers; "
+                "restarted workers can then read the failed ones' addresses and fail or hang "
+                "(pytorch/pytorch#167288, #135712): launch torchrun with "
+                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
+            )
 
     def resume(self, filename: str, *args, **kwargs) -> None:
         fresh_schedulers = [
