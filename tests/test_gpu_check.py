@@ -32,13 +32,13 @@ def test_refuses_without_a_gpu_in_one_line(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing started
 
 
-def test_the_demo_configs_cut_to_a_few_iterations_train(tmp_path, monkeypatch):
+def test_the_demo_configs_cut_to_a_few_iterations_train_and_evaluate(tmp_path, monkeypatch, capsys):
     make_demo_data = load_tool("make_demo_data").main
     make_demo_data(
         ["--out", str(tmp_path / gpu_check.DEMO_DATA), "--num-train", "16"] + ["--num-val", "4"]
     )
     monkeypatch.chdir(tmp_path)  # the demo configs read data/demo relative to the working dir
-    train = load_tool("train").main
+    train, evaluate = load_tool("train").main, load_tool("eval").main
     assert len(gpu_check.DEMO_CONFIGS) == 3
     for config in gpu_check.DEMO_CONFIGS:
         stem = Path(config).stem
@@ -54,3 +54,12 @@ def test_the_demo_configs_cut_to_a_few_iterations_train(tmp_path, monkeypatch):
         assert runner.val_loop is None  # evaluation is the script's own step
         speed = gpu_check.images_per_second(str(tmp_path / stem), images_per_iter=2)
         assert speed is None  # 2 iterations: nothing after the warm-up to time
+        # Step 2's evaluation: the demo config as it is, on the checkpoint.
+        capsys.readouterr()
+        metrics = evaluate(
+            [config, str(tmp_path / stem / "last.pth"), "--work-dir", str(tmp_path / "eval")]
+            + ["--cfg-options", f"experiment_name={tmp_path.name}_{stem}_eval"]
+        )
+        summary = gpu_check.printed_metrics(capsys.readouterr().out)
+        floats = {k: v for k, v in sorted(metrics.items()) if isinstance(v, float)}
+        assert summary == ", ".join(f"{k} {v:.3f}" for k, v in list(floats.items())[:4]), config

@@ -163,13 +163,12 @@ def train_and_eval(report: Report, args, config: str) -> str | None:
         f"{args.iters} iterations of {batch} images, AMP: "
         + (f"{speed:.0f} images/s" if speed else "speed not logged")
     )
-    metrics_file = work_dir / "eval_metrics.json"
     ok, output = report.run(
         f"eval_{stem}",
         [sys.executable, "tools/eval.py", config, str(work_dir / "last.pth")]
-        + ["--work-dir", str(work_dir / "eval"), "--out", str(metrics_file)],
+        + ["--work-dir", str(work_dir / "eval")],
     )
-    report.record(_metrics_summary(metrics_file, output))
+    report.record(printed_metrics(output))
     return str(derived)
 
 
@@ -177,20 +176,18 @@ def _batch_size(config: Path) -> int:
     return int(load_config(config).train_dataloader.batch_size)
 
 
-def _metrics_summary(metrics_file: Path, output: str) -> str:
-    if metrics_file.suffix == ".json" and metrics_file.is_file():
-        try:
-            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            metrics = None
-        if isinstance(metrics, dict):
-            shown = [f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)]
-            return ", ".join(shown[:4]) or "evaluated"
-    # Detection demos write a COCO results file; the metrics are in the printed JSON.
-    for line in reversed(output.splitlines()):
-        if line.strip().startswith("{"):
-            return line.strip()[:200]
-    return "evaluated"
+def printed_metrics(output: str) -> str:
+    """The metrics tools/eval.py printed (an indented JSON object), in a few words."""
+    starts = [i for i, line in enumerate(output.splitlines(keepends=True)) if line == "{\n"]
+    if not starts:
+        return "no metrics printed"
+    text = "".join(output.splitlines(keepends=True)[starts[-1] :])
+    try:
+        metrics, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        return "no metrics printed"
+    shown = [f"{key} {value:.3f}" for key, value in metrics.items() if isinstance(value, float)]
+    return ", ".join(shown[:4]) or "evaluated"
 
 
 def main(argv=None) -> Path:
