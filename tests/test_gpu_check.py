@@ -57,7 +57,8 @@ def test_the_demo_configs_cut_to_a_few_iterations_train_and_evaluate(tmp_path, m
         # Step 2's evaluation: the demo config as it is, on the checkpoint.
         capsys.readouterr()
         metrics = evaluate(
-            [config, str(tmp_path / stem / "last.pth"), "--work-dir", str(tmp_path / "eval")]
+            [str(REPO / config), str(tmp_path / stem / "last.pth")]
+            + ["--work-dir", str(tmp_path / "eval")]
             + ["--cfg-options", f"experiment_name={tmp_path.name}_{stem}_eval"]
         )
         summary = gpu_check.printed_metrics(capsys.readouterr().out)
