@@ -17,14 +17,7 @@ DETECTION = dict(type="SSDLiteHead", num_classes=2, extra_depths=(16, 16, 16, 16
 SEGMENTATION = dict(type="DeepLabV3Head", num_classes=4, channels=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # Tiny convolutions: two threads on a busy two-core machine wait on each other's
-    # time slices (see tests/test_ssdlite.py); one thread is many times faster there.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _model(seed: int = 0, heads=None, **kwargs) -> MultiTaskModel:

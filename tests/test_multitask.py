@@ -16,14 +16,7 @@ from mtvision.registry import MODELS
 CONFIG = "configs/_base_/models/multitask_mobilenet_v2.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # Tiny convolutions: two threads on a busy two-core machine wait on each other's
-    # time slices (see tests/test_ssdlite.py); one thread is many times faster there.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def test_named_model_and_config_build_the_same_three_heads():

@@ -20,15 +20,7 @@ from mtvision.utils.complexity import count_multiply_adds, count_parameters
 NUM_CLASSES = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # Many tiny kernels: with two threads on a busy two-core machine each op waits for
-    # the other thread's time slice. Measured for the overfit test: 80-190 s with two
-    # threads, 3-5 s with one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _tiny_ssdlite(seed: int = 0, output_stride: int = 32, **kwargs) -> MultiTaskModel:

@@ -12,15 +12,7 @@ from mtvision.heads.ssdlite_extras import SSDLiteExtras
 from mtvision.layers import FeatureSpec
 from mtvision.utils.complexity import count_parameters
 
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # Tiny convolutions: two threads on a busy two-core machine wait on each other's
-    # time slices (see tests/test_ssdlite.py); one thread is many times faster there.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def test_extras_structure_and_specs() -> None:

@@ -17,14 +17,7 @@ from mtvision.utils.complexity import count_parameters
 TAPS = ("layer15_expansion", "final_conv")
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # Tiny convolutions: two threads on a busy two-core machine wait on each other's
-    # time slices (see tests/test_ssdlite.py); one thread is many times faster there.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def test_prediction_block_structure_and_parameter_count() -> None:
