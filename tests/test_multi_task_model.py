@@ -10,6 +10,8 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 import mtvision
+import mtvision.engine  # noqa: F401  (installs mtvision's Pretrained initializer)
+from mtvision.errors import CheckpointError
 from mtvision.models import MultiTaskModel
 
 CLASSIFICATION = dict(type="ClassifierHead", num_classes=3)
@@ -285,6 +287,23 @@ def test_a_single_task_checkpoint_initialises_the_backbone_and_its_head(tmp_path
         inputs = torch.randn(1, 3, 64, 64)
         expected = detector.eval()(inputs)["detection"]["cls_logits"]
         assert torch.equal(whole.eval()(inputs)["detection"]["cls_logits"], expected)
+
+    # A head of another shape (5 classes instead of 2) is refused, naming the file.
+    other = _model(
+        heads=dict(
+            detection={
+                **DETECTION,
+                "num_classes": 5,
+                "init_cfg": dict(
+                    type="Pretrained", checkpoint=str(path), prefix="heads.detection."
+                ),
+            }
+        )
+    )
+    with pytest.raises(
+        CheckpointError, match=r"detector.pth .*shape mismatches: predictors.cls_predictors"
+    ):
+        other.init_weights()
 
 
 def test_torchvision_weights_fill_the_backbone_and_the_classifier_only():
