@@ -153,9 +153,10 @@ def test_misspelt_nested_option_is_one_line_exit_2_before_anything_runs(capsys, 
         ("val_dataloader.sampler.shufle=False", "shuffle"),  # a sampler
         ("train_dataloader.dataset.filter_emtpy=True", "filter_empty"),  # the dataset's own
         ("train_dataloader.dataset.serialize=False", "serialize_data"),  # mmengine BaseDataset's
-        ("model.num_clases=3", "num_classes"),  # the model
+        ("model.bn_epss=0.1", "bn_eps"),  # the model
         ("model.backbone.width_multi=1.0", "width_mult"),  # a part the model builds
-        ("model.anchor_generator.min_scal=0.1", "min_scale"),
+        ("model.heads.detection.num_clases=3", "num_classes"),  # a head among named ones
+        ("model.heads.detection.anchor_generator.min_scal=0.1", "min_scale"),
         ("model.data_preprocessor.channel_last=True", "channels_last"),
         ("default_hooks.checkpoint.intervl=2", "interval"),  # a hook (kwargs to save_checkpoint)
         ("default_hooks.logger.intervall=2", "interval"),
@@ -215,8 +216,10 @@ def test_what_is_built_may_take_its_keys(tmp_path):
     }
     cfg = load_config("configs/demo/ssdlite_shapes.py", options)
     assert cfg.custom_hooks[0].momentum == 0.001
-    # ImageClassifier reads head["in_feature"] before building the head, which takes none.
-    load_config("configs/demo/mobilenetv2_shapes.py", {"model.head.in_feature": "stage7"})
+    # A head's own arguments, set inside the model's named heads.
+    load_config(
+        "configs/demo/mobilenetv2_shapes.py", {"model.heads.classification.in_features": ["stage7"]}
+    )
 
 
 @pytest.mark.parametrize(

@@ -179,10 +179,11 @@ def test_untrained_ssdlite_writes_coco_results_and_pictures(tmp_path):
     coco = tmp_path / "shapes" / "coco"
     ann_file = coco / "annotations" / "instances_val2017.json"
     model = dict(
-        type="SSDLite",
+        type="MultiTaskModel",
         backbone=dict(type="MobileNetV2", width_mult=0.35),
-        num_classes=6,
-        extra_depths=(32, 16, 16, 16),
+        heads=dict(
+            detection=dict(type="SSDLiteHead", num_classes=6, extra_depths=(32, 16, 16, 16))
+        ),
     )
     resize = dict(type="Albumentations", transforms=[dict(type="Resize", height=128, width=128)])
     config = Config(

@@ -1,5 +1,5 @@
 """Every weight loader accepts the same inputs and gives the same one-line report:
-MobileNetV2.load_torchvision_state_dict, ImageClassifier.load_torchvision_state_dict,
+MobileNetV2.load_torchvision_state_dict, MultiTaskModel.load_torchvision_state_dict,
 build_model_from_checkpoint and init_cfg=dict(type="Pretrained") here; the Runner's
 load_from in tests/test_engine_checkpoint.py."""
 
@@ -14,7 +14,7 @@ import mtvision
 from mtvision.backbones import MobileNetV2
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.errors import CheckpointError
-from mtvision.models.image_classifier import ImageClassifier
+from mtvision.models import MultiTaskModel
 from mtvision.utils.state_dict import (
     check_state_dict_fits,
     strip_uniform_prefixes,
@@ -65,7 +65,7 @@ def test_classifier_torchvision_loader_accepts_every_wrapping(how):
     weights = torchvision_weights(num_classes=10)
     model = mtvision.create_model("mobilenet_v2_035", num_classes=10)
     model.load_torchvision_state_dict(wrapped(weights, how))
-    assert torch.equal(model.head.fc.weight, weights["classifier.1.weight"])
+    assert torch.equal(model.heads["classification"].fc.weight, weights["classifier.1.weight"])
     assert torch.equal(model.backbone.stem.conv.weight, weights["features.0.0.weight"])
 
 
@@ -136,9 +136,9 @@ def _config(**model_overrides) -> Config:
         dict(
             default_scope="mtvision",
             model=dict(
-                type="ImageClassifier",
+                type="MultiTaskModel",
                 backbone=dict(type="MobileNetV2", width_mult=0.35),
-                head=dict(type="ClassifierHead", in_feature="final_conv", num_classes=3),
+                heads=dict(classification=dict(type="ClassifierHead", num_classes=3)),
                 **model_overrides,
             ),
         )
@@ -162,7 +162,7 @@ def test_build_model_from_checkpoint_reports_a_misfit_in_one_line(tmp_path):
     with pytest.raises(CheckpointError) as error:
         build_model_from_checkpoint(_config(), str(path))
     message = str(error.value)
-    assert message.startswith(f"{path}: the weights do not fit ImageClassifier (0 of ")
+    assert message.startswith(f"{path}: the weights do not fit MultiTaskModel (0 of ")
     assert "\n" not in message
 
 
@@ -197,7 +197,7 @@ def test_pretrained_init_cfg_matching_nothing_is_an_error(tmp_path):
     with DefaultScope.overwrite_default_scope("mtvision"):
         model = MODELS.build(cfg.model)
         with pytest.raises(CheckpointError, match=r"other.pth: the weights do not fit "
-                           r"ImageClassifier \(0 of .*not one of the model's"):  # fmt: skip
+                           r"MultiTaskModel \(0 of .*not one of the model's"):  # fmt: skip
             model.init_weights()
     cfg = _config(init_cfg=dict(type="Pretrained", checkpoint=str(path), prefix="backbone."))
     with DefaultScope.overwrite_default_scope("mtvision"):
@@ -207,9 +207,9 @@ def test_pretrained_init_cfg_matching_nothing_is_an_error(tmp_path):
 
 
 def test_classifier_uses_the_one_report():
-    model = ImageClassifier(
+    model = MultiTaskModel(
         backbone=dict(type="MobileNetV2", width_mult=0.35),
-        head=dict(type="ClassifierHead", in_feature="final_conv", num_classes=7),
+        heads=dict(classification=dict(type="ClassifierHead", num_classes=7)),
     )
     with pytest.raises(CheckpointError) as error:
         model.load_torchvision_state_dict(torchvision_weights(num_classes=10))

@@ -18,8 +18,10 @@ Where the valid keys come from:
   class's parameters count too (mmengine's ``BaseDataset``, torch's
   ``DistributedDataParallel``); ``**kwargs`` used any other way cannot be
   resolved, and then every key is accepted rather than guessed. Keys a parent
-  reads out of a child's dict before building it (``head["in_feature"]``,
-  found in the parent's ``__init__``) count for the child.
+  reads out of a child's dict before building it (``arg["key"]``, found in the
+  parent's ``__init__``) count for the child. A dict of named configs without a
+  ``type`` of its own (a ``MultiTaskModel``'s ``heads``) is walked entry by entry
+  (``model.heads.detection.num_classes``).
 - dicts mmengine reads without a ``type``: the data loaders (torch's
   ``DataLoader`` arguments and mmengine's ``dataset``/``sampler``/
   ``batch_sampler``/``collate_fn``/``worker_init_fn``/``num_batch_per_epoch``),
@@ -406,11 +408,12 @@ class _Checker:
             # through a class's resolver; elsewhere (a model's parts) an unknown name
             # may live in a registry this walk cannot know.
             certain = key in _CHILD_REGISTRIES
-            items = (
-                [(f"{path}.{key}[{i}]", item) for i, item in enumerate(child)]
-                if isinstance(child, list | tuple)
-                else [(f"{path}.{key}", child)]
-            )
+            if isinstance(child, list | tuple):
+                items = [(f"{path}.{key}[{i}]", item) for i, item in enumerate(child)]
+            elif _is_named_configs(child):  # e.g. a MultiTaskModel's heads
+                items = [(f"{path}.{key}.{name}", item) for name, item in child.items()]
+            else:
+                items = [(f"{path}.{key}", child)]
             for child_path, item in items:
                 if isinstance(item, Mapping) and "type" in item:
                     self.typed(
@@ -514,6 +517,16 @@ class _Checker:
             return
         self.keys(value, path, _ENV_KEYS, "env_cfg")
         self.plain(value.get("mp_cfg"), f"{path}.mp_cfg", _MP_KEYS, "env_cfg.mp_cfg")
+
+
+def _is_named_configs(value: Any) -> bool:
+    """A dict without a ``type`` whose values are all configs with one (names -> parts)."""
+    return (
+        isinstance(value, Mapping)
+        and "type" not in value
+        and bool(value)
+        and all(isinstance(item, Mapping) and "type" in item for item in value.values())
+    )
 
 
 def _forwarded_kwargs(target: Any, value: Mapping) -> frozenset[str] | None:

@@ -8,19 +8,19 @@ from torch import Tensor, nn
 
 from mtvision.layers.conv_norm_act import ConvNormAct
 from mtvision.layers.feature_spec import FeatureSpec
-from mtvision.registry import MODELS
 
 DEFAULT_DEPTHS = (512, 256, 256, 128)
 
 
-@MODELS.register_module()
 class SSDLiteExtras(nn.Module):
-    """Extra layers of SSDLite (MobileNetV2 paper, section 6.2), built from a tap's spec.
+    """Extra layers of SSDLite (MobileNetV2 paper, section 6.2), built from a tap's spec:
+    a part of :class:`~mtvision.heads.SSDLiteHead`.
 
     Block k maps (N, C_in, H, W) to (N, depths[k], ceil(H / 2), ceil(W / 2)) with
     ``1x1 ConvNormAct to depths[k] // 2 -> 3x3 depthwise ConvNormAct stride 2 ->
     1x1 ConvNormAct to depths[k]`` (BatchNorm + ReLU6 after each conv). On the
-    stride-32 ``final_conv`` of a 320x320 input the blocks give 5, 3, 2, 1 maps.
+    stride-32 ``final_conv`` of a 320x320 input the blocks give 5, 3, 2, 1 maps; on a
+    stride-16 one (a backbone at output stride 16) 10, 5, 3, 2.
 
     The depths are absolute: they stay 512, 256, 256, 128 whatever the backbone's
     width multiplier (the TF ssdlite_mobilenet_v2 config does not thin them either;
