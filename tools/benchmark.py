@@ -218,12 +218,12 @@ def bench_train(args, ours: nn.Module, reference: nn.Module) -> dict:
 
         def step(model=model, optimizer=optimizer):
             optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), labels)
+            loss = nn.functional.cross_entropy(_logits(model, x), labels)
             loss.backward()
             optimizer.step()
             return loss
 
-        first_losses.append(float(step()))
+        first_losses.append(float(step().detach()))
         steps.append(on_device(step, device))
     times = time_pair(*steps, args.runs, args.warmup)
     check = f"first-step loss {first_losses[0]:.6g} vs {first_losses[1]:.6g}"
