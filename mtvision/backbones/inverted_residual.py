@@ -82,7 +82,9 @@ class InvertedResidual(nn.Module):
         (N, expansion_channels, H, W).
         """
         if self.depthwise is None or self.project is None:
-            raise RuntimeError("this block was cut after its expansion; only forward_expansion runs")
+            raise RuntimeError(
+                "this block was cut after its expansion; only forward_expansion runs"
+            )
         expansion = self.forward_expansion(x)
         out = self.project(self.depthwise(expansion))
         if self.use_residual:

@@ -210,7 +210,9 @@ class MobileNetV2(BaseModule):
             stage = getattr(self, EXPANSION_TAP_STAGE)
             dropped += [f"{EXPANSION_TAP_STAGE}.{i}" for i in range(1, len(stage))]
             del stage[1:]
-            dropped += [f"{EXPANSION_TAP_STAGE}.0.{name}" for name in stage[0].cut_after_expansion()]
+            dropped += [
+                f"{EXPANSION_TAP_STAGE}.0.{name}" for name in stage[0].cut_after_expansion()
+            ]
         names = [spec.name for spec in feature_info]
         return feature_info[: names.index(deepest) + 1], tuple(dropped)
 
