@@ -31,6 +31,7 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from torch import nn
 
+from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.registry import HOOKS, MODELS
 
 HEADS = ("classification", "detection", "segmentation")
@@ -53,7 +54,7 @@ class ToyMultiTaskModel(BaseModel):
     """
 
     def __init__(self, num_classes: dict, oracle: bool = False, corrupt_every: int = 0):
-        super().__init__(data_preprocessor=dict(type="DataPreprocessor"))
+        super().__init__(data_preprocessor=build_data_preprocessor(None))
         unknown = set(num_classes) - set(HEADS)
         if unknown:
             raise ValueError(f"unknown heads {sorted(unknown)}")
