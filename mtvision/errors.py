@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "ImageLoadError",
     "MaskLoadError",
+    "ScalarLogError",
 ]
 
 
@@ -48,6 +49,11 @@ class MaskLoadError(ImageLoadError):
     """
 
 
+class ScalarLogError(ValueError):
+    """A training log (mmengine's ``vis_data/scalars.json``) that cannot be read;
+    the message names the file and the line."""
+
+
 class CheckpointError(RuntimeError, ValueError):
     """A checkpoint file or weights that cannot be used; the message names the source.
 
@@ -68,5 +74,6 @@ USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     CheckpointError,
     ImageLoadError,
+    ScalarLogError,
     FileNotFoundError,
 )
