@@ -30,20 +30,15 @@ train_parts = dict(
         classes=seg_classes,
     ),
 )
+# The same layouts, val split.
 val_parts = dict(
     detection=dict(
-        type="CocoDetection",
-        data_root=data_root + "coco/",
+        train_parts["detection"],
         ann_file="annotations/instances_val2017.json",
         data_prefix=dict(img="val2017/"),
     ),
-    classification=dict(type="ImageNetFolder", data_root=data_root + "imagenet", split="val"),
-    segmentation=dict(
-        type="VOCSegmentation",
-        data_root=data_root + "VOCdevkit/VOC2012",
-        split="val",
-        classes=seg_classes,
-    ),
+    classification=dict(train_parts["classification"], split="val"),
+    segmentation=dict(train_parts["segmentation"], split="val"),
 )
 
 # The mask is read before the augmentations, which move it with the image and boxes
