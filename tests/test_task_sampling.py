@@ -160,3 +160,40 @@ def test_shipped_config_builds_interleaved_batches_through_mmengine(tiny_shapes)
         assert all(tuple(image.shape) == (3, 320, 320) for image in batch["inputs"])
         seen.update(sample["meta"]["img_path"] for sample in batch["data_samples"])
     assert len(seen) == 36 and set(seen.values()) == {1}
+
+
+def test_iteration_based_training_reshuffles_each_pass(tiny_shapes, tmp_path):
+    """IterBasedTrainLoop restarts the loader when it runs out and calls set_epoch on
+    the batch sampler's sampler: the second pass is a new order, still interleaved."""
+    from mtvision.engine.config import RUNNER_KEYS
+
+    loader = shipped_train_loader(tiny_shapes, batch_size=6)
+    small = dict(type="Albumentations", transforms=[dict(type="Resize", height=32, width=32)])
+    for part in loader["dataset"]["datasets"].values():
+        part.pipeline = [step for step in part.pipeline if step.type != "Albumentations"]
+        part.pipeline.insert(-1, small)
+    cfg = dict(
+        model=dict(
+            type="ToyMultiTaskModel",
+            num_classes=dict(classification=6, detection=6, segmentation=21),
+        ),
+        train_dataloader=loader,
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=12),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
+        custom_hooks=[dict(type="RecordBatchesHook")],
+        work_dir=str(tmp_path),
+        experiment_name=f"iter_{tmp_path.name}",
+        default_scope="mtvision",
+        randomness=dict(seed=0),
+        log_level="WARNING",
+    )
+    runner = Runner(**{key: value for key, value in cfg.items() if key in RUNNER_KEYS})
+    runner.train()
+    assert runner.train_dataloader.batch_sampler.sampler.epoch == 1
+    (hook,) = [h for h in runner.hooks if type(h).__name__ == "RecordBatchesHook"]
+    passes = [[path for _, batch in hook.batches[i : i + 6] for path, _ in batch] for i in (0, 6)]
+    assert sorted(passes[0]) == sorted(passes[1]) and passes[0] != passes[1]
+    for _, batch in hook.batches:
+        assert Counter(kind for _, kinds in batch for kind in kinds) == dict(
+            label=2, boxes=2, mask=2
+        )

@@ -188,6 +188,8 @@ def _route_out(cfg, out: str) -> bool:
     if not coco_metrics:
         return False
     coco_metrics[0]["results_file"] = out
+    if not _is_multi_entry(cfg.test_evaluator):
+        cfg.test_evaluator = _as_list(cfg.test_evaluator)
     return True
 
 
