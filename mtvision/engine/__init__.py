@@ -17,8 +17,8 @@ from mtvision.engine.checkpoint import (
 )
 from mtvision.engine.config import load_config
 from mtvision.engine.latest_checkpoint import find_resumable_checkpoint
-from mtvision.engine.resumable_sampler import ResumableSampler
 from mtvision.engine.multitask_loops import MultiTaskTestLoop, MultiTaskValLoop
+from mtvision.engine.resumable_sampler import ResumableSampler
 from mtvision.engine.runner import LAST_CHECKPOINT_NAME, Runner, build_runner
 from mtvision.engine.train_progress import TrainProgress, TrainProgressHook
 from mtvision.utils.atomic_files import AtomicLocalBackend, atomic_publish, atomic_write_bytes
