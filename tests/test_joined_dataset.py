@@ -252,8 +252,12 @@ def test_copies_of_different_size_are_refused_naming_the_files(shapes_copy):
 
 def test_parts_that_cannot_be_joined(tiny_shapes, shapes_copy):
     imagenet = dict(type="ImageNetFolder", data_root=str(tiny_shapes / "imagenet"))
+    # one key from two parts: fine with one value (e.g. a size both state), else an error
+    assert len(JoinedDataset(datasets=dict(a=imagenet, b=imagenet))) == 12
+    folders = sorted(p.name for p in (tiny_shapes / "imagenet/train").iterdir())
+    reordered = dict(imagenet, classes=folders[::-1])
     with pytest.raises(AnnotationError, match="parts 'a' and 'b' both give 'label'"):
-        JoinedDataset(datasets=dict(a=imagenet, b=imagenet))
+        JoinedDataset(datasets=dict(a=imagenet, b=reordered))
     with pytest.raises(ConfigError, match="part 'a' has its own pipeline"):
         JoinedDataset(datasets=dict(a=dict(imagenet, pipeline=[dict(type="LoadImage")])))
     with pytest.raises(ConfigError, match="datasets must map part names"):

@@ -162,9 +162,9 @@ def test_shipped_config_builds_interleaved_batches_through_mmengine(tiny_shapes)
     assert len(seen) == 36 and set(seen.values()) == {1}
 
 
-def test_iteration_based_training_reshuffles_each_pass(tiny_shapes, tmp_path):
-    """IterBasedTrainLoop restarts the loader when it runs out and calls set_epoch on
-    the batch sampler's sampler: the second pass is a new order, still interleaved."""
+def toy_runner(tiny_shapes, work_dir, train_cfg, **extra) -> Runner:
+    """The toy multi-task model on the shipped interleaved loader (images cut to 32 px),
+    recording every batch (RecordBatchesHook)."""
     from mtvision.engine.config import RUNNER_KEYS
 
     loader = shipped_train_loader(tiny_shapes, batch_size=6)
@@ -178,22 +178,64 @@ def test_iteration_based_training_reshuffles_each_pass(tiny_shapes, tmp_path):
             num_classes=dict(classification=6, detection=6, segmentation=21),
         ),
         train_dataloader=loader,
-        train_cfg=dict(type="IterBasedTrainLoop", max_iters=12),
+        train_cfg=train_cfg,
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
         custom_hooks=[dict(type="RecordBatchesHook")],
-        work_dir=str(tmp_path),
-        experiment_name=f"iter_{tmp_path.name}",
+        work_dir=str(work_dir),
+        experiment_name=f"toy_{work_dir.parent.name}_{work_dir.name}",
         default_scope="mtvision",
         randomness=dict(seed=0),
         log_level="WARNING",
+        **extra,
     )
-    runner = Runner(**{key: value for key, value in cfg.items() if key in RUNNER_KEYS})
+    return Runner(**{key: value for key, value in cfg.items() if key in RUNNER_KEYS})
+
+
+def recorded_batches(runner) -> list:
+    (hook,) = [h for h in runner.hooks if type(h).__name__ == "RecordBatchesHook"]
+    return hook.batches
+
+
+def test_iteration_based_training_reshuffles_each_pass(tiny_shapes, tmp_path):
+    """IterBasedTrainLoop restarts the loader when it runs out and calls set_epoch on
+    the batch sampler's sampler: the second pass is a new order, still interleaved."""
+    runner = toy_runner(tiny_shapes, tmp_path, dict(type="IterBasedTrainLoop", max_iters=12))
     runner.train()
     assert runner.train_dataloader.batch_sampler.sampler.epoch == 1
-    (hook,) = [h for h in runner.hooks if type(h).__name__ == "RecordBatchesHook"]
-    passes = [[path for _, batch in hook.batches[i : i + 6] for path, _ in batch] for i in (0, 6)]
+    batches = recorded_batches(runner)
+    passes = [[path for _, batch in batches[i : i + 6] for path, _ in batch] for i in (0, 6)]
     assert sorted(passes[0]) == sorted(passes[1]) and passes[0] != passes[1]
-    for _, batch in hook.batches:
+    for _, batch in batches:
         assert Counter(kind for _, kinds in batch for kind in kinds) == dict(
             label=2, boxes=2, mask=2
         )
+
+
+def test_resuming_at_an_epoch_end_continues_the_same_order(tiny_shapes, tmp_path):
+    epochs = dict(type="EpochBasedTrainLoop", max_epochs=2)
+    whole = toy_runner(tiny_shapes, tmp_path / "whole", epochs)
+    whole.train()
+    first = toy_runner(tiny_shapes, tmp_path / "split", dict(epochs, max_epochs=1))
+    first.train()
+    resumed = toy_runner(tiny_shapes, tmp_path / "split", epochs, resume=True)
+    resumed.train()
+    assert resumed.iter == whole.iter == 12
+    assert recorded_batches(resumed) == recorded_batches(whole)[6:]  # epoch 2, batch by batch
+
+    # A checkpoint from the middle of an epoch: the runner's mid-epoch resume needs a
+    # ResumableSampler, which the interleaved batches do not go through.
+    middle = toy_runner(
+        tiny_shapes,
+        tmp_path / "middle",
+        dict(epochs, max_epochs=1),
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=4, by_epoch=False)),
+    )
+    middle.train()
+    with pytest.raises(ConfigError, match="written in the middle of epoch 1"):
+        toy_runner(
+            tiny_shapes,
+            tmp_path / "middle",
+            epochs,
+            resume=True,
+            load_from=str(tmp_path / "middle" / "iter_4.pth"),
+        ).train()

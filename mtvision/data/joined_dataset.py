@@ -31,11 +31,12 @@ import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 from mmengine.logging import print_log
-from PIL import Image
 
 from mtvision.data.base_dataset import BaseDataset
-from mtvision.errors import AnnotationError, ConfigError, ImageLoadError
+from mtvision.data.image_io import read_image_size
+from mtvision.errors import AnnotationError, ConfigError
 from mtvision.registry import DATASETS
 from mtvision.utils.metainfo import TASKS_KEY
 
@@ -44,6 +45,9 @@ __all__ = ["JoinedDataset", "check_joined_image_sizes", "file_stem"]
 _MAX_LISTED = 5
 # Keys of a part's data info that the join handles itself instead of merging.
 _JOIN_KEYS = ("img_path", "sample_idx", "meta")
+# Keys that only name where a part's annotation came from (for messages): the
+# first part's is kept when several give one.
+_SOURCE_KEYS = ("ann_path",)
 
 
 def file_stem(data_info: Mapping) -> str:
@@ -51,30 +55,20 @@ def file_stem(data_info: Mapping) -> str:
     return os.path.splitext(os.path.basename(data_info["img_path"]))[0]
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError as err:
-        raise ImageLoadError(f"cannot load image {path!r}: {err.strerror}") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageLoadError(f"cannot load image {path!r}: not a readable image ({err})") from err
-
-
 def check_joined_image_sizes(results: dict) -> dict:
     """Pipeline step run before the others: every part's copy of the image has one size.
 
     Reads ``results["part_img_paths"]`` (part name -> image file) and compares
-    the sizes in the file headers, so that boxes from one layout and a mask
-    from another cannot be silently misplaced on an image of a third.
+    the sizes in the file headers (upright, as :func:`~mtvision.data.image_io.read_image_size`
+    gives them), so that boxes from one layout and a mask from another cannot be
+    silently misplaced on an image of a third.
 
     Raises:
         AnnotationError: the sizes differ; the message names every file and its size.
         ImageLoadError: a part's image file is missing or unreadable.
     """
     paths = results.get("part_img_paths", {})
-    sizes = {name: _image_size(path) for name, path in paths.items()}
+    sizes = {name: read_image_size(path) for name, path in paths.items()}
     if len(set(sizes.values())) > 1:
         listed = "; ".join(
             f"{name}: {paths[name]} is {width}x{height}" for name, (width, height) in sizes.items()
@@ -95,7 +89,9 @@ class JoinedDataset(BaseDataset):
         {"img_path": the first part's image file,
          "part_img_paths": {part name: that part's image file},
          <every other key of every part>: e.g. "label" (ImageNetFolder),
-             "boxes"/"labels" (CocoDetection), "seg_path"/"num_classes" (VOCSegmentation),
+             "boxes"/"labels"/"width"/"height" (CocoDetection), "seg_path"/"num_classes"
+             (VOCSegmentation); a key several parts give must have one value
+             (``ann_path``, naming the annotation file in messages, keeps the first),
          "meta": the parts' meta merged; a key several parts give (e.g. both COCO
              and VOC give "img_id") keeps the value of the first of them in
              ``datasets`` order, so list the part whose ids a metric reads first
@@ -124,8 +120,8 @@ class JoinedDataset(BaseDataset):
     Raises:
         ConfigError: no parts, or a part with its own pipeline.
         AnnotationError: an unmatched image (``on_unmatched="raise"``), a key
-            shared by two images of one part, or two parts giving the same
-            annotation key (e.g. two ``label``).
+            shared by two images of one part, or two parts giving one
+            annotation key different values (e.g. two ``label``).
     """
 
     def __init__(
@@ -252,6 +248,8 @@ class JoinedDataset(BaseDataset):
                 if field in _JOIN_KEYS:
                     continue
                 if field in given_by:
+                    if field in _SOURCE_KEYS or _same(joined[field], value):
+                        continue
                     raise AnnotationError(
                         f"JoinedDataset: parts {given_by[field]!r} and {name!r} both give "
                         f"{field!r} for image {key!r} ({infos[given_by[field]]['img_path']}, "
@@ -263,6 +261,16 @@ class JoinedDataset(BaseDataset):
                 meta.setdefault(field, value)
         joined["meta"] = meta
         return joined
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two parts give one value (e.g. the same stated ``width``)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _source(part: Any) -> str:
