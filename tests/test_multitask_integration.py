@@ -5,7 +5,10 @@ loops score each head on its own data."""
 import math
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from engine_toy import load_tool
 
 from mtvision.engine import Runner, load_config
 from mtvision.engine.config import RUNNER_KEYS
@@ -13,6 +16,10 @@ from mtvision.engine.config import RUNNER_KEYS
 REPO = Path(__file__).resolve().parents[1]
 SEG_CLASSES = ("background", "circle", "square", "triangle", "star", "cross", "hexagon")
 HEAD_METRICS = ("classification/top1", "coco/bbox_mAP", "voc/mIoU")
+visualize_tool = load_tool("visualize")
+TILE = 160  # visualize.py's tile size
+GAP = 4  # tile_grid's gap
+CAPTION_LINE = 16  # draw._caption's line height (+ 4 px below the last line)
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -95,6 +102,17 @@ test_evaluator = {evaluator}
         assert f"val/{name}" in scalars
     assert metrics["classification/top5"] >= metrics["classification/top1"]
 
+    # tools/visualize.py on the multi-task config: every head on one tile (mask, boxes,
+    # and the top-5 + true class in a 6-line caption below the picture).
+    out = tmp_path / "grid.png"
+    grid = visualize_tool.main(
+        [str(path), str(tmp_path / "work" / "last.pth"), "--out", str(out), "--num", "3"]
+        + ["--columns", "3"]
+    )
+    tile_height = TILE + 6 * CAPTION_LINE + 4
+    assert grid.shape == (tile_height + 2 * GAP, 3 * (TILE + GAP) + GAP, 3)
+    assert np.array_equal(cv2.imread(str(out))[..., ::-1], grid)
+
 
 def test_interleaved_datasets_train_every_head_and_score_each_on_its_own(tiny_shapes, tmp_path):
     path = recipe(
@@ -139,3 +157,16 @@ test_evaluator = _evaluator
         ("voc", ("segmentation",)),
     ]
     assert runner.model.active_head_names == ("classification", "detection", "segmentation")
+
+    # tools/visualize.py takes --num images of each entry and runs the entry's heads only:
+    # classifier tiles (picture + 2 caption lines) for imagenet, plain pictures for coco
+    # (boxes) and voc (mask); cells are as large as the largest tile.
+    grid = visualize_tool.main(
+        [str(path), str(tmp_path / "work" / "last.pth"), "--out", str(tmp_path / "grid.png")]
+        + ["--num", "2", "--columns", "2"]
+    )
+    cell_height = TILE + 2 * CAPTION_LINE + 4
+    assert grid.shape == (3 * (cell_height + GAP) + GAP, 2 * (TILE + GAP) + GAP, 3)
+    for row in (1, 2):  # coco and voc tiles have no caption: white below the picture
+        top = GAP + row * (cell_height + GAP)
+        assert (grid[top + TILE : top + cell_height, GAP : GAP + TILE] == 255).all()

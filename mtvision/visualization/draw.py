@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
+
+from mtvision.utils.arrays import to_numpy
 
 GREEN = (40, 200, 40)
 RED = (230, 40, 40)
@@ -96,16 +98,21 @@ def draw_topk(
 
 
 def tile_grid(tiles: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.ndarray:
-    """Arrange equally sized HWC tiles row by row on a white canvas."""
+    """Arrange HWC tiles row by row on a white canvas.
+
+    Every cell is as large as the largest tile; a smaller tile sits in its
+    cell's top-left corner.
+    """
     if not tiles:
         raise ValueError("tile_grid needs at least one tile")
-    height, width = tiles[0].shape[:2]
+    height = max(tile.shape[0] for tile in tiles)
+    width = max(tile.shape[1] for tile in tiles)
     rows = (len(tiles) + columns - 1) // columns
     canvas = np.full((rows * (height + gap) + gap, columns * (width + gap) + gap, 3), 255, np.uint8)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
         y, x = gap + r * (height + gap), gap + c * (width + gap)
-        canvas[y : y + height, x : x + width] = tile
+        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
     return canvas
 
 
@@ -198,3 +205,61 @@ def draw_segmentation(
     colours = palette[mask[painted]].astype(np.float64)
     out[painted] = np.round((1.0 - alpha) * image[painted] + alpha * colours).astype(np.uint8)
     return out
+
+
+def draw_prediction(
+    image: np.ndarray,
+    prediction: Mapping,
+    classes: Mapping[str, Sequence[str] | None] | None = None,
+    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
+    score_threshold: float = 0.3,
+    alpha: float = 0.5,
+    topk: int = 5,
+) -> np.ndarray:
+    """One picture of every head's prediction for ``image``, layered: the mask's
+    colours, then the boxes, then the ``topk`` classes in a caption below.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, the image the prediction's pixels refer to.
+        prediction: any of ``pred_mask`` ((H, W) int class map), ``boxes`` ((K, 4)
+            xyxy pixels of ``image``) with ``scores`` and ``labels``, ``pred_score``
+            ((C,) class scores, with ``gt_label`` when known); tensors or arrays.
+        classes: task name (``"detection"``, ``"classification"``) -> class names;
+            a missing task writes label numbers.
+        palette: (N, 3) RGB colours of the mask labels (needed with ``pred_mask``).
+        score_threshold: boxes scoring below it are not drawn.
+        alpha: colour weight of the mask overlay.
+        topk: classes listed in the caption.
+
+    Raises:
+        KeyError: the prediction holds none of the three heads' fields.
+    """
+    if not any(key in prediction for key in ("boxes", "pred_mask", "pred_score")):
+        raise KeyError(
+            "draw_prediction draws detection ('boxes'), segmentation ('pred_mask') or "
+            f"classification ('pred_score') predictions; got keys {sorted(prediction)}"
+        )
+    classes = classes or {}
+    picture = image
+    if "pred_mask" in prediction:
+        if palette is None:
+            raise ValueError("draw_prediction needs a palette to draw a pred_mask")
+        picture = draw_segmentation(picture, to_numpy(prediction["pred_mask"]), palette, alpha)
+    if "boxes" in prediction:
+        picture = draw_detections(
+            picture,
+            to_numpy(prediction["boxes"]),
+            to_numpy(prediction["labels"]),
+            to_numpy(prediction["scores"]),
+            classes.get("detection"),
+            score_threshold,
+        )
+    if "pred_score" in prediction:
+        picture = draw_topk(
+            picture,
+            to_numpy(prediction["pred_score"]),
+            classes.get("classification"),
+            topk,
+            prediction.get("gt_label"),
+        )
+    return picture

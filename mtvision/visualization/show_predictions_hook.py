@@ -45,7 +45,7 @@ from mtvision.utils.arrays import to_numpy
 from mtvision.utils.atomic_files import atomic_write_bytes
 from mtvision.utils.metainfo import task_metainfo
 from mtvision.utils.palette import voc_colormap
-from mtvision.visualization.draw import draw_detections, draw_segmentation, draw_topk
+from mtvision.visualization.draw import draw_prediction
 
 __all__ = ["ShowPredictionsHook"]
 
@@ -151,30 +151,22 @@ class ShowPredictionsHook(Hook):
         out_dir = self.out_dir if out_dir is None else os.fspath(out_dir)
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(meta["img_path"]))[0])
         files: dict[str, bytes] = {}
-        picture, picture_path = image, f"{stem}.png"
+        picture_path, palette = f"{stem}.png", None
         if "pred_mask" in prediction:
             mask = self._checked_mask(prediction["pred_mask"], image, meta["img_path"])
             palette = self._palette(metainfo)
-            picture = draw_segmentation(image, mask, palette, self.alpha)
+            prediction = {**prediction, "pred_mask": mask}
             files[f"{stem}.png"] = _encode_palette_png(mask, palette)
             picture_path = f"{stem}_overlay.png"
-        if "boxes" in prediction:
-            picture = draw_detections(
-                picture,
-                to_numpy(prediction["boxes"]),
-                to_numpy(prediction["labels"]),
-                to_numpy(prediction["scores"]),
-                self._classes(metainfo, "detection"),
-                self.score_threshold,
-            )
-        if "pred_score" in prediction:
-            picture = draw_topk(
-                picture,
-                to_numpy(prediction["pred_score"]),
-                self._classes(metainfo, "classification"),
-                self.topk,
-                prediction.get("gt_label"),
-            )
+        picture = draw_prediction(
+            image,
+            prediction,
+            {task: self._classes(metainfo, task) for task in ("detection", "classification")},
+            palette,
+            self.score_threshold,
+            self.alpha,
+            self.topk,
+        )
         files[picture_path] = _encode_png(picture)
         os.makedirs(out_dir, exist_ok=True)
         for path, data in files.items():
