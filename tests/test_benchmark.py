@@ -13,6 +13,7 @@ benchmark_tool = load_tool("benchmark")
 def test_benchmark_prints_a_ratio_per_comparison(capsys):
     rows = benchmark_tool.main(
         ["--runs", "2", "--warmup", "1", "--size", "64", "--topk-images", "50"]
+        + ["--multitask-size", "64"]
     )
     out = capsys.readouterr().out
 
@@ -20,12 +21,21 @@ def test_benchmark_prints_a_ratio_per_comparison(capsys):
         "mtvision vs torchvision eager",
         "mtvision vs torchvision eager",
         "onnxruntime vs torch eager",
+        "multi-task vs classifier + SSDLite + DeepLabv3",
         "TopKAccuracy vs torch.topk",
     ]
     for row in rows:
         assert math.isfinite(row["ratio"]) and row["ratio"] > 0
     # Our backbone holds torchvision's weights, so the logits agree exactly.
     assert rows[0]["check"].startswith("max abs diff 0 ")
+    # One multi-task pass gives every output the three single-task models give, per image.
+    multitask = rows[3]
+    assert ", 64x64, channels_last" in multitask["name"]
+    ours, references = multitask["check"].split(" vs ")
+    for outputs in (ours, references):
+        heads = [part.split(" ")[0] for part in outputs.split(", ")]
+        assert heads == ["classification", "detection", "segmentation"], outputs
+        assert outputs.startswith("classification 1000, detection ")
 
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert len(table) == 2 + len(rows)  # header, rule, one line per comparison
@@ -45,7 +55,7 @@ def test_benchmark_rejects_zero_runs(capsys):
 def test_benchmark_training_step_and_images_per_second(capsys):
     rows = benchmark_tool.main(
         ["--runs", "2", "--warmup", "0", "--size", "64", "--topk-images", "20", "--batch", "2"]
-        + ["--train"]
+        + ["--train", "--multitask-size", "64"]
     )
     out = capsys.readouterr().out
     (train,) = [row for row in rows if "training step" in row["name"]]

@@ -1,7 +1,7 @@
 """Speed of mtvision against the references it replaces, as ratios, in one process and one run.
 
     python tools/benchmark.py [--runs 50] [--warmup 10] [--threads 1] [--size 224]
-        [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
+        [--multitask-size 320] [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
 
 Measured by default on CPU, batch 1, eval mode, ``torch.inference_mode``:
 
@@ -12,7 +12,14 @@ Measured by default on CPU, batch 1, eval mode, ``torch.inference_mode``:
    and channels-last memory format;
 2. onnxruntime (CPUExecutionProvider) on mtvision's model exported to ONNX
    against the same model in torch eager mode (contiguous);
-3. ``TopKAccuracy`` (process + compute_metrics) against ``torch.topk`` on the
+3. one forward of the multi-task model (``create_model("mobilenet_v2_multitask")``:
+   one MobileNetV2 1.0 pass feeding a 1000-class classifier, an 80-class SSDLite
+   and a 21-class DeepLabv3) against the three single-task models
+   (``mobilenet_v2``, ``ssdlite320_mobilenet_v2``, ``deeplabv3_mobilenet_v2``,
+   same widths and class counts) run one after another on the same
+   ``--multitask-size`` image (320x320), channels-last, raw head outputs
+   (``mode="tensor"``, no post-processing); the output shapes are printed;
+4. ``TopKAccuracy`` (process + compute_metrics) against ``torch.topk`` on the
    same scores (the accuracies are checked to agree).
 
 With ``--device cuda`` the two networks run on the GPU (each timed run ends
@@ -53,6 +60,14 @@ from mtvision.export import check_onnx_matches, export_onnx, onnx_session
 from mtvision.utils.parity import randomize_batch_norms_
 
 NUM_CLASSES = 1000
+#: The multi-task row's heads and class counts (ImageNet, COCO, PASCAL VOC) and the
+#: single-task models it is timed against, with the same classes.
+MULTITASK_CLASSES = dict(classification=1000, detection=80, segmentation=21)
+SINGLE_TASK_MODELS = dict(
+    classification="mobilenet_v2",
+    detection="ssdlite320_mobilenet_v2",
+    segmentation="deeplabv3_mobilenet_v2",
+)
 TOPK = (1, 5)
 MAX_TOPK_RUNS = 5  # each run walks every image in Python; a few runs give a stable median
 
@@ -70,6 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument(
+        "--multitask-size",
+        type=int,
+        default=320,
+        help="input height and width of the multi-task row (default 320, SSDLite's)",
+    )
+    parser.add_argument(
         "--topk-images", type=int, default=5000, help="predictions scored by the metric"
     )
     parser.add_argument(
@@ -80,7 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--train", action="store_true", help="also time a training step (ours vs torchvision)"
     )
     args = parser.parse_args(argv)
-    for name in ("runs", "threads", "size", "topk_images", "batch"):
+    for name in ("runs", "threads", "size", "multitask_size", "topk_images", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
@@ -231,6 +252,49 @@ def bench_train(args, ours: nn.Module, reference: nn.Module) -> dict:
     return make_row(name, *times, check, images=args.batch)
 
 
+def _output_shapes(outputs: dict[str, dict[str, torch.Tensor]]) -> str:
+    """``"classification 1000, detection 2034x81+2034x4, ..."`` (per image) of raw head outputs."""
+    return ", ".join(
+        f"{head} " + "+".join("x".join(map(str, t.shape[1:])) for t in head_outputs.values())
+        for head, head_outputs in outputs.items()
+    )
+
+
+def bench_multitask(args) -> dict:
+    """One multi-task forward vs the three single-task models one after another, channels-last."""
+    device = torch.device(args.device)
+    size = args.multitask_size
+    ours = mtvision.create_model("mobilenet_v2_multitask", num_classes=MULTITASK_CLASSES)
+    singles = [
+        mtvision.create_model(SINGLE_TASK_MODELS[head], num_classes=classes)
+        for head, classes in MULTITASK_CLASSES.items()
+    ]
+    ours = ours.eval().to(device, memory_format=torch.channels_last)
+    singles = [m.eval().to(device, memory_format=torch.channels_last) for m in singles]
+    x = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(4))
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+
+    def one_after_another() -> dict:
+        outputs = {}
+        for model in singles:
+            outputs.update(model(x))
+        return outputs
+
+    with torch.inference_mode():
+        check = f"{_output_shapes(ours(x))} vs {_output_shapes(one_after_another())}"
+        times = time_pair(
+            on_device(lambda: ours(x), device),
+            on_device(one_after_another, device),
+            args.runs,
+            args.warmup,
+        )
+    name = (
+        f"multi-task vs classifier + SSDLite + DeepLabv3, {size}x{size}, channels_last"
+        f"{_batch_suffix(args)}"
+    )
+    return make_row(name, *times, check, images=args.batch)
+
+
 def bench_onnxruntime(args, ours: nn.Module, work_dir: Path) -> dict:
     """onnxruntime on the exported mtvision model vs the same model in torch eager mode."""
     path = export_onnx(ours, work_dir / "mobilenet_v2.onnx", (1, 3, args.size, args.size))
@@ -343,6 +407,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
             rows.append(bench_onnxruntime(args, ours, Path(work_dir)))
     if args.train:
         rows.append(bench_train(args, ours, reference))
+    rows.append(bench_multitask(args))
     rows.append(bench_topk(args))
     print(format_table(rows))
     print("ratio = ours / reference per paired run, median (below 1: ours is faster)")
