@@ -10,8 +10,10 @@ CLS_CFG := configs/demo/mobilenetv2_shapes.py
 CLS_WORK_DIR := work_dirs/mobilenetv2_shapes
 SEG_CFG := configs/demo/deeplabv3_shapes.py
 SEG_WORK_DIR := work_dirs/deeplabv3_shapes
+MT_CFG := configs/demo/multitask_shapes.py
+MT_WORK_DIR := work_dirs/multitask_shapes
 
-.PHONY: install demo demo-classification demo-segmentation test test-slow test-all lint bench clean
+.PHONY: install demo demo-classification demo-segmentation demo-multitask test test-slow test-all lint bench clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +45,17 @@ demo-segmentation: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
 	$(PY) tools/train.py $(SEG_CFG) --work-dir $(SEG_WORK_DIR)
 	$(PY) tools/eval.py $(SEG_CFG) $(SEG_WORK_DIR)/last.pth --work-dir $(SEG_WORK_DIR) \
 		--out $(SEG_WORK_DIR)/eval_metrics.json --show-dir $(SEG_WORK_DIR)/val_predictions --show-limit 8
+
+# One MobileNetV2 trained jointly for the three tasks on the joined layouts of the same
+# images: eval.py prints one table (classification/top1, coco/bbox_mAP*, voc/mIoU),
+# writes the COCO results and draws mask, boxes and top-5 on each picture;
+# plot_curves.py draws the losses per task and the metrics of each validation.
+demo-multitask: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
+	$(PY) tools/train.py $(MT_CFG) --work-dir $(MT_WORK_DIR)
+	$(PY) tools/eval.py $(MT_CFG) $(MT_WORK_DIR)/last.pth --work-dir $(MT_WORK_DIR) \
+		--out $(MT_WORK_DIR)/val_results.json --show-dir $(MT_WORK_DIR)/val_predictions --show-limit 8
+	$(PY) tools/plot_curves.py $(MT_WORK_DIR) --out $(MT_WORK_DIR)/curves.png
+	@echo "demo-multitask done: pictures in $(MT_WORK_DIR)/val_predictions/, curves in $(MT_WORK_DIR)/curves.png"
 
 # Default suite: everything but the `slow` learning runs (well under 15 min on 2 cores).
 test: $(VENV)/.installed
