@@ -105,9 +105,7 @@ def draw_tile(input_image: torch.Tensor, prediction: dict, metainfo: dict) -> np
         classes = task_metainfo(metainfo, "classification")["classes"]
         image = input_image.permute(1, 2, 0).numpy().copy()
         return draw_classification(image, classes, prediction, TILE_SIZE)
-    image, prediction = _scaled(
-        load_image(prediction["meta"]["img_path"]), prediction, TILE_SIZE
-    )
+    image, prediction = _scaled(load_image(prediction["meta"]["img_path"]), prediction, TILE_SIZE)
     classes = {}
     for task in ("detection", "classification"):
         with contextlib.suppress(KeyError):
