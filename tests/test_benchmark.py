@@ -21,7 +21,7 @@ def test_benchmark_prints_a_ratio_per_comparison(capsys):
         "mtvision vs torchvision eager",
         "mtvision vs torchvision eager",
         "onnxruntime vs torch eager",
-        "multi-task vs classifier + SSDLite + DeepLabv3",
+        "multi-task",
         "TopKAccuracy vs torch.topk",
     ]
     for row in rows:
@@ -30,7 +30,7 @@ def test_benchmark_prints_a_ratio_per_comparison(capsys):
     assert rows[0]["check"].startswith("max abs diff 0 ")
     # One multi-task pass gives every output the three single-task models give, per image.
     multitask = rows[3]
-    assert ", 64x64, channels_last" in multitask["name"]
+    assert "(OS 16) vs classifier + SSDLite + DeepLabv3, 64x64, channels_last" in multitask["name"]
     ours, references = multitask["check"].split(" vs ")
     for outputs in (ours, references):
         heads = [part.split(" ")[0] for part in outputs.split(", ")]
@@ -55,9 +55,11 @@ def test_benchmark_rejects_zero_runs(capsys):
 def test_benchmark_training_step_and_images_per_second(capsys):
     rows = benchmark_tool.main(
         ["--runs", "2", "--warmup", "0", "--size", "64", "--topk-images", "20", "--batch", "2"]
-        + ["--train", "--multitask-size", "64"]
+        + ["--train", "--multitask-size", "64", "--multitask-output-stride", "32"]
     )
     out = capsys.readouterr().out
+    (multitask,) = [row for row in rows if row["name"].startswith("multi-task")]
+    assert multitask["name"].startswith("multi-task (OS 32) vs ")
     (train,) = [row for row in rows if "training step" in row["name"]]
     assert train["name"].endswith("(batch 2)")
     # Same weights, dropout off: the first steps compute the same loss.

@@ -82,9 +82,14 @@ def test_demo_recipe_learns_every_task(tmp_path):
     generate_shapes_dataset(root, seed=0, num_train=3000, num_val=300)
     runner, metrics, _, curves = _train_eval_plot(_options(root), tmp_path, show_limit=2)
     _assert_eval_reproduces_validation(runner, metrics)
+    print(
+        "multi-task demo: "
+        + ", ".join(f"{name} {metrics[name]:.4f}" for name in sorted(metrics))
+    )
     # Chance on the 300 val images: top-1 1/6 (0.17 +- 0.02); box AP ~0; mIoU 0.116 for
-    # everything background (background IoU 0.814, 0 for the 6 shapes).
-    assert metrics["classification/top1"] >= 0.35
-    assert metrics["coco/bbox_mAP_50"] >= 0.15
-    assert metrics["voc/mIoU"] >= 0.40
+    # everything background (background IoU 0.814, 0 for the 6 shapes). The recipe got
+    # 0.83 / 0.40 / 0.62 after 6 of 7 epochs in the output-stride measurement.
+    assert metrics["classification/top1"] >= 0.6
+    assert metrics["coco/bbox_mAP_50"] >= 0.3
+    assert metrics["voc/mIoU"] >= 0.5
     assert len(curves.metrics["voc/mIoU"][0]) == runner.train_loop.max_epochs // 2

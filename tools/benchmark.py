@@ -1,7 +1,7 @@
 """Speed of mtvision against the references it replaces, as ratios, in one process and one run.
 
     python tools/benchmark.py [--runs 50] [--warmup 10] [--threads 1] [--size 224]
-        [--multitask-size 320] [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
+        [--multitask-size 320] [--multitask-output-stride 16|32] [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
 
 Measured by default on CPU, batch 1, eval mode, ``torch.inference_mode``:
 
@@ -89,6 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=320,
         help="input height and width of the multi-task row (default 320, SSDLite's)",
+    )
+    parser.add_argument(
+        "--multitask-output-stride",
+        type=int,
+        choices=(16, 32),
+        default=None,
+        help="output stride of the multi-task model (default: the model's, 16)",
     )
     parser.add_argument(
         "--topk-images", type=int, default=5000, help="predictions scored by the metric"
@@ -264,7 +271,12 @@ def bench_multitask(args) -> dict:
     """One multi-task forward vs the three single-task models one after another, channels-last."""
     device = torch.device(args.device)
     size = args.multitask_size
-    ours = mtvision.create_model("mobilenet_v2_multitask", num_classes=MULTITASK_CLASSES)
+    stride = (
+        {}
+        if args.multitask_output_stride is None
+        else {"output_stride": args.multitask_output_stride}
+    )
+    ours = mtvision.create_model("mobilenet_v2_multitask", num_classes=MULTITASK_CLASSES, **stride)
     singles = [
         mtvision.create_model(SINGLE_TASK_MODELS[head], num_classes=classes)
         for head, classes in MULTITASK_CLASSES.items()
@@ -289,7 +301,8 @@ def bench_multitask(args) -> dict:
             args.warmup,
         )
     name = (
-        f"multi-task vs classifier + SSDLite + DeepLabv3, {size}x{size}, channels_last"
+        f"multi-task (OS {ours.backbone.output_stride}) vs classifier + SSDLite + DeepLabv3, "
+        f"{size}x{size}, channels_last"
         f"{_batch_suffix(args)}"
     )
     return make_row(name, *times, check, images=args.batch)

@@ -21,7 +21,7 @@ DEFAULT_NUM_CLASSES = {name: classes for name, (_, classes) in TASK_HEADS.items(
 def mobilenet_v2_multitask(
     num_classes: Mapping[str, int] | None = None,
     width_mult: float = 1.0,
-    output_stride: int = 32,
+    output_stride: int = 16,
     loss_weights: Mapping[str, float] | None = None,
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
@@ -37,8 +37,10 @@ def mobilenet_v2_multitask(
             (:class:`~mtvision.heads.DeepLabV3Head`, on-device variant, on
             ``stage7``). Default: all three with 1000, 80 and 21 classes.
         width_mult: backbone width.
-        output_stride: 32 (SSDLite's layout) or 16 (DeepLab's: the last stage
-            dilated; SSDLite then predicts on maps 20, 20, 10, 5, 3, 2 at 320x320).
+        output_stride: 16 (default: DeepLab's; the last stage dilated, so SSDLite
+            predicts on maps 20, 20, 10, 5, 3, 2 at 320x320) or 32 (SSDLite's
+            layout). 16 won on every head at about equal training time in the
+            multi-task demo (``docs/results.md``, "Output stride").
         loss_weights: head name -> weight of its losses (default 1 each).
         bn_eps, bn_momentum: BatchNorm settings for the whole model (default
             PyTorch's; the single-task SSDLite uses 1e-3 and 0.03).
