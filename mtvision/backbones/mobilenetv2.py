@@ -84,7 +84,11 @@ class MobileNetV2(nn.Module):
         norm_eval: keep every BatchNorm in eval mode during training.
         num_classes: build the classifier with this many outputs (tap ``"logits"``).
         dropout: dropout probability before the classifier's linear layer.
-        round_nearest: channel rounding divisor.
+        round_nearest: channel rounding divisor (TF-DeepLab's thinned MobileNetV2s
+            use 1: width 0.5 has 12 channels where 8 would give 16).
+        padding: ``"symmetric"`` (PyTorch, the default) or ``"same"`` (TensorFlow's
+            rule: the stride-2 convs pad 0 before and 1 after on even inputs), for
+            weights converted from TF; see :class:`~mtvision.layers.ConvNormAct`.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class MobileNetV2(nn.Module):
         num_classes: int | None = None,
         dropout: float = 0.2,
         round_nearest: int = 8,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         if output_stride not in VALID_OUTPUT_STRIDES:
@@ -111,9 +116,10 @@ class MobileNetV2(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.num_classes = num_classes
+        self.padding = padding
 
         in_channels = _make_divisible(STEM_CHANNELS * width_mult, round_nearest)
-        self.stem = ConvNormAct(3, in_channels, kernel_size=3, stride=2)
+        self.stem = ConvNormAct(3, in_channels, kernel_size=3, stride=2, padding=padding)
         current_stride = 2
         feature_info = [FeatureSpec("stem", in_channels, current_stride)]
 
@@ -134,7 +140,9 @@ class MobileNetV2(nn.Module):
                 else:
                     block_stride, dilation = stride, 1
                     current_stride *= stride
-                block = InvertedResidual(in_channels, out_channels, block_stride, t, dilation)
+                block = InvertedResidual(
+                    in_channels, out_channels, block_stride, t, dilation, padding=padding
+                )
                 if stage_name == EXPANSION_TAP_STAGE and block_index == 0:
                     # The expansion precedes the depthwise conv, so it has the input's stride.
                     feature_info.append(

@@ -34,6 +34,7 @@ class DeepLabV3Head(nn.Module):
         atrous_rates: dilations at output stride 16; used only with ``aspp=True``.
         dropout: element-wise dropout probability before the classifier (TF-DeepLab:
             keep_prob 0.9).
+        padding: ``"symmetric"`` or ``"same"`` (TF) for the ASPP's convs.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class DeepLabV3Head(nn.Module):
         aspp: bool = False,
         atrous_rates: Sequence[int] = (6, 12, 18),
         dropout: float = 0.1,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -51,7 +53,7 @@ class DeepLabV3Head(nn.Module):
         self.in_spec = in_spec
         self.num_classes = num_classes
         rates = self.scaled_atrous_rates(atrous_rates, in_spec.stride) if aspp else ()
-        self.aspp = ASPP(in_spec.channels, channels, rates)
+        self.aspp = ASPP(in_spec.channels, channels, rates, padding=padding)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
         self._init_weights()

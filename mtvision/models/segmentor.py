@@ -32,7 +32,7 @@ class Segmentor(BaseModel):
     batch, padded bottom/right by the data preprocessor to its largest image:
 
     - ``mode="tensor"``: logits (N, K, H, W), bilinearly upsampled from the head's
-      stride (``align_corners=False``).
+      stride (``align_corners`` as set, PyTorch's ``False`` by default).
     - ``mode="loss"``: ``{"loss_seg": scalar}``, cross-entropy against each data
       sample's ``mask`` (uint8 (h, w), top-left aligned, ``ignore_index`` = ignore;
       the padding is ignored too), averaged over the batch's non-ignored pixels and
@@ -56,6 +56,12 @@ class Segmentor(BaseModel):
         data_preprocessor: config of the batch preprocessor (normalisation, padding).
         channels_last: keep weights in channels-last memory format (pair it with
             the preprocessor's ``channels_last``).
+        align_corners: how the model's bilinear resizes (logits to the input size and
+            to ``ori_shape``, images to the test scales) map pixels. ``False``: pixel centres
+            (PyTorch's default, mmseg's); ``True``: corner pixels aligned, as
+            TF-DeepLab and its TFLite files resize (with a feature map of (H - 1) /
+            output_stride + 1 pixels, e.g. 33 for 513, feature k lands on pixel
+            k * output_stride).
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class Segmentor(BaseModel):
         data_preprocessor: dict | nn.Module | None = None,
         channels_last: bool = False,
         init_cfg: dict | None = None,
+        align_corners: bool = False,
     ) -> None:
         super().__init__(
             data_preprocessor=build_data_preprocessor(data_preprocessor), init_cfg=init_cfg
@@ -84,6 +91,7 @@ class Segmentor(BaseModel):
         self.decode_head = MODELS.build(head, default_args=dict(in_spec=in_spec))
         self.num_classes: int = self.decode_head.num_classes
         self.ignore_index = ignore_index
+        self.align_corners = bool(align_corners)
         self.scales, self.flip = _parse_test_cfg(test_cfg)
         self._freeze_layers_after(in_feature)
         if channels_last:
@@ -115,7 +123,9 @@ class Segmentor(BaseModel):
         """(N, 3, H, W) -> (N, K, H, W) logits."""
         logits = self.decode_head(self.backbone(inputs))["seg_logits"]
         # Always interpolated (the head map is smaller than the input): ONNX traces stay shape-free.
-        return F.interpolate(logits, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(
+            logits, size=inputs.shape[-2:], mode="bilinear", align_corners=self.align_corners
+        )
 
     # ------------------------------------------------------------------- loss
 
@@ -204,22 +214,24 @@ class Segmentor(BaseModel):
         h, w = images.shape[-2:]
         totals: list[Tensor | None] = [None] * len(out_sizes)
         for scale in self.scales:
-            scaled = _resize(images, (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))))
+            size = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
+            scaled = _resize(images, size, self.align_corners)
             for flip in (False, True) if self.flip else (False,):
                 logits = self._logits(scaled.flip(-1) if flip else scaled)
                 if flip:
                     logits = logits.flip(-1)
                 for i, out_size in enumerate(out_sizes):
-                    probabilities = _resize(logits[i : i + 1], out_size).float().softmax(dim=1)[0]
+                    resized = _resize(logits[i : i + 1], out_size, self.align_corners)
+                    probabilities = resized.float().softmax(dim=1)[0]
                     totals[i] = probabilities if totals[i] is None else totals[i] + probabilities
         return totals
 
 
-def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of (N, C, h, w) to (N, C, *size), ``align_corners=False``."""
+def _resize(x: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
+    """Bilinear resize of (N, C, h, w) to (N, C, *size)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 def _name(sample: dict) -> str:
