@@ -75,11 +75,18 @@ def _resize_bilinear(x_nhwc, size, align_corners: bool, half_pixel_centers: bool
 
     top, bottom, dy = coordinates(size[0], x_nhwc.shape[1])
     left, right, dx = coordinates(size[1], x_nhwc.shape[2])
-    rows = x_nhwc[:, top] * (1 - dy)[None, :, None, None] + x_nhwc[:, bottom] * dy[None, :, None, None]
-    return rows[:, :, left] * (1 - dx)[None, None, :, None] + rows[:, :, right] * dx[None, None, :, None]
+    rows = (
+        x_nhwc[:, top] * (1 - dy)[None, :, None, None] + x_nhwc[:, bottom] * dy[None, :, None, None]
+    )
+    return (
+        rows[:, :, left] * (1 - dx)[None, None, :, None]
+        + rows[:, :, right] * dx[None, None, :, None]
+    )
 
 
-def run_float_reference(graph: TfliteGraph, image_nhwc_uint8: np.ndarray) -> dict[int, torch.Tensor]:
+def run_float_reference(
+    graph: TfliteGraph, image_nhwc_uint8: np.ndarray
+) -> dict[int, torch.Tensor]:
     """Run the graph in float64 on a uint8 (1, H, W, 3) image of the graph input's size.
 
     The input is dequantised with the input tensor's scale and zero point. Returns every
@@ -97,7 +104,9 @@ def run_float_reference(graph: TfliteGraph, image_nhwc_uint8: np.ndarray) -> dic
     if tuple(image_nhwc_uint8.shape) != source.shape:
         raise ValueError(f"the graph takes {source.shape}, got {image_nhwc_uint8.shape}")
     scale, zero_point = float(source.scale[0]), float(source.zero_point[0])
-    values[input_index] = (torch.from_numpy(image_nhwc_uint8.astype(np.float64)) - zero_point) * scale
+    values[input_index] = (
+        torch.from_numpy(image_nhwc_uint8.astype(np.float64)) - zero_point
+    ) * scale
 
     for op in graph.ops:
         values[op.outputs[0]] = _run(op, graph, value)

@@ -25,11 +25,46 @@ def register_model(name: str):
     return decorator
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the model registered as ``name`` with the builder's keyword arguments."""
+def create_model(name: str, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """Build the model registered as ``name`` with the builder's keyword arguments.
+
+    ``checkpoint``: an mtvision checkpoint file (``state_dict`` + ``meta``, e.g. a
+    training run's ``last.pth`` or a file written by ``tools/convert_weights.py``),
+    loaded strictly and read with ``weights_only=True``; the model is returned in
+    eval mode. When the checkpoint's ``meta["model"]`` names its builder
+    (``{"name": ..., "kwargs": {...}}``, as converted checkpoints do), those
+    keyword arguments are the defaults, so ``create_model(name, checkpoint=path)``
+    rebuilds the architecture and preprocessing the weights need; explicit keyword
+    arguments override them.
+
+    Raises:
+        KeyError: unknown ``name``.
+        FileNotFoundError, CheckpointError: the checkpoint is missing, unreadable,
+            made for another builder, or does not fit the model (keys and shapes
+            listed).
+    """
     if name not in _MODEL_BUILDERS:
         raise KeyError(f"unknown model {name!r}; available: {list_models()}")
-    return _MODEL_BUILDERS[name](**kwargs)
+    if checkpoint is None:
+        return _MODEL_BUILDERS[name](**kwargs)
+
+    from mtvision.engine.checkpoint import check_state_dict_fits, load_checkpoint_file
+    from mtvision.engine.model_loading import state_dict_of
+    from mtvision.errors import CheckpointError
+
+    contents = load_checkpoint_file(checkpoint, map_location="cpu")
+    if not isinstance(contents, dict):
+        raise CheckpointError(f"{checkpoint}: holds a {type(contents).__name__}, not a dict")
+    described = (contents.get("meta") or {}).get("model") or {}
+    if described.get("name", name) != name:
+        raise CheckpointError(
+            f"{checkpoint}: holds weights for create_model({described['name']!r}), not {name!r}"
+        )
+    model = _MODEL_BUILDERS[name](**{**described.get("kwargs", {}), **kwargs})
+    state_dict = state_dict_of(contents)
+    check_state_dict_fits(model, state_dict, checkpoint)
+    model.load_state_dict(state_dict, strict=False)  # strictness checked above
+    return model.eval()
 
 
 def list_models() -> list[str]:
@@ -41,6 +76,7 @@ def _mobilenet_v2_classifier(width_mult: float):
         num_classes: int = 1000,
         dropout: float = 0.2,
         label_smoothing: float = 0.0,
+        data_preprocessor: dict | None = None,
         **backbone_kwargs,
     ) -> nn.Module:
         from mtvision.models.image_classifier import ImageClassifier
@@ -54,11 +90,12 @@ def _mobilenet_v2_classifier(width_mult: float):
                 dropout=dropout,
             ),
             label_smoothing=label_smoothing,
+            data_preprocessor=data_preprocessor,
         )
 
     build.__doc__ = (
         f"MobileNetV2 (width {width_mult}) image classifier; extra keyword "
-        "arguments go to the backbone (output_stride, frozen_stages, ...)."
+        "arguments go to the backbone (output_stride, frozen_stages, padding, ...)."
     )
     return build
 
@@ -78,13 +115,18 @@ def _deeplabv3_mobilenet_v2(
     dropout: float = 0.1,
     ignore_index: int = 255,
     test_cfg: dict | None = None,
+    padding: str = "symmetric",
+    align_corners: bool = False,
+    data_preprocessor: dict | None = None,
     **backbone_kwargs,
 ) -> nn.Module:
     """DeepLabv3 on MobileNetV2's 320-channel ``stage7`` (paper section 6.3, Table 7).
 
     ``head="ondevice"``: 1x1 + image-pooling branches (the paper's pick);
     ``head="aspp"``: adds 3x3 branches at ``atrous_rates`` (stated at output stride
-    16, doubled at 8). Extra keyword arguments go to the backbone.
+    16, doubled at 8). ``padding`` (``"same"``: TF's rule) goes to the backbone and
+    the head, ``align_corners`` to the segmentor's resizes. Extra keyword arguments
+    go to the backbone.
     """
     from mtvision.models.segmentor import Segmentor
 
@@ -96,6 +138,7 @@ def _deeplabv3_mobilenet_v2(
             type="MobileNetV2",
             width_mult=width_mult,
             output_stride=output_stride,
+            padding=padding,
             **backbone_kwargs,
         ),
         decode_head=dict(
@@ -106,9 +149,12 @@ def _deeplabv3_mobilenet_v2(
             aspp=heads[head],
             atrous_rates=atrous_rates,
             dropout=dropout,
+            padding=padding,
         ),
         ignore_index=ignore_index,
         test_cfg=test_cfg,
+        align_corners=align_corners,
+        data_preprocessor=data_preprocessor,
     )
 
 

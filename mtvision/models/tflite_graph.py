@@ -25,11 +25,9 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["TfliteGraph", "TfliteGraphError", "TfliteOp", "TfliteTensor", "check_bias_scale"]
+from mtvision.errors import ConversionError
 
-
-class TfliteGraphError(ValueError):
-    """A .tflite file that cannot be read or converted; the message names the file."""
+__all__ = ["TfliteGraph", "TfliteOp", "TfliteTensor", "check_bias_scale"]
 
 _FILE_IDENTIFIER = b"TFL3"
 
@@ -86,11 +84,11 @@ class TfliteTensor:
         along ``quantized_dimension`` when there are several scales).
 
         Raises:
-            TfliteGraphError: the tensor is not a constant, or its quantisation
+            ConversionError: the tensor is not a constant, or its quantisation
                 parameters do not fit its shape.
         """
         if self.data is None:
-            raise TfliteGraphError(f"tensor {self.index} ({self.name}) is not a constant")
+            raise ConversionError(f"tensor {self.index} ({self.name}) is not a constant")
         values = self.data.astype(np.float64)
         if not self.is_quantized:
             return values
@@ -102,7 +100,7 @@ class TfliteTensor:
             return (values - zero_point[0]) * scale[0]
         axis = self.quantized_dimension
         if not 0 <= axis < values.ndim or values.shape[axis] != scale.size:
-            raise TfliteGraphError(
+            raise ConversionError(
                 f"tensor {self.index} ({self.name}) of shape {self.shape} has {scale.size} "
                 f"per-channel scales along axis {axis}"
             )
@@ -133,7 +131,7 @@ class TfliteGraph:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        TfliteGraphError: the file is not a TFLite flatbuffer, has several subgraphs,
+        ConversionError: the file is not a TFLite flatbuffer, has several subgraphs,
             or holds custom ops (their semantics are not in the schema).
     """
 
@@ -145,27 +143,30 @@ class TfliteGraph:
             buffer = file.read()
         tflite = _tflite()
         if len(buffer) < 8 or not tflite.Model.ModelBufferHasIdentifier(buffer, 0):
-            raise TfliteGraphError(
+            raise ConversionError(
                 f"{self.path}: not a TFLite flatbuffer (no '{_FILE_IDENTIFIER.decode()}' identifier)"
             )
         try:
             model = tflite.Model.GetRootAsModel(buffer, 0)
             if model.SubgraphsLength() != 1:
-                raise TfliteGraphError(
+                raise ConversionError(
                     f"{self.path}: has {model.SubgraphsLength()} subgraphs; only single-graph "
                     "models are supported"
                 )
             subgraph = model.Subgraphs(0)
             self.tensors = [
-                self._read_tensor(model, subgraph, i, buffer) for i in range(subgraph.TensorsLength())
+                self._read_tensor(model, subgraph, i, buffer)
+                for i in range(subgraph.TensorsLength())
             ]
-            self.ops = [self._read_op(model, subgraph, i) for i in range(subgraph.OperatorsLength())]
+            self.ops = [
+                self._read_op(model, subgraph, i) for i in range(subgraph.OperatorsLength())
+            ]
             self.inputs = tuple(int(i) for i in subgraph.InputsAsNumpy())
             self.outputs = tuple(int(i) for i in subgraph.OutputsAsNumpy())
-        except TfliteGraphError:
+        except ConversionError:
             raise
         except (IndexError, ValueError, TypeError, KeyError) as error:  # a damaged flatbuffer
-            raise TfliteGraphError(
+            raise ConversionError(
                 f"{self.path}: cannot read the TFLite flatbuffer ({type(error).__name__}: {error})"
             ) from error
 
@@ -198,7 +199,7 @@ class TfliteGraph:
             if raw is not None:
                 values = np.frombuffer(raw.tobytes(), dtype=dtype.newbyteorder("<"))
                 if values.size != int(np.prod(shape, dtype=np.int64)):
-                    raise TfliteGraphError(
+                    raise ConversionError(
                         f"{self.path}: constant tensor {index} has {values.size} values for "
                         f"shape {shape}"
                     )
@@ -223,7 +224,7 @@ class TfliteGraph:
         op_type = _enum_names(tflite.BuiltinOperator)[builtin]
         if op_type == "CUSTOM":
             custom = code.CustomCode().decode("utf-8", errors="replace")
-            raise TfliteGraphError(f"{self.path}: op {index} is the custom op {custom!r}")
+            raise ConversionError(f"{self.path}: op {index} is the custom op {custom!r}")
         return TfliteOp(
             index=index,
             type=op_type,
@@ -309,7 +310,7 @@ def check_bias_scale(graph: TfliteGraph, op: TfliteOp, rtol: float = 1e-3) -> No
     if expected.size == 1 and actual.size > 1:
         expected = np.full_like(actual, expected[0])
     if expected.shape != actual.shape or not np.allclose(actual, expected, rtol=rtol, atol=0):
-        raise TfliteGraphError(
+        raise ConversionError(
             f"{graph.path}: {graph.describe(op)}: bias scale {actual[:4]} is not input scale x "
             f"weight scale {expected[:4]}"
         )
