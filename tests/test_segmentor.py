@@ -299,3 +299,27 @@ def test_onnx_export_matches_torch(tmp_path):
         scale = model(inputs).abs().max().item()
     assert scale > 1.0
     assert check_onnx_matches(model, path, inputs) < 1e-4 * scale
+
+
+def test_align_corners_resizes_like_tf_deeplab():
+    """align_corners=True (TF-DeepLab's resize): feature k of a (H - 1) / 16 + 1 map lands
+    on pixel 16 k; the default keeps PyTorch's pixel-centre rule."""
+    model = _calibrated_segmentor(align_corners=True)
+    reference = _calibrated_segmentor()  # same seed, same weights
+    assert model.align_corners and not reference.align_corners
+    inputs = DataPreprocessor()({"inputs": [_uint8_image(65, 49, seed=6)]})["inputs"]
+    with torch.no_grad():
+        head_logits = model.decode_head(model.backbone(inputs))["seg_logits"]
+        logits = model(inputs)
+        default = reference(inputs)
+    assert head_logits.shape[-2:] == (5, 4)  # (65 - 1) / 16 + 1, (49 - 1) / 16 + 1
+    torch.testing.assert_close(logits[..., ::16, ::16], head_logits, rtol=0, atol=1e-6)
+    expected = F.interpolate(head_logits, size=(65, 49), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    assert not torch.allclose(logits, default, atol=1e-3)
+    # predict resizes to ori_shape by the same rule.
+    sample = {"meta": {"img_shape": (65, 49), "ori_shape": (130, 98)}}
+    with torch.no_grad():
+        (prediction,) = model(inputs, [sample], mode="predict")
+    resized = F.interpolate(logits, size=(130, 98), mode="bilinear", align_corners=True)
+    assert torch.equal(prediction["pred_mask"], resized[0].argmax(0))

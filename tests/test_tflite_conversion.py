@@ -20,8 +20,9 @@ from tflite_float_reference import run_float_reference
 import mtvision
 from mtvision.errors import CheckpointError, ConversionError
 from mtvision.evaluation.miou_metric import confusion_matrix, scores_from_confusion
-from mtvision.models.tflite_conversion import convert_tflite, read_mobilenet_v2_graph
+from mtvision.models.tflite_conversion import convert_tflite
 from mtvision.models.tflite_graph import TfliteGraph
+from mtvision.models.tflite_mobilenet_graph import read_mobilenet_v2_graph
 
 CLASSIFIERS = ("mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq")
 SEGMENTERS = {"deeplabv3_mnv2_pascal_quant": 0.827, "deeplabv3_mnv2_dm05_pascal_quant": 0.814}
@@ -186,6 +187,11 @@ def test_classifier_agrees_with_the_runtime_on_every_photo(realdata, name):
         fifth = np.sort(runtime_logits)[-5]
         overlap = sum(runtime_logits[c] >= fifth for c in np.argsort(-ours)[:5])
         overlaps.append(overlap)
+        probability = float(torch.from_numpy(ours).softmax(0)[top1])
+        print(
+            f"{name} {photo.name}: runtime {labels[int(scores.argmax())]!r} {scores.max()}/255, "
+            f"mtvision {labels[top1]!r} {probability:.3f}, top-5 shared {overlap}"
+        )
         assert overlap >= 4, f"{photo.name}: top-5 shares {overlap} classes"
         if photo.name in expected:  # EXPECTED.md's table, runtime and mtvision
             (label, score), *_ = expected[photo.name][name]
@@ -278,23 +284,25 @@ def _segmentation_photos(realdata) -> list[tuple[str, object, object]]:
     ]
 
 
-def _check_pixel_agreement(realdata, name, photos):
+def _check_pixel_agreement(realdata, name, photos, minimum: float = 0.97):
     path = _model_file(realdata, name)
     model, meta = _converted(path)
     assert meta["dataset_meta"]["classes"][15] == "person"
     runtime = Runtime(path)
     agreements = {}
     for photo, image_path, mask_path in photos:
-        image = np.asarray(Image.open(image_path).convert("RGB"))
-        assert image.shape == (513, 513, 3)
+        image = _resized(image_path, 513)  # the VOC crops and the bird are 513x513 already
         ours = _mtvision_logits(model, image).argmax(0).numpy()
         theirs = runtime(image)
         agreements[photo] = float((ours == theirs).mean())
-        mask = np.asarray(Image.open(mask_path))
-        labelled = mask != 255
-        # Not a trivial map: both get most labelled pixels right.
-        assert (theirs == mask)[labelled].mean() > 0.85 and (ours == mask)[labelled].mean() > 0.85
-    assert min(agreements.values()) >= 0.97, agreements
+        if mask_path is not None:
+            mask = np.asarray(Image.open(mask_path))
+            labelled = mask != 255
+            # Not a trivial map: both get most labelled pixels right.
+            assert (theirs == mask)[labelled].mean() > 0.85
+            assert (ours == mask)[labelled].mean() > 0.85
+    print(name, {photo: round(agreement, 4) for photo, agreement in agreements.items()})
+    assert min(agreements.values()) >= minimum, agreements
     return agreements
 
 
@@ -340,7 +348,45 @@ def test_eval_py_miou_matches_the_runtime_on_voc_crops(realdata, name, tmp_path)
         matrix += confusion_matrix(torch.from_numpy(prediction.astype(np.int64)), mask, 21)
     runtime_miou = scores_from_confusion(matrix.numpy())["mIoU"]
     assert abs(runtime_miou - SEGMENTERS[name]) < 0.0005  # EXPECTED.md's figure
+    print(f"{name}: mIoU mtvision {metrics['seg/mIoU']:.4f}, runtime {runtime_miou:.4f}")
     assert abs(metrics["seg/mIoU"] - runtime_miou) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_deeplab_on_the_classification_photos(realdata, name):
+    """The 13 other photos of images/, resized to 513 (no VOC ground truth; the dog masks
+    are pet trimaps). Width 0.5 on
+    sunflower.png agrees on 0.91 only: there the float logits of pottedplant and
+    background differ by less than one step of the runtime's 8-bit logits (0.2), and
+    the runtime's argmax over tied uint8 values picks background (docs/pretrained.md)."""
+    photos = [(p.name, p, None) for p in _photos(realdata) if p.name != "bird_segmentation.png"]
+    agreements = _check_pixel_agreement(realdata, name, photos, minimum=0.9)
+    assert len(agreements) == 13
+
+    # Below 0.97: the disagreement is the runtime's 8-bit resolution, not the weights.
+    path = _model_file(realdata, name)
+    model, _ = _converted(path)
+    graph = TfliteGraph(path)
+    upsampled_index = graph.ops[-1].inputs[0]  # ARG_MAX reads the uint8 upsampled logits
+    step = float(graph.tensor(upsampled_index).scale[0])
+    runtime = Runtime(path, keep_tensors=True)
+    for photo in (p for p in _photos(realdata) if agreements.get(p.name, 1.0) < 0.97):
+        image = _resized(photo, 513)
+        theirs = runtime(image)
+        uint8_logits = np.sort(runtime.interpreter.get_tensor(upsampled_index)[0], axis=-1)
+        ours = _mtvision_logits(model, image)
+        top2 = ours.topk(2, dim=0).values
+        differ = ours.argmax(0).numpy() != theirs
+        margin = float((top2[0] - top2[1]).numpy()[differ].mean())
+        tied = float((uint8_logits[..., -1] == uint8_logits[..., -2])[differ].mean())
+        background = float((theirs[differ] == 0).mean())
+        print(
+            f"{name} {photo.name}: where they differ, mean float margin {margin:.3f} "
+            f"(runtime logit step {step:.3f}), runtime ties {tied:.2f}, runtime says "
+            f"background {background:.3f}"
+        )
+        assert margin < 2 * step
 
 
 # ------------------------------------------------------------- loading paths
