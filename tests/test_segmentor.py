@@ -291,8 +291,12 @@ def test_overfits_two_images():
     assert accuracy > (~foreground).float().mean().item() + 0.08
 
 
-def test_onnx_export_matches_torch(tmp_path):
-    model = _calibrated_segmentor(head="aspp")
+# The second variant: TF's padding and resize, as converted TF weights use them.
+@pytest.mark.parametrize(
+    "options", [dict(head="aspp"), dict(head="aspp", padding="same", align_corners=True)]
+)
+def test_onnx_export_matches_torch(tmp_path, options):
+    model = _calibrated_segmentor(**options)
     path = export_onnx(model, tmp_path / "deeplabv3.onnx", input_shape=(1, 3, 64, 80))
     inputs = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():

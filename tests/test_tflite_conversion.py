@@ -59,6 +59,7 @@ class Runtime:
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
+        self.details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input, image[None])
@@ -66,8 +67,7 @@ class Runtime:
         return self.interpreter.get_tensor(self.output)[0]
 
     def dequantized(self, tensor: int) -> np.ndarray:
-        details = self.interpreter._get_tensor_details(tensor, 0)  # noqa: SLF001
-        scale, zero_point = details["quantization"]
+        scale, zero_point = self.details[tensor]["quantization"]
         return (self.interpreter.get_tensor(tensor).astype(np.float64) - zero_point) * scale
 
 
@@ -109,6 +109,15 @@ def _expected_table(realdata) -> dict[str, dict[str, list[tuple[str, int]]]]:
             }
     assert len(table) == 6 and set(models) == set(CLASSIFIERS)
     return table
+
+
+def _evaluate(config, checkpoint, data_root, work_dir, *options) -> dict:
+    """``tools/eval.py CONFIG CHECKPOINT`` on ``data_root``, in this process."""
+    return eval_tool.main(
+        [config, str(checkpoint), "--work-dir", str(work_dir), "--cfg-options"]
+        + [f"test_dataloader.dataset.data_root={data_root}", *options]
+        + ["test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False"]
+    )
 
 
 # ------------------------------------------------------------------ exactness
@@ -245,19 +254,13 @@ def test_thousand_class_config_through_eval_py_agrees_with_the_runtime(realdata,
         image_path = sample["data_samples"]["meta"]["img_path"]
         (folder / image_path.rsplit("/", 1)[1]).symlink_to(image_path)
 
-    metrics = eval_tool.main(
-        [
-            config,
-            str(checkpoint),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--cfg-options",
-            f"test_dataloader.dataset.data_root={tmp_path / 'sorted'}",
-            f"test_dataloader.dataset.classes={folders}",
-            "test_dataloader.dataset.on_empty_class=skip",
-            "test_dataloader.num_workers=0",
-            "test_dataloader.persistent_workers=False",
-        ]
+    metrics = _evaluate(
+        config,
+        checkpoint,
+        tmp_path / "sorted",
+        tmp_path / "work",
+        f"test_dataloader.dataset.classes={folders}",
+        "test_dataloader.dataset.on_empty_class=skip",
     )
     top1 = [value for key, value in metrics.items() if "top1" in key]
     assert top1 == [1.0]
@@ -326,18 +329,7 @@ def test_eval_py_miou_matches_the_runtime_on_voc_crops(realdata, name, tmp_path)
     checkpoint = tmp_path / f"{name}.pth"
     config = SEGMENTER_CONFIGS[name]
     convert_tool.main([_model_file(realdata, name), "--out", str(checkpoint), "--config", config])
-    metrics = eval_tool.main(
-        [
-            config,
-            str(checkpoint),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--cfg-options",
-            f"test_dataloader.dataset.data_root={realdata / VOC}",
-            "test_dataloader.num_workers=0",
-            "test_dataloader.persistent_workers=False",
-        ]
-    )
+    metrics = _evaluate(config, checkpoint, realdata / VOC, tmp_path / "work")
 
     # The runtime's class maps, scored by the same confusion matrix and averaging.
     runtime = Runtime(_model_file(realdata, name))
