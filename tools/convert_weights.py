@@ -27,6 +27,7 @@ docs/pretrained.md for what the graphs are and what the checkpoint holds.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
@@ -62,8 +63,9 @@ def main(argv=None) -> dict:
         from mtvision.models.tflite_graph import TfliteGraph
 
         TfliteGraph  # noqa: B018  (fails here, not mid-conversion, when tflite is missing)
-    except ImportError as error:
-        raise SystemExit(f"error: {error}") from error
+    except ImportError as error:  # the optional extra is missing: one line, like run_cli
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
     model = None
     if args.config is not None:
