@@ -58,11 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     """Convert as the command line says; returns the checkpoint's meta."""
     args = parse_args(argv)
-    try:
-        from mtvision.models.tflite_conversion import convert_tflite, save_checkpoint
-        from mtvision.models.tflite_graph import TfliteGraph
+    from mtvision.models.tflite_conversion import convert_tflite, save_checkpoint
+    from mtvision.models.tflite_graph import require_tflite
 
-        TfliteGraph  # noqa: B018  (fails here, not mid-conversion, when tflite is missing)
+    try:
+        require_tflite()
     except ImportError as error:  # the optional extra is missing: one line, like run_cli
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

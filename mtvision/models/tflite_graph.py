@@ -27,12 +27,13 @@ import numpy as np
 
 from mtvision.errors import ConversionError
 
-__all__ = ["TfliteGraph", "TfliteOp", "TfliteTensor", "check_bias_scale"]
+__all__ = ["TfliteGraph", "TfliteOp", "TfliteTensor", "check_bias_scale", "require_tflite"]
 
 _FILE_IDENTIFIER = b"TFL3"
 
 
-def _tflite():
+def require_tflite():
+    """The ``tflite`` schema package; ``ImportError`` saying how to install it when missing."""
     try:
         import tflite
     except ImportError as error:  # the optional extra is missing
@@ -141,7 +142,7 @@ class TfliteGraph:
             raise FileNotFoundError(f"TFLite file not found: {self.path}")
         with open(self.path, "rb") as file:
             buffer = file.read()
-        tflite = _tflite()
+        tflite = require_tflite()
         if len(buffer) < 8 or not tflite.Model.ModelBufferHasIdentifier(buffer, 0):
             raise ConversionError(
                 f"{self.path}: not a TFLite flatbuffer (no '{_FILE_IDENTIFIER.decode()}' identifier)"
@@ -173,7 +174,7 @@ class TfliteGraph:
     # ------------------------------------------------------------- reading
 
     def _read_tensor(self, model, subgraph, index: int, file_bytes: bytes) -> TfliteTensor:
-        tflite = _tflite()
+        tflite = require_tflite()
         tensor = subgraph.Tensors(index)
         type_name = _enum_names(tflite.TensorType)[tensor.Type()]
         dtype = np.dtype(type_name.lower()) if type_name != "BOOL" else np.dtype(bool)
@@ -216,7 +217,7 @@ class TfliteGraph:
         )
 
     def _read_op(self, model, subgraph, index: int) -> TfliteOp:
-        tflite = _tflite()
+        tflite = require_tflite()
         op = subgraph.Operators(index)
         code = model.OperatorCodes(op.OpcodeIndex())
         # Schema v3a keeps codes < 127 in deprecated_builtin_code as well.
@@ -235,7 +236,7 @@ class TfliteGraph:
 
     @staticmethod
     def _read_options(op) -> dict:
-        tflite = _tflite()
+        tflite = require_tflite()
         options_type = op.BuiltinOptionsType()
         if not options_type:
             return {}
