@@ -111,6 +111,7 @@ class _Loader:
         self.parsed = parsed
         self.model = model
         self.module_names = {module: name for name, module in model.named_modules()}
+        self.model_state = model.state_dict()
         self.state: dict[str, torch.Tensor] = {}
 
     def fail(self, layer: ConvLayer | None, module: nn.Module | None, message: str):
@@ -124,7 +125,7 @@ class _Loader:
 
     def put(self, module: nn.Module, name: str, value: np.ndarray | torch.Tensor) -> None:
         key = f"{self.module_names[module]}.{name}"
-        target = self.model.state_dict()[key]
+        target = self.model_state[key]
         value = torch.as_tensor(value, dtype=target.dtype)
         if value.shape != target.shape:
             self.fail(None, module, f"{name} {tuple(value.shape)} vs model {tuple(target.shape)}")
