@@ -23,3 +23,8 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=3000, max_keep_ckpts=3),
 )
 log_processor = dict(by_epoch=False)
+
+# BatchNorm statistics over all processes (torch.nn.SyncBatchNorm, CUDA only; refused
+# on CPU): sync_bn = "torch", or --cfg-options sync_bn=torch. TF-DeepLab trains with
+# 16 images per BatchNorm; with e.g. 4 processes x 4 images, turn it on to keep that.
+sync_bn = None

@@ -6,15 +6,15 @@ __version__ = "0.1.0"
 def create_model(name: str, checkpoint: str | None = None, **kwargs):
     """Build a model by its registered name, e.g. ``create_model("mobilenet_v2", num_classes=5)``;
     ``checkpoint=PATH`` loads weights (and a converted file's architecture), see
-    :func:`mtvision.models.factory.create_model`."""
-    from mtvision.models.factory import create_model as _create_model
+    :func:`mtvision.models.named_models.create_model`."""
+    from mtvision.models.named_models import create_model as _create_model
 
     return _create_model(name, checkpoint=checkpoint, **kwargs)
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
-    from mtvision.models.factory import list_models as _list_models
+    from mtvision.models.named_models import list_models as _list_models
 
     return _list_models()
 

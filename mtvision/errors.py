@@ -49,8 +49,14 @@ class MaskLoadError(ImageLoadError):
     """
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used; the message names the file."""
+class CheckpointError(RuntimeError, ValueError):
+    """A checkpoint file or weights that cannot be used; the message names the source.
+
+    Raised by every weight loader (:mod:`mtvision.utils.state_dict`) for weights
+    that do not fit the model, and by the checkpoint reader for unreadable or
+    unsafe files. Also a ``ValueError``: a state dict passed in Python that
+    does not fit is a wrong argument value, as torch's own loaders treat it.
+    """
 
 
 class ConfigError(ValueError):

@@ -29,7 +29,7 @@ DATA_SAMPLERS = Registry(
     "data sampler",
     parent=mmengine_registry.DATA_SAMPLERS,
     scope="mtvision",
-    locations=["mtvision.data"],
+    locations=["mtvision.data", "mtvision.engine"],
 )
 METRICS = Registry(
     "metric", parent=mmengine_registry.METRICS, scope="mtvision", locations=["mtvision.evaluation"]
@@ -69,6 +69,11 @@ PARAM_SCHEDULERS = Registry(
 )
 VISBACKENDS = Registry("vis_backend", parent=mmengine_registry.VISBACKENDS, scope="mtvision")
 VISUALIZERS = Registry("visualizer", parent=mmengine_registry.VISUALIZERS, scope="mtvision")
+# mtvision.engine replaces mmengine's "Pretrained" initializer (its weight loading
+# accepts what every mtvision loader does); the location imports it on first use.
 WEIGHT_INITIALIZERS = Registry(
-    "weight initializer", parent=mmengine_registry.WEIGHT_INITIALIZERS, scope="mtvision"
+    "weight initializer",
+    parent=mmengine_registry.WEIGHT_INITIALIZERS,
+    scope="mtvision",
+    locations=["mtvision.engine"],
 )

@@ -1,8 +1,10 @@
-"""Fixtures shared by the test files: messages logged through mmengine's logger."""
+"""Fixtures shared by the test files: messages logged through mmengine's logger, one
+intra-op thread for tiny networks, the real-data folder."""
 
 import logging
 
 import pytest
+import torch
 from mmengine.logging import MMLogger
 
 
@@ -57,3 +59,18 @@ def realdata():
     if not path.is_dir():
         pytest.skip("../shared/realdata not present")
     return path
+
+
+@pytest.fixture
+def one_intra_op_thread():
+    """torch runs on one intra-op thread during the test, then as before.
+
+    Tiny convolutions: with two threads on a busy two-core machine each op waits for
+    the other thread's time slice. Measured for the SSDLite overfit test: 80-190 s
+    with two threads, 3-5 s with one. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_intra_op_thread")``.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

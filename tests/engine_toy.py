@@ -6,7 +6,10 @@ the engine is exercised end to end (config -> registries -> runner) without
 depending on the real mtvision models.
 """
 
+import json
+import os
 import os.path as osp
+import signal
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -20,12 +23,17 @@ from mtvision.registry import DATASETS, HOOKS, METRICS, MODELS
 
 @MODELS.register_module()
 class ToyClassifier(BaseModel):
-    """conv -> BatchNorm -> ReLU -> global pool -> linear."""
+    """conv -> BatchNorm -> ReLU -> global pool -> linear.
 
-    def __init__(self, num_classes: int = 2, width: int = 4):
+    ``batch_norm=False`` drops the BatchNorm: its batch statistics are per
+    process, so only without it do N processes x B images compute exactly
+    what one process with N x B images does.
+    """
+
+    def __init__(self, num_classes: int = 2, width: int = 4, batch_norm: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(3, width, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
+        self.bn = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, inputs, data_samples=None, mode="tensor"):
@@ -102,13 +110,57 @@ class DumpParamsHook(Hook):
 
 @HOOKS.register_module()
 class RecordItersHook(Hook):
-    """Remembers which training iterations this process actually ran."""
+    """Remembers which training iterations this process actually ran, and their lr."""
 
     def __init__(self):
-        self.iters = []
+        self.iters, self.lrs = [], []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        # Priority NORMAL: before ParamSchedulerHook (LOW) steps the lr for the next one.
         self.iters.append(runner.iter)
+        self.lrs.append(runner.optim_wrapper.get_lr()["lr"][0])
+
+
+@HOOKS.register_module()
+class RecordSamplesHook(Hook):
+    """Remembers which dataset images each training iteration of this process saw.
+
+    ``samples`` is a list of ``[iteration, [dataset index, ...]]``; after
+    training it is also written to ``samples_rank{rank}.json`` in the work dir.
+    The images are told apart by their pixels (the toy images are random).
+    """
+
+    def __init__(self):
+        self.samples = []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        images = runner.train_dataloader.dataset.images.flatten(1)
+        batch = data_batch["inputs"].flatten(1)
+        matches = (batch[:, None, :] == images[None, :, :]).all(dim=2)
+        self.samples.append([runner.iter, matches.int().argmax(dim=1).tolist()])
+
+    def after_train(self, runner):
+        with open(osp.join(runner.work_dir, f"samples_rank{runner.rank}.json"), "w") as file:
+            json.dump(self.samples, file)
+
+
+@HOOKS.register_module()
+class KillWorkerHook(Hook):
+    """SIGKILLs the process of rank ``rank`` after iteration ``iters``, in its first attempt only.
+
+    "First attempt": torchrun's ``TORCHELASTIC_RESTART_COUNT`` is 0, so the
+    workers torchrun restarts run on. Runs after the checkpoint hook.
+    """
+
+    priority = "LOWEST"
+
+    def __init__(self, iters: int, rank: int = 1):
+        self.iters, self.rank = iters, rank
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        first_attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) == 0
+        if first_attempt and runner.rank == self.rank and runner.iter + 1 == self.iters:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class SimulatedCrash(RuntimeError):
@@ -164,6 +216,45 @@ def toy_config(**overrides) -> dict:
     )
     cfg.update(overrides)
     return cfg
+
+
+def epoch_overrides(batch_size: int = 4, **overrides) -> dict:
+    """:func:`toy_config` overrides for an epoch-based run with checkpoints inside epochs.
+
+    24 images, 2 epochs of ``24 / (batch_size x processes)`` iterations, a
+    checkpoint every 2 iterations (``iter_N.pth``), logs at INFO level, and
+    ``auto_scale_lr`` prepared for a base batch of 8 (off unless asked for).
+    """
+    loader = dict(batch_size=batch_size, num_workers=0, collate_fn=dict(type="default_collate"))
+    return dict(
+        dict(
+            train_cfg=dict(by_epoch=True, max_epochs=2),
+            train_dataloader=dict(
+                loader,
+                dataset=dict(type="ToyDataset", length=24),
+                sampler=dict(type="DefaultSampler", shuffle=True),
+            ),
+            default_hooks=dict(
+                checkpoint=dict(type="CheckpointHook", interval=2, by_epoch=False),
+                logger=dict(type="LoggerHook", interval=4),
+            ),
+            auto_scale_lr=dict(enable=False, base_batch_size=8),
+            log_level="INFO",
+        ),
+        **overrides,
+    )
+
+
+def read_logs(work_dir) -> list[str]:
+    """The texts of the mmengine log files (one per run) of ``work_dir``, oldest first."""
+    import glob
+
+    logs = sorted(glob.glob(osp.join(str(work_dir), "*", "*.log")), key=osp.getmtime)
+    texts = []
+    for log in logs:
+        with open(log, encoding="utf-8") as file:
+            texts.append(file.read())
+    return texts
 
 
 def write_config(path, **overrides) -> str:

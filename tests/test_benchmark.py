@@ -4,6 +4,7 @@ import math
 import re
 
 import pytest
+import torch
 from engine_toy import load_tool
 
 benchmark_tool = load_tool("benchmark")
@@ -39,3 +40,32 @@ def test_benchmark_rejects_zero_runs(capsys):
         benchmark_tool.main(["--runs", "0"])
     assert exit_info.value.code == 2
     assert "--runs must be >= 1" in capsys.readouterr().err
+
+
+def test_benchmark_training_step_and_images_per_second(capsys):
+    rows = benchmark_tool.main(
+        ["--runs", "2", "--warmup", "0", "--size", "64", "--topk-images", "20", "--batch", "2"]
+        + ["--train"]
+    )
+    out = capsys.readouterr().out
+    (train,) = [row for row in rows if "training step" in row["name"]]
+    assert train["name"].endswith("(batch 2)")
+    # Same weights, dropout off: the first steps compute the same loss.
+    ours_loss, reference_loss = (float(v) for v in train["check"].split("loss ")[1].split(" vs "))
+    assert ours_loss == pytest.approx(reference_loss, rel=1e-5)
+    for row in rows:
+        if "TopKAccuracy" in row["name"]:
+            assert "images_per_s" not in row
+            continue
+        ours_ips, reference_ips = row["images_per_s"]
+        assert ours_ips == pytest.approx(2e3 / row["ours_ms"])
+        assert reference_ips == pytest.approx(2e3 / row["reference_ms"])
+        assert f"  {row['name']}: {ours_ips:.1f} / {reference_ips:.1f}" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_benchmark_on_cuda_without_a_gpu_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_tool.main(["--device", "cuda"])
+    assert exit_info.value.code == 2
+    assert "--device cuda: no CUDA GPU is available here" in capsys.readouterr().err

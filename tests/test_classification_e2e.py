@@ -99,3 +99,18 @@ def test_demo_recipe_learns_the_shapes(tmp_path):
     assert metrics["accuracy/top1"] == pytest.approx(top1, abs=1e-9)
     # Chance is 1/6; 300 val images put chance-level top-1 at 0.17 +- 0.02.
     assert top1 >= 0.35
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--out", "grid.txt"], "--out grid.txt: use an image file"),
+        (["--out", "grid.PNG", "--num", "0"], "--num must be at least 1, got 0"),
+        (["--out", "grid.png", "--columns", "-2"], "--columns must be at least 1, got -2"),
+    ],
+)
+def test_visualize_refuses_bad_arguments_in_one_line(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        visualize_tool.parse_args([DEMO_CONFIG, "ckpt.pth", *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -115,18 +115,17 @@ def test_degenerate_and_outside_boxes_are_dropped_counted_and_logged(tmp_path, l
     annotations = [
         ann(21, 1, 1, [10.0, 10.0, 5.0, 5.0]),  # kept
         ann(22, 1, 1, [10.0, 10.0, 0.0, 5.0]),  # zero width
-        ann(23, 1, 3, [10.0, 10.0, 5.0, -2.0]),  # negative height
         ann(24, 1, 7, [70.0, 10.0, 5.0, 5.0]),  # right of the 60 px wide image
         ann(25, 1, 7, [59.5, 10.0, 5.0, 5.0]),  # 0.5 px inside after clipping
     ]
     write_coco(tmp_path, [image_entry(1, "x.jpg")], annotations)
     dataset = CocoDetection(tmp_path)
-    assert dataset.num_dropped_boxes == 4
+    assert dataset.num_dropped_boxes == 3
     np.testing.assert_array_equal(dataset.get_data_info(0)["boxes"], [[10, 10, 15, 15]])
     assert len(logged_warnings) == 1
     message = logged_warnings[0]
-    assert "dropped 4 boxes of" in message and "instances_train2017.json" in message
-    for ann_id in (22, 23, 24, 25):
+    assert "dropped 3 boxes of" in message and "instances_train2017.json" in message
+    for ann_id in (22, 24, 25):
         assert f"annotation {ann_id} of 'x.jpg'" in message
     assert "annotation 21" not in message
     assert "non-positive size 0 x 5" in message and "outside the 60 x 40 image" in message
@@ -189,7 +188,9 @@ def test_synthetic_shapes_match_the_json(tmp_path):
 def test_invalid_json_names_the_file(tmp_path):
     path = write_coco(tmp_path, [], [])
     path.write_text('{"images": [}')
-    with pytest.raises(AnnotationError, match=in_file(path, r"invalid JSON")):
+    with pytest.raises(
+        AnnotationError, match=in_file(path, r"COCO annotation file is not valid JSON")
+    ):
         CocoDetection(tmp_path)
 
 
@@ -242,6 +243,13 @@ def test_malformed_bbox_names_file_and_annotation(tmp_path):
         CocoDetection(tmp_path)
 
 
+def test_negative_box_size_is_an_error_as_in_the_metric(tmp_path):
+    # One reader for the dataset and the metric: what one refuses, the other does too.
+    path = write_coco(tmp_path, [image_entry(1, "x.jpg")], [ann(23, 1, 3, [10, 10, 5, -2])])
+    with pytest.raises(AnnotationError, match=in_file(path, r"annotation 23 has bbox")):
+        CocoDetection(tmp_path)
+
+
 def test_duplicate_annotation_id_is_an_error(tmp_path):
     box = [1.0, 1.0, 5.0, 5.0]
     path = write_coco(tmp_path, [image_entry(1, "x.jpg")], [ann(42, 1, 1, box), ann(42, 1, 3, box)])
@@ -257,3 +265,88 @@ def test_missing_image_file_fails_at_load_time_naming_it(tmp_path):
     assert len(dataset) == 1  # the json is fine; the file is read by the pipeline
     with pytest.raises(ImageLoadError, match=r"cannot load image '.*train2017/gone.jpg'"):
         dataset[0]
+
+
+# ------------------------------------------------ the decoded image is the truth about size
+
+
+def phone_photo(root, json_size):
+    """images/phone.jpg shown 48 wide x 64 high (red square at x 4..20, y 24..40), stored
+    sideways as 64 x 48 pixels with EXIF orientation 6; the json says ``json_size``."""
+    from PIL import Image
+
+    shown = np.full((64, 48, 3), 255, np.uint8)
+    shown[24:40, 4:20] = (255, 0, 0)
+    (root / "images").mkdir(parents=True)
+    stored = Image.fromarray(np.rot90(shown, k=1).copy())
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(root / "images" / "phone.jpg", exif=exif.tobytes(), quality=95)
+    width, height = json_size
+    gt = {
+        "images": [{"id": 1, "file_name": "phone.jpg", "width": width, "height": height}],
+        "categories": [{"id": 1, "name": "square"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 24, 16, 16], "area": 256}
+        ],
+    }
+    (root / "instances.json").write_text(json.dumps(gt))
+    return dict(data_root=root, ann_file="instances.json", data_prefix=dict(img="images/"))
+
+
+def test_exif_rotated_photo_annotated_as_displayed(tmp_path):
+    where = phone_photo(tmp_path, json_size=(48, 64))
+    sample = CocoDetection(**where, pipeline=[dict(type="LoadImage")], test_mode=True)[0]
+    assert sample["image"].shape == (64, 48, 3)
+    x1, y1, x2, y2 = sample["boxes"][0].astype(int)
+    inside = sample["image"][y1:y2, x1:x2]
+    assert ((inside[..., 0] > 200) & (inside[..., 1] < 80)).mean() > 0.95
+    resized = CocoDetection(**where, pipeline=PIPELINE, test_mode=True)[0]
+    assert resized["inputs"].shape == (3, 32, 48)
+
+
+def test_json_made_on_the_stored_pixels_is_an_error_with_both_sizes(tmp_path):
+    where = phone_photo(tmp_path, json_size=(64, 48))
+    dataset = CocoDetection(**where, pipeline=PIPELINE, test_mode=True)
+    with pytest.raises(AnnotationError) as info:
+        dataset[0]
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'instances.json'}: says image '")
+    assert "phone.jpg' is 64x48 (width x height), but the file decodes to 48x64" in message
+    assert "EXIF orientation 6" in message
+
+
+def test_wrong_size_in_the_json_is_an_error_naming_both_files(tmp_path):
+    path = write_coco(tmp_path, [image_entry(1, "x.jpg", width=60, height=40)], [])
+    cv2.imwrite(str(tmp_path / "train2017" / "x.jpg"), np.zeros((40, 50, 3), np.uint8))
+    dataset = CocoDetection(tmp_path, pipeline=PIPELINE)
+    with pytest.raises(
+        AnnotationError,
+        match=in_file(path, r"says image '.*x.jpg' is 60x40 \(width x height\), but the file "
+                      r"decodes to 50x40$"),
+    ):  # fmt: skip
+        dataset[0]
+
+
+def test_tiny_and_one_pixel_images(tmp_path):
+    images = [image_entry(1, "one.png", width=1, height=1), image_entry(2, "row.png", 7, 1)]
+    write_coco(tmp_path, images, [ann(1, 1, 1, [0, 0, 1, 1]), ann(2, 2, 1, [-3, 0, 20, 5])])
+    dataset = CocoDetection(tmp_path, pipeline=PIPELINE)
+    one, row = dataset[0]["data_samples"], dataset[1]["data_samples"]
+    assert one["meta"]["ori_shape"] == (1, 1) and row["meta"]["ori_shape"] == (1, 7)
+    torch.testing.assert_close(one["boxes"], torch.tensor([[0.0, 0.0, 48.0, 32.0]]))
+    torch.testing.assert_close(row["boxes"], torch.tensor([[0.0, 0.0, 48.0, 32.0]]))
+
+
+def test_two_categories_with_one_name_are_an_error(tmp_path):
+    categories = [{"id": 3, "name": "cat"}, {"id": 9, "name": "cat"}]
+    path = write_coco(tmp_path, [image_entry(1, "x.jpg")], [], categories=categories)
+    with pytest.raises(AnnotationError, match=in_file(path, r"categories 3 and 9 are both named")):
+        CocoDetection(tmp_path)
+
+
+def test_file_names_with_folders_and_mixed_case(tmp_path):
+    (tmp_path / "train2017" / "sub" / "dir").mkdir(parents=True)
+    write_coco(tmp_path, [image_entry(1, "sub/dir/A.JPG")], [ann(1, 1, 1, [1, 1, 5, 5])])
+    dataset = CocoDetection(tmp_path, pipeline=PIPELINE)
+    assert dataset[0]["data_samples"]["labels"].tolist() == [0]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from mtvision.errors import AnnotationError
 from mtvision.evaluation.coco_metric import (
     COCO_BBOX_STAT_NAMES,
-    CocoFormatError,
     CocoMetric,
     classwise_ap_table,
     evaluate_bbox,
@@ -259,10 +259,10 @@ def test_missing_and_malformed_annotation_files(tmp_path):
         CocoMetric(ann_file=str(tmp_path / "nowhere.json"))
     broken = tmp_path / "broken.json"
     broken.write_text('{"images": [')
-    with pytest.raises(CocoFormatError, match="broken.json.*not valid JSON"):
+    with pytest.raises(AnnotationError, match="broken.json.*not valid JSON"):
         load_coco_annotations(broken)
     no_categories = write_json(tmp_path / "nocat.json", {"images": [], "annotations": []})
-    with pytest.raises(CocoFormatError, match="nocat.json: needs a list 'categories'"):
+    with pytest.raises(AnnotationError, match="nocat.json: top-level key 'categories' is missing"):
         load_coco_annotations(no_categories)
 
     def broken_annotation(**change):
@@ -273,34 +273,171 @@ def test_missing_and_malformed_annotation_files(tmp_path):
         return write_json(tmp_path / "bad.json", data)
 
     cases = [
-        ("needs a numeric 'area'", dict(area=None)),
-        ("image_id 99 is not an image", dict(image_id=99)),
-        ("category_id 3 is not a category", dict(category_id=3)),
-        ("bbox must be \\[x, y, width, height\\]", dict(bbox=[1, 2, 3])),
-        ("bbox width and height must be >= 0", dict(bbox=[1, 2, -3, 4])),
-        ("iscrowd must be 0 or 1", dict(iscrowd=2)),
+        ("has area 'big'; expected a number >= 0", dict(area="big")),
+        ("has area -1; expected a number >= 0", dict(area=-1)),
+        ("refers to image_id 99, not in 'images'", dict(image_id=99)),
+        ("has category_id 3, not in 'categories'", dict(category_id=3)),
+        ("has bbox \\[1, 2, 3\\]; expected \\[x, y, width, height\\]", dict(bbox=[1, 2, 3])),
+        ("has bbox \\[1, 2, -3, 4\\]; expected", dict(bbox=[1, 2, -3, 4])),
+        ("has iscrowd 2; expected 0 or 1", dict(iscrowd=2)),
+        ("has no 'bbox'", dict(bbox=None)),
     ]
     for problem, change in cases:
-        with pytest.raises(CocoFormatError, match=f"bad.json: annotation id 7: {problem}"):
+        with pytest.raises(AnnotationError, match=f"bad.json: annotation 7 {problem}"):
             load_coco_annotations(broken_annotation(**change))
+        # The metric reads through the same reader, so it refuses the same files.
+        with pytest.raises(AnnotationError, match=f"bad.json: annotation 7 {problem}"):
+            CocoMetric(ann_file=str(tmp_path / "bad.json"))
 
 
 def test_bad_predictions_name_the_image(tmp_path):
     ann_file = write_json(tmp_path / "instances.json", crafted_annotations())
     metric = CocoMetric(ann_file=ann_file)
     (prediction,) = _predictions(crafted_results(), CATEGORY_IDS, [1])
-    with pytest.raises(CocoFormatError, match="image id 42: not an image of .*instances.json"):
+    with pytest.raises(AnnotationError, match="image id 42: not an image of .*instances.json"):
         metric.process({}, [dict(prediction, meta={"img_id": 42})])
-    with pytest.raises(CocoFormatError, match="image id 1: labels must be in 0..3"):
+    with pytest.raises(AnnotationError, match="image id 1: labels must be in 0..3"):
         metric.process({}, [dict(prediction, labels=prediction["labels"] + 2)])
-    with pytest.raises(CocoFormatError, match="image id 1: boxes or scores are not finite"):
+    with pytest.raises(AnnotationError, match="image id 1: boxes or scores are not finite"):
         metric.process({}, [dict(prediction, scores=prediction["scores"] * float("nan"))])
     with pytest.raises(KeyError, match="meta\\['img_id'\\]"):
         metric.process({}, [dict(prediction, meta={"img_path": "x.jpg"})])
     metric.process({}, [prediction, prediction])
-    with pytest.raises(CocoFormatError, match="image id 1 was predicted twice"):
+    with pytest.raises(AnnotationError, match="image id 1 was predicted twice"):
         metric.evaluate(size=2)
-    with pytest.raises(CocoFormatError, match="image_id 42 is not an image of the annotations"):
+    with pytest.raises(AnnotationError, match="image_id 42 is not an image of the annotations"):
         evaluate_bbox(crafted_annotations(), [_result(42, 2, [0, 0, 1, 1], 0.5)])
     with pytest.raises(ValueError, match="backend must be"):
         CocoMetric(ann_file=ann_file, backend="detectron2")
+
+
+# ------------------------------------------------ ids never trusted to a float64
+
+
+def three_images(image_ids, category_id=1, ann_ids=(1, 2, 3)) -> tuple[dict, list[dict]]:
+    """Three images with one cat each; two detections, each on a different image's cat spot
+    (one hit). With ids that a float64 merges, images would pool their boxes."""
+    gt = {
+        "images": [
+            {"id": i, "file_name": f"{k}.jpg", "width": 100, "height": 100}
+            for k, i in enumerate(image_ids)
+        ],
+        "categories": [{"id": category_id, "name": "cat"}],
+        "annotations": [
+            {"id": a, "image_id": i, "category_id": category_id, "bbox": [10 + 20 * k, 10, 30, 30],
+             "area": 900, "iscrowd": 0}
+            for k, (a, i) in enumerate(zip(ann_ids, image_ids, strict=True))
+        ],
+    }  # fmt: skip
+    results = [
+        _result(image_ids[1], category_id, [30, 10, 30, 30], 0.9),  # its own cat: a hit
+        _result(image_ids[0], category_id, [50, 10, 30, 30], 0.8),  # image 2's spot: a miss
+    ]
+    return gt, results
+
+
+SMALL_IDS_AP = 0.33663366336633666  # 1 of 3 cats found first: 34 of 101 recall points
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+@pytest.mark.parametrize(
+    "image_ids",
+    [
+        (1, 2, 3),
+        (2**53, 2**53 + 1, 2**53 + 2),  # float64 holds 2**53 + 1 as 2**53
+        (2**63 - 3, 2**63 - 2, 2**63 - 1),  # the top of int64
+        (-5, 0, 2**60),  # negative, zero, any order of magnitude
+    ],
+)
+def test_any_image_ids_give_the_small_id_numbers(backend, image_ids):
+    gt, results = three_images(image_ids)
+    stats = dict(zip(COCO_BBOX_STAT_NAMES, evaluate_bbox(gt, results, backend=backend).stats,
+                     strict=True))  # fmt: skip
+    assert stats["bbox_mAP"] == pytest.approx(SMALL_IDS_AP, abs=1e-12)
+    assert stats["bbox_AR@100"] == pytest.approx(1 / 3, abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_huge_category_and_annotation_ids_and_annotation_id_zero(backend):
+    reference = evaluate_bbox(*three_images((1, 2, 3)), backend=backend).stats
+    # Category ids that merge in a float64, with a second (empty) category next to them.
+    gt, results = three_images((1, 2, 3), category_id=2**53 + 1)
+    gt["categories"].append({"id": 2**53, "name": "dog"})
+    stats = evaluate_bbox(gt, results, backend=backend, cat_ids=[2**53 + 1]).stats
+    np.testing.assert_allclose(stats, reference, rtol=0, atol=1e-12)
+    # Annotation ids beyond 2**53, and 0: pycocotools marks a match by the ground
+    # truth's id, so an id 0 would count as "not matched".
+    for ann_ids in ((2**53, 2**53 + 1, 2**53 + 2), (0, 1, 2)):
+        gt, results = three_images((1, 2, 3), ann_ids=ann_ids)
+        stats = evaluate_bbox(gt, results, backend=backend).stats
+        np.testing.assert_allclose(stats, reference, rtol=0, atol=1e-12)
+
+
+def test_metric_writes_and_reports_the_users_huge_ids(tmp_path):
+    image_ids = (2**53, 2**53 + 1, 2**53 + 2)
+    gt, results = three_images(image_ids, category_id=2**62)
+    ann_file = write_json(tmp_path / "gt.json", gt)
+    out = tmp_path / "results.json"
+    metric = CocoMetric(ann_file=ann_file, results_file=str(out))
+    metric.process({}, _predictions(results, [2**62], image_ids))
+    metrics = metric.evaluate(size=3)
+    assert metrics["coco/bbox_mAP"] == pytest.approx(SMALL_IDS_AP, abs=1e-12)
+    written = json.loads(out.read_text())
+    assert sorted(r["image_id"] for r in written) == [2**53, 2**53 + 1]
+    assert {r["category_id"] for r in written} == {2**62}
+
+
+# ----------------------------------------------------- the dataset's class selection
+
+
+def cat_and_dog() -> dict:
+    """Two images, each with a cat and a dog (the README's class-subset case)."""
+    return {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in (1, 2)],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            _annotation(1, 1, 1, [10, 10, 30, 30]),
+            _annotation(2, 1, 2, [50, 50, 30, 30]),
+            _annotation(3, 2, 1, [20, 20, 40, 40]),
+            _annotation(4, 2, 2, [5, 60, 30, 30]),
+        ],
+    }
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_metric_evaluates_only_the_datasets_classes(tmp_path, backend, logged_messages):
+    from mtvision.data import CocoDetection
+
+    ann_file = write_json(tmp_path / "instances.json", cat_and_dog())
+    dataset = CocoDetection(
+        tmp_path, ann_file="instances.json", data_prefix=dict(img=""), classes=("cat",),
+        test_mode=True,
+    )  # fmt: skip
+    metric = CocoMetric(ann_file=ann_file, backend=backend, classwise=True)
+    metric.dataset_meta = dataset.metainfo
+    predictions = []
+    for index in range(len(dataset)):  # every cat found exactly
+        info = dataset.get_data_info(index)
+        boxes = torch.as_tensor(info["boxes"])
+        predictions.append(
+            {"boxes": boxes, "scores": torch.full((len(boxes),), 0.9),
+             "labels": torch.as_tensor(info["labels"]), "meta": info["meta"]}
+        )  # fmt: skip
+    metric.process({}, predictions)
+    metrics = metric.evaluate(size=len(dataset))
+    assert metrics["coco/bbox_mAP"] == pytest.approx(1.0, abs=1e-12)
+    (table,) = [m for m in logged_messages if m.startswith("Per-category bbox AP")]
+    assert [line.split()[0] for line in table.splitlines()[2:]] == ["cat"]
+
+
+def test_metric_selects_by_class_names_without_category_ids(tmp_path):
+    """A dataset that only says ``classes`` (mmdet's rule: the ids of those names)."""
+    annotations = cat_and_dog()
+    metric = CocoMetric(ann_file=write_json(tmp_path / "instances.json", annotations))
+    metric.dataset_meta = {"classes": ("dog",)}
+    assert metric.category_ids == [2]
+    dogs = [a for a in annotations["annotations"] if a["category_id"] == 2]
+    metric.process({}, _predictions(
+        [_result(a["image_id"], 2, a["bbox"], 0.5) for a in dogs], [2], [1, 2]
+    ))  # fmt: skip
+    assert metric.evaluate(size=2)["coco/bbox_mAP"] == pytest.approx(1.0, abs=1e-12)

@@ -8,9 +8,7 @@ import pytest
 from engine_toy import load_tool, loader_options
 
 from mtvision.engine import load_config
-from mtvision.models import ImageClassifier
-from mtvision.models.segmentor import Segmentor
-from mtvision.models.ssdlite import SSDLite
+from mtvision.models import MultiTaskModel
 from mtvision.registry import DATASETS, METRICS, MODELS
 
 CONFIGS = sorted(str(path) for path in Path("configs").rglob("*.py") if "_base_" not in path.parts)
@@ -27,7 +25,26 @@ def test_config_loads_and_names_known_components(config):
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         assert METRICS.get(evaluator.type) is not None, evaluator.type
     model = MODELS.build(cfg.model)
-    assert isinstance(model, (ImageClassifier, SSDLite, Segmentor)), type(model)
+    assert isinstance(model, MultiTaskModel), type(model)
+
+
+# The base model configs and the named models they stand for (parameter counts of the issue).
+BASE_MODELS = [
+    ("configs/_base_/models/mobilenet_v2.py", 3_504_872),
+    ("configs/_base_/models/ssdlite_mobilenet_v2.py", 4_337_013),
+    ("configs/_base_/models/deeplabv3_mobilenet_v2.py", 2_113_557),
+    ("configs/_base_/models/multitask_mobilenet_v2.py", 5_919_858),
+]
+
+
+@pytest.mark.parametrize(("config", "parameters"), BASE_MODELS)
+def test_base_model_configs_build_the_named_models(config, parameters):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mtvision")
+    model = MODELS.build(Config.fromfile(config).model)
+    assert sum(p.numel() for p in model.parameters()) == parameters
 
 
 def _write_tiny_imagenet(root: Path, images_per_class: int = 2) -> None:

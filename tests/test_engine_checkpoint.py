@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_toy import SimulatedCrash, load_tool, write_config
+from engine_toy import SimulatedCrash, load_tool, read_logs, write_config
 from mmengine.runner import CheckpointLoader
 
 from mtvision.engine import Runner, load_checkpoint_file, load_config
@@ -184,3 +184,115 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert (work_dir / "last.pth").read_bytes() == before
     assert not [p for p in os.listdir(work_dir) if p.endswith(".tmp")]
     assert load_checkpoint_file(work_dir / "iter_4.pth")["meta"]["iter"] == 4
+
+
+# ------------------------------------ load_from accepts what every weight loader accepts
+
+
+def _runner(tmp_path, name):
+    config = write_config(tmp_path / f"{name}.py", experiment_name=f"{tmp_path.name}_{name}")
+    cfg = load_config(config)
+    cfg.work_dir = str(tmp_path / name)
+    return Runner.from_cfg(cfg)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda w: {"state_dict": {f"module.{k}": v for k, v in w.items()}, "meta": {}},
+        lambda w: {"model": w, "model_ema": w, "epoch": 3},  # torchvision's reference scripts
+        lambda w: {f"_orig_mod.{k}": v for k, v in w.items()},  # saved from torch.compile
+        lambda w: {"state_dict_ema": w},
+    ],
+    ids=["DDP", "model", "compiled", "ema-only"],
+)
+def test_load_from_unwraps_like_every_loader(tmp_path, full_run, wrap):
+    weights = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    path = tmp_path / "weights.pth"
+    torch.save(wrap(weights), path)
+    runner = _runner(tmp_path, "wrapped")
+    runner.load_checkpoint(str(path))
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+
+
+def test_load_from_refuses_in_one_line(tmp_path, full_run):
+    weights = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    runner = _runner(tmp_path, "refused")
+    both = tmp_path / "both.pth"
+    torch.save({"state_dict": weights, "model": weights}, both)
+    with pytest.raises(CheckpointError, match=r"both.pth: holds weights under 'state_dict', "
+                       r"'model'; load one of them"):  # fmt: skip
+        runner.load_checkpoint(str(both))
+    other = tmp_path / "other.pth"
+    torch.save({"backbone.weight": torch.zeros(3), "head.bias": torch.zeros(2)}, other)
+    for strict in (True, False):
+        with pytest.raises(CheckpointError) as error:
+            runner.load_checkpoint(str(other), strict=strict)
+        message = str(error.value)
+        assert message.startswith(f"{other}: the weights do not fit ToyClassifier (0 of ")
+        assert "not one of the model's" in message and "\n" not in message
+    narrower = tmp_path / "narrower.pth"
+    torch.save({k: v[:2] if v.ndim else v for k, v in weights.items()}, narrower)
+    with pytest.raises(CheckpointError, match=r"shape mismatches: conv.weight: weights \(2, 3, 3, "
+                       r"3\) vs model \(4, 3, 3, 3\)"):  # fmt: skip
+        runner.load_checkpoint(str(narrower), strict=False)  # mmengine would only warn
+
+
+# --------------------------------- auto-resume past a damaged newest checkpoint
+
+
+def copy_work_dir(source: Path, target: Path) -> Path:
+    """The checkpoints of ``source`` as separate files in ``target`` (no hard links)."""
+    target.mkdir()
+    for name in ("iter_4.pth", "iter_8.pth", "last.pth"):
+        (target / name).write_bytes((source / name).read_bytes())
+    return target
+
+
+def truncate(path: Path) -> None:
+    """What a crash part-way through writing in place leaves behind."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous_good_one(tmp_path, full_run):
+    work_dir = copy_work_dir(full_run, tmp_path / "wd")
+    truncate(work_dir / "last.pth")
+    truncate(work_dir / "iter_8.pth")
+    config = write_config(
+        tmp_path / "cfg.py", experiment_name=f"{tmp_path.name}_fallback", log_level="INFO"
+    )
+    runner = train_tool.main([config, "--work-dir", str(work_dir), "--resume"])
+
+    assert record_iters_hook(runner).iters == [4, 5, 6, 7]
+    (log,) = read_logs(work_dir)
+    for skipped in ("last.pth", "iter_8.pth"):
+        assert f"skipping checkpoint {work_dir / skipped}: cannot read the checkpoint, " in log
+    assert f"resuming from {work_dir / 'iter_4.pth'} instead" in log
+    want = load_checkpoint_file(full_run / "iter_8.pth")["state_dict"]
+    got = load_checkpoint_file(work_dir / "iter_8.pth")["state_dict"]
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=0)
+
+
+def test_no_readable_checkpoint_names_every_file_tried(tmp_path, full_run):
+    work_dir = copy_work_dir(full_run, tmp_path / "wd")
+    for name in ("iter_4.pth", "iter_8.pth", "last.pth"):
+        truncate(work_dir / name)
+    config = write_config(tmp_path / "cfg.py", experiment_name=f"{tmp_path.name}_none")
+    with pytest.raises(CheckpointError) as error:
+        train_tool.main([config, "--work-dir", str(work_dir), "--resume"])
+    message = str(error.value)
+    assert message.startswith(f"{work_dir}: none of its checkpoints loads")
+    for name in ("iter_4.pth", "iter_8.pth", "last.pth"):
+        assert str(work_dir / name) in message
+
+
+def test_resume_without_checkpoints_starts_from_the_beginning(tmp_path):
+    config = write_config(
+        tmp_path / "cfg.py",
+        experiment_name=f"{tmp_path.name}_fresh",
+        train_cfg=dict(by_epoch=False, max_iters=2),
+    )
+    runner = train_tool.main([config, "--work-dir", str(tmp_path / "empty"), "--resume"])
+    assert record_iters_hook(runner).iters == [0, 1]

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,7 +97,8 @@ def test_wrong_architecture_checkpoint_names_file_and_keys(tmp_path):
     assert str(checkpoint) in message
     assert "missing keys" in message and "bn.weight" in message and "fc.bias" in message
     assert "unexpected keys" in message and "head.bias" in message
-    assert "fc.weight (checkpoint (5, 4), model (3, 4))" in message
+    assert "fc.weight: weights (5, 4) vs model (3, 4)" in message
+    assert "\n" not in message
     assert "num_batches_tracked" not in message
 
 
@@ -121,3 +123,129 @@ def test_eval_writes_metrics_and_predictions(tmp_path):
     )
     predictions = pickle.loads((tmp_path / "p.pkl").read_bytes())
     assert len(predictions) == 7 and predictions[0]["logits"].shape == (3,)
+
+
+# ------------------------------------------------------ keys checked at every depth
+
+
+def test_misspelt_nested_option_is_one_line_exit_2_before_anything_runs(capsys, tmp_path):
+    """The README's case: a typo below the top level of --cfg-options."""
+    from mtvision.engine.cli import run_cli
+
+    argv = ["configs/demo/ssdlite_shapes.py", str(tmp_path / "missing.pth"), "--cfg-options",
+            "test_dataloader.dataset.ann_flie=annotations/instances_val2017.json"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: eval_tool.main(argv))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --cfg-options test_dataloader.dataset.ann_flie=annotations/instances_val2017.json"
+        ": unknown config key 'test_dataloader.dataset.ann_flie' (CocoDetection takes no "
+        "'ann_flie'); did you mean 'ann_file'?\n"
+    )
+    assert not (tmp_path / "work_dirs").exists()
+
+
+@pytest.mark.parametrize(
+    "option, close",
+    [
+        ("train_dataloader.bath_size=2", "batch_size"),  # torch's DataLoader
+        ("train_dataloader.persistant_workers=True", "persistent_workers"),
+        ("val_dataloader.sampler.shufle=False", "shuffle"),  # a sampler
+        ("train_dataloader.dataset.filter_emtpy=True", "filter_empty"),  # the dataset's own
+        ("train_dataloader.dataset.serialize=False", "serialize_data"),  # mmengine BaseDataset's
+        ("model.bn_epss=0.1", "bn_eps"),  # the model
+        ("model.backbone.width_multi=1.0", "width_mult"),  # a part the model builds
+        ("model.heads.detection.num_clases=3", "num_classes"),  # a head among named ones
+        ("model.heads.detection.anchor_generator.min_scal=0.1", "min_scale"),
+        ("model.data_preprocessor.channel_last=True", "channels_last"),
+        ("default_hooks.checkpoint.intervl=2", "interval"),  # a hook (kwargs to save_checkpoint)
+        ("default_hooks.logger.intervall=2", "interval"),
+        ("optim_wrapper.optimizer.weight_decai=0.1", "weight_decay"),  # torch's optimizer
+        ("optim_wrapper.accumulative_count=2", "accumulative_counts"),
+        ("optim_wrapper.clip_grad.max_nrm=1.0", "max_norm"),
+        ("optim_wrapper.paramwise_cfg.norm_decay=0", "norm_decay_mult"),
+        ("train_cfg.max_epoch=3", "max_epochs"),  # the loop
+        ("val_evaluator.classwize=False", "classwise"),  # the metric
+        ("env_cfg.mp_cfg.opencv_threads=1", "opencv_num_threads"),
+        ("randomness.seeds=1", "seed"),
+        ("log_processor.window=3", "window_size"),
+    ],
+)
+def test_misspelt_keys_at_any_depth_name_path_and_closest_name(option, close):
+    key, value = option.split("=")
+    with pytest.raises(ConfigError) as error:
+        load_config("configs/demo/ssdlite_shapes.py", {key: value})
+    message = str(error.value)
+    assert message.startswith(f"--cfg-options {option}: unknown config key '{key}' (")
+    assert message.endswith(f"did you mean '{close}'?")
+
+
+def test_nested_lists_albumentations_and_schedulers_in_a_file(tmp_path):
+    base = "/".join(("configs", "demo", "ssdlite_shapes.py"))
+    config = tmp_path / "typo.py"
+    head = f"_base_ = [{str(Path(base).resolve())!r}]\n"
+    config.write_text(
+        head + "train_pipeline = [dict(type='LoadImage'), dict(type='Albumentations', "
+        "transforms=[dict(type='OneOf', transforms=[dict(type='HorizontalFlip', pp=0.5)])]), "
+        "dict(type='PackInputs')]\ntrain_dataloader = dict(dataset=dict(pipeline=train_pipeline))\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    assert str(error.value) == (
+        f"{config}: unknown config key 'train_dataloader.dataset.pipeline[1].transforms[0]."
+        "transforms[0].pp' (HorizontalFlip takes no 'pp'); did you mean 'p'?"
+    )
+    config.write_text(head + "param_scheduler = [dict(type='LinearLR', begin=0, ed=1)]\n")
+    with pytest.raises(ConfigError, match=r"'param_scheduler\[0\].ed' \(LinearLR takes no 'ed'\)"):
+        load_config(config)
+    config.write_text(head + "model = dict(backbone=dict(type='MobileNetV3'))\n")
+    with pytest.raises(ConfigError, match=r"'model.backbone.type' is 'MobileNetV3', which is not "
+                       r"in mtvision's or mmengine's model registry; did you mean 'MobileNetV2'"):  # fmt: skip
+        load_config(config)
+
+
+def test_what_is_built_may_take_its_keys(tmp_path):
+    """Keys read through **kwargs forwarding, by a parent, or by mmengine's build."""
+    options = {
+        "train_dataloader.dataset.lazy_init": False,  # mmengine BaseDataset, via **kwargs
+        "train_dataloader.dataset._scope_": "mtvision",
+        "default_hooks.logger.priority": "LOW",  # Runner.register_hook
+        "param_scheduler.0.convert_to_iter_based": True,  # mmengine's scheduler build
+        "custom_hooks": [dict(type="EMAHook", momentum=0.001, update_buffers=True)],
+        "optim_wrapper.clip_grad": dict(type="value", clip_value=1.0),
+    }
+    cfg = load_config("configs/demo/ssdlite_shapes.py", options)
+    assert cfg.custom_hooks[0].momentum == 0.001
+    # A head's own arguments, set inside the model's named heads.
+    load_config(
+        "configs/demo/mobilenetv2_shapes.py", {"model.heads.classification.in_features": ["stage7"]}
+    )
+
+
+@pytest.mark.parametrize(
+    "config", sorted(str(p) for p in Path("configs").rglob("*.py") if "_base_" not in p.parts)
+)
+def test_every_shipped_config_passes_and_is_walked(config):
+    cfg = load_config(config)  # passes the check
+    with pytest.raises(ConfigError, match=r"did you mean 'data_root'"):
+        load_config(config, {"train_dataloader.dataset.data_rooot": "x"})
+    assert cfg.model.type
+
+
+def test_keyword_arguments_that_cannot_be_resolved_accept_any_key():
+    from mtvision.engine.config_keys import accepted_keys, check_config_keys
+
+    class Stores:
+        def __init__(self, size=1, **options):
+            self.options = options
+
+    class Forwards(torch.nn.Linear):
+        def __init__(self, scale=1.0, **kwargs):
+            super().__init__(**kwargs)
+
+    assert accepted_keys(Stores) is None
+    assert accepted_keys(Forwards) == {"scale", "in_features", "out_features", "bias",
+                                       "device", "dtype"}  # fmt: skip
+    check_config_keys({"model": dict(type=Stores, anything=1)}, "cfg.py")
+    with pytest.raises(ConfigError, match=r"'model.in_feature' \(Forwards takes no 'in_feature'\)"):
+        check_config_keys({"model": dict(type=Forwards, in_feature=3)}, "cfg.py")

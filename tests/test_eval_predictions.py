@@ -12,8 +12,8 @@ from mmengine.config import Config
 
 from mtvision.data.image_io import load_image
 from mtvision.engine.cli import run_cli
-from mtvision.errors import ConfigError
-from mtvision.evaluation.coco_metric import COCO_BBOX_STAT_NAMES, CocoFormatError, evaluate_bbox
+from mtvision.errors import AnnotationError, ConfigError
+from mtvision.evaluation.coco_metric import COCO_BBOX_STAT_NAMES, CocoMetric, evaluate_bbox
 from mtvision.registry import MODELS
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
@@ -87,6 +87,33 @@ def test_evaluates_a_results_file(files, capsys):
     assert table[3].split() == ["cat", "0.000", "0.000"]
 
 
+@pytest.mark.parametrize("first_id", [1, 2**53, 2**63 - 3])
+def test_results_file_with_ids_beyond_float64(tmp_path, first_id):
+    """The same boxes under any ids give the small-id numbers (ids are renumbered before
+    evaluation: a float64 merges 2**53 and 2**53 + 1, which would pool two images)."""
+    ids = [first_id, first_id + 1, first_id + 2]
+    gt = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in ids],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            {"id": k + 1, "image_id": i, "category_id": 1, "bbox": [10 + 20 * k, 10, 30, 30],
+             "area": 900, "iscrowd": 0}
+            for k, i in enumerate(ids)
+        ],
+    }  # fmt: skip
+    res = [
+        {"image_id": ids[1], "category_id": 1, "bbox": [30, 10, 30, 30], "score": 0.9},
+        {"image_id": ids[0], "category_id": 1, "bbox": [50, 10, 30, 30], "score": 0.8},
+    ]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    metrics = eval_tool.main(
+        ["--predictions", str(tmp_path / "res.json"), "--ann", str(tmp_path / "gt.json")]
+    )
+    assert metrics["coco/bbox_mAP"] == pytest.approx(0.33663366336633666, abs=1e-12)
+    assert metrics["coco/bbox_AR@100"] == pytest.approx(1 / 3, abs=1e-12)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -112,17 +139,18 @@ def test_bad_results_name_file_and_problem(files, tmp_path):
     unknown_image = tmp_path / "unknown_image.json"
     unknown_image.write_text(json.dumps([dict(results()[0], image_id=99)]))
     with pytest.raises(
-        CocoFormatError,
         match="unknown_image.json: image_id 99 is not an image of .*instances_val.json",
     ):
         eval_tool.main(["--predictions", str(unknown_image), "--ann", ann_file])
     no_score = tmp_path / "no_score.json"
     no_score.write_text(json.dumps([{k: v for k, v in results()[1].items() if k != "score"}]))
     with pytest.raises(
-        CocoFormatError, match="no_score.json: result #0: needs a finite numeric 'score'"
+        AnnotationError, match="no_score.json: result #0: needs a finite numeric 'score'"
     ):
         eval_tool.main(["--predictions", str(no_score), "--ann", ann_file])
-    with pytest.raises(FileNotFoundError, match="missing.json: COCO annotation file not found"):
+    with pytest.raises(
+        FileNotFoundError, match="COCO annotation file .*missing.json does not exist"
+    ):
         eval_tool.main(["--predictions", results_file, "--ann", str(tmp_path / "missing.json")])
 
 
@@ -151,10 +179,11 @@ def test_untrained_ssdlite_writes_coco_results_and_pictures(tmp_path):
     coco = tmp_path / "shapes" / "coco"
     ann_file = coco / "annotations" / "instances_val2017.json"
     model = dict(
-        type="SSDLite",
+        type="MultiTaskModel",
         backbone=dict(type="MobileNetV2", width_mult=0.35),
-        num_classes=6,
-        extra_depths=(32, 16, 16, 16),
+        heads=dict(
+            detection=dict(type="SSDLiteHead", num_classes=6, extra_depths=(32, 16, 16, 16))
+        ),
     )
     resize = dict(type="Albumentations", transforms=[dict(type="Resize", height=128, width=128)])
     config = Config(
@@ -231,3 +260,42 @@ def test_out_json_is_coco_results_only_with_a_coco_metric():
     cfg = Config(dict(test_evaluator=[coco, dict(coco, ann_file="other.json")]))
     with pytest.raises(ConfigError, match="--out r.json: the test evaluator has 2 CocoMetrics"):
         eval_tool._route_out(cfg, "r.json")
+
+
+@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+def test_real_coco_check_prints_the_official_numbers(realdata, capsys, backend, monkeypatch):
+    """cocoapi's own example pair (100 COCO val2014 images, its fake detections): the 12
+    statistics cocoapi publishes, through the --predictions path and both backends."""
+    folder = realdata / "coco_val2014_100_eval"
+    expected = json.loads((folder / "expected" / "stats_full_precision.json").read_text())["bbox"]
+    # tools/eval.py uses the metric's default backend ("auto"); pin each one in turn.
+    monkeypatch.setattr(
+        eval_tool, "CocoMetric", lambda ann_file: CocoMetric(ann_file=ann_file, backend=backend)
+    )
+    metrics = eval_tool.main(
+        [
+            "--predictions",
+            str(folder / "results" / "instances_val2014_fakebbox100_results.json"),
+            "--ann",
+            str(folder / "annotations" / "instances_val2014_100.json"),
+        ]
+    )
+    got = [metrics[f"coco/{name}"] for name in COCO_BBOX_STAT_NAMES]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{") :])["coco/bbox_mAP"] == pytest.approx(
+        expected[0], abs=1e-12
+    )
+
+
+def test_empty_results_and_annotations_passed_as_results(files, tmp_path):
+    results_file, ann_file = files
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    metrics = eval_tool.main(["--predictions", str(empty), "--ann", ann_file])
+    assert metrics["coco/bbox_mAP"] == 0.0 and metrics["coco/bbox_AR@100"] == 0.0
+    # The annotation file given twice: an easy slip, named as such.
+    with pytest.raises(
+        AnnotationError, match=r"instances_val.json: expected a JSON list of detections, got dict"
+    ):
+        eval_tool.main(["--predictions", ann_file, "--ann", ann_file])

@@ -1,5 +1,7 @@
 """load_image: every supported file kind ends as HWC uint8 RGB; every failure names the file."""
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -153,3 +155,142 @@ def test_unsupported_channel_count(tmp_path, monkeypatch):
     with pytest.raises(ImageLoadError, match="unsupported channel count 2") as info:
         load_image(path)
     assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------------ EXIF orientation
+
+
+def with_orientation(path, pixels: np.ndarray, orientation: int):
+    """Save RGB ``pixels`` (as stored) with an EXIF Orientation tag; PNG keeps them exact."""
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[image_io.EXIF_ORIENTATION_TAG] = orientation
+    image.save(path, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pil_exif_transpose_does(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    stored = smooth_rgb(h=6, w=10, seed=orientation)
+    path = with_orientation(tmp_path / "o.png", stored, orientation)
+    with Image.open(path) as image:
+        expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    loaded = load_image(path)
+    np.testing.assert_array_equal(loaded, expected)
+    assert loaded.flags.c_contiguous
+    # The header alone gives the same (width, height).
+    assert image_io.read_image_size(path) == (expected.shape[1], expected.shape[0])
+    assert image_io.exif_orientation(path) == orientation
+
+
+def test_phone_photo_stored_sideways_loads_upright(tmp_path):
+    """The README's case: a picture shown 48 wide x 64 high with a red square at x 4..20,
+    y 24..40, stored as 64 x 48 pixels with EXIF orientation 6 (JPEG)."""
+    shown = np.full((64, 48, 3), 255, np.uint8)
+    shown[24:40, 4:20] = (255, 0, 0)
+    path = with_orientation(tmp_path / "phone.jpg", np.rot90(shown, k=1).copy(), 6)
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[:2] == (48, 64)  # stored sideways
+    image = load_image(path)
+    assert image.shape == (64, 48, 3)
+    inside = image[24:40, 4:20]
+    red = (inside[..., 0] > 200) & (inside[..., 1] < 80)
+    assert red.mean() > 0.95
+
+
+def test_broken_exif_is_ignored(tmp_path):
+    path = write_rgb(tmp_path / "a.jpg", smooth_rgb())
+    data = path.read_bytes()
+    # An APP1 "Exif" segment whose TIFF block is garbage.
+    broken = data[:2] + b"\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff\xff\xff" + data[2:]
+    path.write_bytes(broken)
+    assert load_image(path).shape == (48, 64, 3)
+    assert image_io.exif_orientation(path) == 1
+
+
+def test_read_image_size_names_the_file(tmp_path):
+    with pytest.raises(ImageLoadError, match="nope.jpg.*No such file"):
+        image_io.read_image_size(tmp_path / "nope.jpg")
+    (tmp_path / "x.jpg").write_bytes(b"not an image")
+    with pytest.raises(ImageLoadError, match="x.jpg.*not a readable image"):
+        image_io.read_image_size(tmp_path / "x.jpg")
+
+
+def test_missing_file_points_at_a_name_that_differs_in_case(tmp_path):
+    write_rgb(tmp_path / "IMG_0001.JPG", smooth_rgb())
+    with pytest.raises(ImageLoadError, match=r"IMG_0001.jpg.*has 'IMG_0001.JPG'.*case-sensitive"):
+        load_image(tmp_path / "IMG_0001.jpg")
+
+
+# ---------------------------------------------- decoder refusals keep their reason
+
+
+def black_png(path, width: int, height: int, rows_per_chunk: int):
+    """A valid all-black 8-bit gray PNG of any size, written in a blink: identical
+    ``rows_per_chunk``-row chunks compressed once (a full flush makes them independent),
+    repeated; the Adler-32 of n zero bytes is ``n % 65521 << 16 | 1``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    assert height % rows_per_chunk == 0
+    rows = b"\x00" * (width + 1) * rows_per_chunk  # filter byte 0 + black pixels
+    compressor = zlib.compressobj(9)
+    first = compressor.compress(rows) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeated = compressor.compress(rows) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.flush(zlib.Z_FINISH)[:-4]
+    adler = ((width + 1) * height % 65521) << 16 | 1
+    idat = first + repeated * (height // rows_per_chunk - 1) + end + struct.pack(">I", adler)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_black_png_helper_writes_a_valid_png(tmp_path):
+    path = black_png(tmp_path / "b.png", 300, 64, 16)
+    np.testing.assert_array_equal(load_image(path), np.zeros((64, 300, 3), np.uint8))
+
+
+def test_image_above_opencv_pixel_limit_names_size_limit_and_setting(tmp_path):
+    path = black_png(tmp_path / "huge.png", 32800, 32800, 400)  # 1.076e9 > 2**30 pixels
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    message = str(info.value)
+    assert message.startswith(f"cannot load image '{path}'")
+    for part in ("32800x32800", "1075840000 pixels", "exceeds OpenCV's decode limit of 1073741824",
+                 "OPENCV_IO_MAX_IMAGE_PIXELS"):  # fmt: skip
+        assert part in message
+    assert "\n" not in message
+    assert image_io.read_image_size(path) == (32800, 32800)  # the header is fine
+
+
+def test_png_wider_than_libpng_allows(tmp_path):
+    path = black_png(tmp_path / "strip.png", 1_000_001, 2, 2)
+    with pytest.raises(ImageLoadError, match=r"strip.png.*1000001x2.*libpng.*1000000 pixels"):
+        load_image(path)
+
+
+def test_pixel_limit_from_the_environment(tmp_path):
+    """OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS once, so a fresh process sets it."""
+    import subprocess
+    import sys
+
+    path = write_rgb(tmp_path / "small.png", smooth_rgb(h=40, w=40))
+    code = (
+        "from mtvision.data.image_io import load_image, ImageLoadError\n"
+        f"try:\n    load_image({str(path)!r})\nexcept ImageLoadError as e:\n    print(e)\n"
+    )
+    env = {**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "1000"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "small.png" in out and "40x40" in out and "decode limit of 1000 pixels" in out

@@ -203,3 +203,59 @@ def test_classes_from_openmmlab_metainfo(tree):
     assert dataset.metainfo["classes"] == ("dog", "cat")
     assert dataset.get_data_info(0)["label"] == 0
     assert dataset.get_data_info(0)["img_path"].endswith("d0.JPEG")
+
+
+# ------------------------------------------------------------ what real folders hold
+
+
+def test_link_back_up_the_tree_does_not_loop_or_repeat(tree):
+    (tree / "train" / "cat" / "more" / "up").symlink_to(tree / "train", target_is_directory=True)
+    (tree / "train" / "dog" / "same").symlink_to(tree / "train" / "dog")  # itself again
+    elsewhere = tree.parent / "elsewhere" / "fox.jpg"
+    write_jpeg(elsewhere)
+    (tree / "train" / "dog" / "linked").symlink_to(elsewhere.parent, target_is_directory=True)
+    dataset = ImageNetFolder(tree, split="train")
+    rel = [os.path.relpath(dataset.get_data_info(i)["img_path"], tree / "train")
+           for i in range(len(dataset))]  # fmt: skip
+    assert rel == ["cat/c0.jpg", "cat/c1.jpg", "cat/more/gray.png", "dog/d0.JPEG",
+                   "dog/linked/fox.jpg"]  # fmt: skip
+
+
+def test_mixed_case_extensions_hidden_and_other_files(tmp_path):
+    root = tmp_path / "imagenet"
+    for name in ("a.JPG", "b.Jpeg", "c.PNG", "d.webp", "e.TIFF"):
+        path = root / "train" / "cat" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(
+            str(path.with_suffix(path.suffix.lower())), np.zeros((3, 4, 3), np.uint8)
+        )
+        path.with_suffix(path.suffix.lower()).rename(path)
+    for name in (".DS_Store", "._a.JPG", "Thumbs.db", "labels.json", "readme"):
+        (root / "train" / "cat" / name).write_bytes(b"x")
+    dataset = ImageNetFolder(root, split="train", pipeline=PIPELINE)
+    names = [os.path.basename(dataset.get_data_info(i)["img_path"]) for i in range(len(dataset))]
+    assert names == ["a.JPG", "b.Jpeg", "c.PNG", "d.webp", "e.TIFF"]
+    assert all(dataset[i]["inputs"].shape == (3, 24, 24) for i in range(len(dataset)))
+
+
+def test_broken_link_and_empty_file_are_named_when_loaded(tree):
+    (tree / "train" / "dog" / "gone.jpg").symlink_to(tree / "nowhere.jpg")
+    (tree / "train" / "dog" / "empty.jpg").write_bytes(b"")
+    dataset = ImageNetFolder(tree, split="train", pipeline=PIPELINE)
+    paths = [dataset.get_data_info(i)["img_path"] for i in range(len(dataset))]
+    broken, empty = (
+        paths.index(str(tree / "train/dog/gone.jpg")),
+        paths.index(str(tree / "train/dog/empty.jpg")),
+    )
+    with pytest.raises(ImageLoadError, match=r"gone.jpg'.*a symbolic link to .*nowhere.jpg"):
+        dataset[broken]
+    with pytest.raises(ImageLoadError, match=r"empty.jpg'.*the file is empty"):
+        dataset[empty]
+
+
+def test_one_pixel_and_very_wide_images(tmp_path):
+    root = tmp_path / "imagenet"
+    write_jpeg(root / "train" / "cat" / "dot.png", size=(1, 1))
+    write_jpeg(root / "train" / "cat" / "strip.png", size=(2, 5000))
+    dataset = ImageNetFolder(root, split="train", pipeline=PIPELINE)
+    assert [dataset[i]["inputs"].shape for i in range(2)] == [(3, 24, 24)] * 2

@@ -169,3 +169,39 @@ def test_nan_never_reaches_the_means():
     metrics = metric.compute_metrics(metric.results)
     assert not any(math.isnan(v) for v in metrics.values())
     assert metrics["mIoU"] == 1.0
+
+
+def test_scores_only_the_classes_a_dataset_selects(tmp_path, logged_messages):
+    """VOCSegmentation(classes=subset of VOC): masks relabelled, other classes ignored, and
+    MeanIoU (given the dataset's metainfo) scores and lists only the selected classes."""
+    from PIL import Image
+
+    from mtvision.data import VOCSegmentation
+
+    root = tmp_path / "VOC2012"
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    stored = np.zeros((12, 16), np.uint8)
+    stored[2:6, 2:8] = 8  # cat
+    stored[6:10, 8:14] = 12  # dog: not selected
+    stored[:, 15] = IGNORE
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "JPEGImages" / "a.jpg")
+    Image.fromarray(stored).save(root / "SegmentationClass" / "a.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    dataset = VOCSegmentation(
+        root,
+        split="val",
+        classes=("background", "cat"),
+        pipeline=[dict(type="LoadImage"), dict(type="LoadMask"), dict(type="PackInputs")],
+        test_mode=True,
+    )
+    gt = dataset[0]["data_samples"]["mask"]
+    assert sorted(gt.unique().tolist()) == [0, 1, IGNORE]
+    # Perfect on the selected classes; "cat" wherever the dog (now ignored) was.
+    pred = torch.where(gt == IGNORE, 1, gt.long())
+    metric = MeanIoU()
+    metric.dataset_meta = dataset.metainfo
+    metric.process({}, [_prediction(pred, gt)])
+    assert metric.evaluate(size=1) == {"seg/mIoU": 1.0, "seg/mAcc": 1.0, "seg/aAcc": 1.0}
+    (table,) = [m for m in logged_messages if m.lstrip().startswith("class")]
+    assert [line.split()[0] for line in table.strip().splitlines()[1:]] == ["background", "cat"]

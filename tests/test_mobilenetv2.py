@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 from mtvision.backbones import FeatureSpec, InvertedResidual, MobileNetV2
+from mtvision.errors import CheckpointError
 from mtvision.utils.complexity import count_multiply_adds, count_parameters
 from mtvision.utils.parity import randomize_batch_norms_
 
@@ -207,17 +208,59 @@ def test_default_out_features_and_logits_shape() -> None:
 
 
 def test_forward_stops_after_the_deepest_requested_tap() -> None:
-    model = MobileNetV2(out_features=("stage2", "layer15_expansion")).eval()
+    model = MobileNetV2(out_features=("stage2", "stage5")).eval()
+    model.set_out_features(("stage2", "stage3"))
     called = []
-    for name in ("stage5", "stage6", "stage7", "final_conv"):
+    for name in ("stage3", "stage4", "stage5"):
         getattr(model, name).register_forward_hook(lambda *args, name=name: called.append(name))
-    depthwise_runs = []
-    model.stage6[0].depthwise.register_forward_hook(lambda *args: depthwise_runs.append(1))
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 64))
-    assert called == ["stage5"]
-    assert depthwise_runs == []
+    assert called == ["stage3"]
+    assert list(outputs) == ["stage2", "stage3"]
+
+
+def test_modules_past_the_deepest_tap_are_dropped() -> None:
+    model = MobileNetV2(out_features=("stage7",))
+    assert not hasattr(model, "final_conv") and model.classifier is None
+    assert model.dropped_modules == ("final_conv",)
+    assert [spec.name for spec in model.feature_info][-2:] == ["stage6", "stage7"]
+    # DeepLabv3's backbone: Table 2 up to the 320-channel stage7, 412,160 fewer than to final_conv.
+    assert count_parameters(model) == count_parameters(MobileNetV2()) - 412_160 == 1_811_712
+    with pytest.raises(ValueError, match=r"unknown out_features \['final_conv'\].*deepest tap"):
+        model.set_out_features(("final_conv",))
+    with pytest.raises(ValueError, match="no classifier"):
+        MobileNetV2(num_classes=10, out_features=("final_conv",)).set_out_features(("logits",))
+
+
+def test_a_cut_at_the_expansion_keeps_only_the_expand_layer() -> None:
+    model = MobileNetV2(out_features=("stage2", "layer15_expansion")).eval()
+    assert model.dropped_modules == (
+        "stage7",
+        "final_conv",
+        "stage6.1",
+        "stage6.2",
+        "stage6.0.depthwise",
+        "stage6.0.project",
+    )
+    assert len(model.stage6) == 1 and model.stage6[0].project is None
+    assert [spec.name for spec in model.feature_info][-1] == "layer15_expansion"
+    depthwise_runs = []
+    model.stage5.register_forward_hook(lambda *args: depthwise_runs.append("stage5"))
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, 64, 64))
+    assert depthwise_runs == ["stage5"]
     assert outputs["layer15_expansion"].shape == (1, 576, 4, 4)
+    with pytest.raises(RuntimeError, match="cut after its expansion"):
+        model.stage6[0](torch.zeros(1, 96, 4, 4))
+
+
+def test_seeded_weights_do_not_depend_on_the_kept_taps() -> None:
+    torch.manual_seed(0)
+    whole = MobileNetV2(num_classes=10).state_dict()
+    torch.manual_seed(0)
+    cut = MobileNetV2(num_classes=10, out_features=("layer15_expansion",)).state_dict()
+    assert cut.keys() < whole.keys()
+    assert all(torch.equal(value, whole[key]) for key, value in cut.items())
 
 
 def test_inverted_residual_exposes_its_expansion() -> None:
@@ -294,20 +337,19 @@ def test_output_stride_must_be_8_16_or_32(output_stride: int) -> None:
 def test_loading_weights_of_another_width_lists_shape_mismatches() -> None:
     model = MobileNetV2(width_mult=1.0, num_classes=1000)
     other = torchvision.models.mobilenet_v2(weights=None, width_mult=0.5).state_dict()
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(CheckpointError) as error:
         model.load_torchvision_state_dict(other)
     message = str(error.value)
-    assert "shape mismatches" in message
-    assert "stem.conv.weight: checkpoint (16, 3, 3, 3) vs model (32, 3, 3, 3)" in message
-    assert (
-        "stage6.0.expand.conv.weight: checkpoint (288, 48, 1, 1) vs model (576, 96, 1, 1)"
-        in message
+    assert message.startswith(
+        "torchvision mobilenet_v2 weights: the weights do not fit "
+        "MobileNetV2(width_mult=1.0, num_classes=1000) (58 of 314 model keys match"
     )
-    # The final conv is 1280 wide at both widths, only its input differs.
-    assert (
-        "final_conv.conv.weight: checkpoint (1280, 160, 1, 1) vs model (1280, 320, 1, 1)" in message
+    assert "shape mismatches: stem.conv.weight: weights (16, 3, 3, 3) vs model (32, 3, 3, 3)" in (
+        message
     )
-    assert "final_conv.bn.weight" not in message
+    # One line: the first ten mismatches named, the other 246 counted.
+    assert "\n" not in message and message.endswith("... (246 more)")
+    assert isinstance(error.value, ValueError)  # a wrong argument, as in torch's loaders
 
 
 def test_missing_and_unexpected_keys_are_listed() -> None:
@@ -315,11 +357,16 @@ def test_missing_and_unexpected_keys_are_listed() -> None:
     state_dict = torchvision.models.mobilenet_v2(weights=None).state_dict()
     del state_dict["features.3.conv.1.1.running_var"]
     state_dict["features.19.weight"] = torch.zeros(4)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(CheckpointError) as error:
         model.load_torchvision_state_dict(state_dict)
     message = str(error.value)
-    assert "missing keys:\n  stage2.1.depthwise.bn.running_var (144,)" in message
-    assert "unexpected keys:\n  features.19.weight (4,)" in message
+    assert (
+        "missing keys (in the model, not in the weights): stage2.1.depthwise.bn.running_var;"
+        in (message)
+    )
+    assert message.endswith(
+        "unexpected keys (in the weights, not in the model): features.19.weight"
+    )
 
     result = model.load_torchvision_state_dict(state_dict, strict=False)
     assert result.missing_keys == ["stage2.1.depthwise.bn.running_var (144,)"]
@@ -361,3 +408,45 @@ def test_registered_in_mtvision_models_registry() -> None:
     model = MODELS.build(dict(type="MobileNetV2", width_mult=0.5, out_features=("stage3",)))
     assert isinstance(model, MobileNetV2)
     assert model.out_features == ("stage3",)
+
+
+@pytest.mark.parametrize(
+    ("taps", "module"),
+    [
+        (("stage7",), lambda tv: tv.features[17]),
+        (("layer15_expansion",), lambda tv: tv.features[14].conv[0]),
+    ],
+)
+def test_a_cut_backbone_loads_torchvision_weights_strictly(taps, module) -> None:
+    reference = _seeded_torchvision(1.0)
+    backbone = MobileNetV2(out_features=taps).eval()
+    # The keys of the dropped modules (and the classifier) are absent on purpose.
+    assert backbone.load_torchvision_state_dict(reference.state_dict()) == ([], [])
+    captured = []
+    module(reference).register_forward_hook(lambda mod, inputs, output: captured.append(output))
+    images = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        reference(images)
+        (output,) = backbone(images).values()
+    assert (captured[0][0] - captured[0][1]).abs().max() > 0.1 * captured[0].abs().max()
+    assert (output - captured[0]).abs().max() <= 1e-5 * captured[0].abs().max()
+
+
+def test_a_cut_backbone_still_refuses_real_mismatches() -> None:
+    backbone = MobileNetV2(out_features=("stage7",))
+    state_dict = torchvision.models.mobilenet_v2(weights=None).state_dict()
+    del state_dict["features.17.conv.2.weight"]  # stage7, which the backbone keeps
+    state_dict["features.19.weight"] = torch.zeros(4)
+    with pytest.raises(CheckpointError) as error:
+        backbone.load_torchvision_state_dict(state_dict)
+    message = str(error.value)
+    assert "missing keys (in the model, not in the weights): stage7.0.project.conv.weight" in (
+        message
+    )
+    assert message.endswith(
+        "unexpected keys (in the weights, not in the model): features.19.weight"
+    )
+    assert "final_conv" not in message
+    other_width = torchvision.models.mobilenet_v2(weights=None, width_mult=0.5).state_dict()
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        backbone.load_torchvision_state_dict(other_width)

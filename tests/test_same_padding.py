@@ -75,6 +75,16 @@ def test_default_padding_is_unchanged_and_stride_one_needs_no_pad_module():
     ]
     segmentor = mtvision.create_model("deeplabv3_mobilenet_v2", padding="same")
     assert segmentor.backbone.padding == "same"
+    # SSDLite: the backbone's five and the extra layers' four stride-2 depthwise convs.
+    detector = mtvision.create_model(
+        "ssdlite320_mobilenet_v2", num_classes=2, width_mult=0.35, padding="same"
+    )
+    padded = [name for name, m in detector.named_modules() if isinstance(m, SamePad2d)]
+    assert len(padded) == 5 + 4
+    assert padded[-1] == "heads.detection.extras.blocks.3.1.pad"
+    with torch.no_grad():
+        outputs = detector.eval()(torch.zeros(1, 3, 320, 320))["detection"]
+    assert outputs["cls_logits"].shape == (1, 2034, 3)  # maps 20, 10, 5, 3, 2, 1 as before
 
 
 def test_same_padding_exports_to_onnx(tmp_path):

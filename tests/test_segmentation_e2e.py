@@ -50,8 +50,9 @@ def test_voc_recipe_trains_two_iterations_on_a_tiny_voc_tree(tmp_path):
     assert dataset.split == "train_aug" and dataset.mask_dir.endswith("SegmentationClassAug")
     assert len(dataset) == 3 and len(dataset.metainfo["classes"]) == 21
     model = runner.model
-    assert model.num_classes == 21 and model.backbone.output_stride == 16
-    assert model.decode_head.in_spec.name == "stage7" and model.decode_head.in_spec.channels == 320
+    head = model.heads["segmentation"]
+    assert head.num_classes == 21 and model.backbone.output_stride == 16
+    assert head.in_spec.name == "stage7" and head.in_spec.channels == 320
     # TF-DeepLab's optimiser: SGD momentum 0.9, lr 0.007 with poly decay (power 0.9) over
     # 30k iterations, weight decay 4e-5 on conv weights and none on BatchNorm.
     groups = runner.optim_wrapper.optimizer.param_groups
@@ -59,7 +60,7 @@ def test_voc_recipe_trains_two_iterations_on_a_tiny_voc_tree(tmp_path):
     assert {g["weight_decay"] for g in groups} == {4e-5, 0.0}
     assert groups[0]["lr"] == pytest.approx(0.007 * (1 - 2 / 30000) ** 0.9, rel=1e-7)
     scalars = runner.message_hub.log_scalars
-    assert np.isfinite(scalars["train/loss_seg"].current())
+    assert np.isfinite(scalars["train/segmentation.loss_seg"].current())
     assert 0.0 <= scalars["val/seg/mIoU"].current() <= 1.0  # validation ran after iteration 2
     assert (tmp_path / "work" / "last.pth").is_file()
 
@@ -69,7 +70,7 @@ def test_demo_config_names_the_synthetic_classes():
     classes = ("background", *SHAPE_CLASSES)
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         assert cfg[loader].dataset.classes == classes
-    assert cfg.model.decode_head.num_classes == len(classes)
+    assert cfg.model.heads.segmentation.num_classes == len(classes)
 
 
 @pytest.mark.slow

@@ -136,9 +136,9 @@ def test_eval_show_dir_writes_segmentation_pictures(tmp_path):
     voc = tmp_path / "shapes" / "VOCdevkit" / "VOC2012"
     classes = ("background", "circle", "square", "triangle", "star", "cross", "hexagon")
     model = dict(
-        type="Segmentor",
+        type="MultiTaskModel",
         backbone=dict(type="MobileNetV2", width_mult=0.35, output_stride=16),
-        decode_head=dict(type="DeepLabV3Head", in_feature="stage7", num_classes=7, channels=16),
+        heads=dict(segmentation=dict(type="DeepLabV3Head", num_classes=7, channels=16)),
     )
     pipeline = [dict(type="LoadImage"), dict(type="LoadMask"), dict(type="PackInputs")]
     config = dict(

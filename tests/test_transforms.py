@@ -15,6 +15,7 @@ from mtvision.data import (
     ZoomOut,
     collate_samples,
 )
+from mtvision.errors import AnnotationError
 from mtvision.registry import FUNCTIONS, TRANSFORMS
 
 
@@ -255,14 +256,66 @@ def test_collate_gives_lists_in_batch_order():
     assert [d["label"] for d in batch["data_samples"]] == [0, 1, 2]
 
 
-def test_albumentations_errors_name_the_sample_file():
-    # A box beyond the image (e.g. json width/height disagreeing with the file).
+@pytest.mark.parametrize("box", [[0, 0, 50, 10], [-1, 4, 19, 24], [5, 5, 5, 9]])
+def test_boxes_outside_the_image_never_reach_albumentations(box):
+    # A box beyond the image (e.g. json width/height disagreeing with the file, a 0-based
+    # xmin=0 in VOC), or an empty one, in a pipeline without LoadImage.
     transform = Albumentations([dict(type="HorizontalFlip", p=1.0)])
     sample = {
         "image": rgb_image(20, 30),
-        "boxes": np.array([[0, 0, 50, 10]], np.float32),
+        "boxes": np.array([box], np.float32),
         "labels": np.array([0]),
         "meta": {"img_path": "data/coco/val2017/000042.jpg"},
     }
+    with pytest.raises(AnnotationError, match=r"000042\.jpg: box 0 .* leaves the 30x20 image"):
+        transform(sample)
+
+
+@pytest.mark.parametrize(
+    "image, mask",
+    [(rgb_image(20, 30), np.zeros((20, 31), np.uint8)), (np.zeros((0, 5, 3), np.uint8), None)],
+    ids=["mask-size", "opencv-refuses"],
+)
+def test_albumentations_errors_name_the_sample_file(image, mask):
+    transform = Albumentations([dict(type="Resize", height=4, width=4)])
+    sample = {"image": image, "meta": {"img_path": "x/000042.jpg"}}
+    if mask is not None:
+        sample["mask"] = mask
     with pytest.raises(ValueError, match=r"000042\.jpg: albumentations failed"):
         transform(sample)
+
+
+def write_rgb(path, rgb):
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return str(path)
+
+
+def test_load_image_clips_boxes_to_the_decoded_image(tmp_path):
+    """No size stated (a VOC XML without <size>): the decoded image clips the boxes."""
+    path = write_rgb(tmp_path / "a.png", rgb_image(30, 40))
+    boxes = np.array([[-1, 4, 19, 24], [30, 20, 45, 35]], np.float32)
+    out = LoadImage()({"img_path": path, "boxes": boxes, "labels": np.array([0, 1])})
+    np.testing.assert_array_equal(out["boxes"], [[0, 4, 19, 24], [30, 20, 40, 30]])
+
+
+def test_load_image_refuses_a_box_left_empty(tmp_path):
+    path = write_rgb(tmp_path / "a.png", rgb_image(30, 40))
+    sample = {"img_path": path, "boxes": np.array([[45, 4, 60, 24]], np.float32),
+              "ann_path": "ann/a.xml"}  # fmt: skip
+    with pytest.raises(AnnotationError, match=r"ann/a.xml: box 0 .* of image '.*a.png' lies "
+                       r"outside the decoded 40x30 image"):  # fmt: skip
+        LoadImage()(sample)
+
+
+@pytest.mark.parametrize("stated", [(41, 30), (40, 29), (30, 40)])
+def test_load_image_compares_the_stated_size_with_the_decoded_one(tmp_path, stated):
+    path = write_rgb(tmp_path / "a.png", rgb_image(30, 40))
+    sample = {"img_path": path, "width": stated[0], "height": stated[1], "ann_path": "gt.json"}
+    with pytest.raises(
+        AnnotationError,
+        match=rf"gt.json: says image '.*a.png' is {stated[0]}x{stated[1]} \(width x height\), "
+        r"but the file decodes to 40x30$",
+    ):
+        LoadImage()(sample)
+    # Equal sizes pass, ints or floats alike (VOC's <size> is read as numbers).
+    assert LoadImage()({**sample, "width": 40.0, "height": 30})["image"].shape == (30, 40, 3)

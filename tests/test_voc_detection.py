@@ -197,3 +197,104 @@ def test_missing_image_fails_at_load_time_naming_it(voc2007):
     dataset = VOCDetection(voc2007, pipeline=PIPELINE)
     with pytest.raises(ImageLoadError, match="000007.jpg"):
         dataset[1]
+
+
+# ------------------------------------------------ the decoded image is the truth about size
+
+
+def zero_based_voc(tmp_path, size_tag: str):
+    """A 40 x 30 image whose dog fills the left edge, written by a 0-based tool (xmin=0)."""
+    root = tmp_path / "VOC"
+    xml = (
+        f"<annotation><filename>a.jpg</filename>{size_tag}<object><name>dog</name>"
+        "<difficult>0</difficult><bndbox><xmin>0</xmin><ymin>5</ymin><xmax>19</xmax>"
+        "<ymax>24</ymax></bndbox></object></annotation>"
+    )
+    write_voc(root, {"a": xml}, split="test", size=(40, 30))
+    return root
+
+
+@pytest.mark.parametrize(
+    "size_tag",
+    [
+        "",  # no <size>: the image header gives it
+        "<size><width>40</width><height>30</height><depth>3</depth></size>",
+        "<size><width>0</width><height>0</height><depth>3</depth></size>",  # tools write 0
+        "<size><depth>3</depth></size>",
+    ],
+    ids=["absent", "present", "zero", "partial"],
+)
+def test_zero_based_box_is_clipped_to_the_decoded_image(tmp_path, size_tag):
+    root = zero_based_voc(tmp_path, size_tag)
+    dataset = VOCDetection(root, ann_file="ImageSets/Main/test.txt", pipeline=PIPELINE)
+    info = dataset.get_data_info(0)
+    np.testing.assert_array_equal(info["boxes"], [[0, 4, 19, 24]])
+    np.testing.assert_array_equal(info["meta"]["ann"]["boxes"], [[0, 4, 19, 24]])
+    assert (info["width"], info["height"]) == (40, 30)
+    # Through the pipeline (resized from 40 x 30 to 50 x 25) without an error.
+    torch.testing.assert_close(
+        dataset[0]["data_samples"]["boxes"], torch.tensor([[0.0, 10 / 3, 23.75, 20.0]])
+    )
+
+
+def test_wrong_size_in_the_xml_is_an_error_naming_both_files(tmp_path):
+    root = zero_based_voc(tmp_path, "<size><width>30</width><height>40</height></size>")
+    dataset = VOCDetection(root, ann_file="ImageSets/Main/test.txt", pipeline=PIPELINE)
+    with pytest.raises(
+        AnnotationError,
+        match=in_file(root / "Annotations" / "a.xml", r"says image '.*a.jpg' is 30x40 \(width "
+                      r"x height\), but the file decodes to 40x30"),
+    ):  # fmt: skip
+        dataset[0]
+
+
+def test_box_outside_an_image_without_size_is_named(tmp_path):
+    root = write_voc(tmp_path / "VOC", {"a": voc_xml([("cat", (60, 1, 80, 9), 0)])}, size=(40, 30))
+    xml = root / "Annotations" / "a.xml"
+    xml.write_text(re.sub(r"<size>.*</size>", "", xml.read_text()))
+    with pytest.raises(AnnotationError, match=in_file(xml, r"object 0 \(cat\) has an empty box "
+                       r"xmin=60 .*\(image size \(40, 30\)\)")):  # fmt: skip
+        VOCDetection(root)
+
+
+def test_classes_select_and_leave_other_objects_out(tmp_path, logged_messages):
+    root = write_voc(
+        tmp_path / "VOC2007",
+        {
+            "a": voc_xml([("cat", (1, 1, 10, 10), 0), ("dog", (20, 5, 40, 30), 0)]),
+            "b": voc_xml([("dog", (1, 1, 9, 9), 1), ("cat", (5, 5, 30, 30), 1)]),
+        },
+    )
+    dataset = VOCDetection(root, classes=("cat",))
+    assert dataset.metainfo["classes"] == ("cat",)
+    first, second = dataset.get_data_info(0), dataset.get_data_info(1)
+    np.testing.assert_array_equal(first["boxes"], [[0, 0, 10, 10]])
+    np.testing.assert_array_equal(first["meta"]["ann"]["boxes"], [[0, 0, 10, 10]])
+    assert first["meta"]["ann"]["labels"].tolist() == [0]
+    assert second["meta"]["ann"]["difficult"].tolist() == [True]  # the difficult cat stays
+    assert dataset.num_unselected_objects == 2
+    assert any("left out 2 objects" in m and "dog 2" in m for m in logged_messages)
+
+
+def test_list_with_an_id_twice_or_nothing_and_crlf_lines(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"a": voc_xml([("cat", (1, 1, 5, 5), 0)])})
+    listed = root / "ImageSets" / "Main" / "trainval.txt"
+    listed.write_text("a\r\n")  # written on Windows
+    assert len(VOCDetection(root)) == 1
+    listed.write_text("a\na 1\n")
+    with pytest.raises(AnnotationError, match=in_file(listed, r"image id 'a' is listed twice")):
+        VOCDetection(root)
+    listed.write_text("")
+    with pytest.raises(AnnotationError, match=in_file(listed, "the image list is empty")):
+        VOCDetection(root)
+
+
+def test_empty_xml_and_other_image_suffix(tmp_path):
+    root = write_voc(tmp_path / "VOC2007", {"a": voc_xml([("cat", (1, 1, 5, 5), 0)])})
+    (root / "JPEGImages" / "a.jpg").rename(root / "JPEGImages" / "a.JPG")
+    with pytest.raises(ImageLoadError, match=r"a.jpg'.*the folder has 'a.JPG'"):
+        VOCDetection(root, pipeline=PIPELINE)[0]
+    assert VOCDetection(root, img_suffix=".JPG", pipeline=PIPELINE)[0]["inputs"].shape[0] == 3
+    (root / "Annotations" / "a.xml").write_text("")
+    with pytest.raises(AnnotationError, match=r"a.xml: malformed XML \(the file is empty\)"):
+        VOCDetection(root)

@@ -238,3 +238,38 @@ def test_metric_reads_predictions_and_meta_ann():
         out_of_range.evaluate(size=1)
     with pytest.raises(ValueError, match="eval_mode"):
         VOCMeanAP(eval_mode="11point")
+
+
+def test_metric_scores_only_the_datasets_selected_classes(tmp_path, logged_messages):
+    """VOCDetection(classes=("cat",)) on images holding cats and dogs: perfect cat
+    detections score 1.0, and the table lists only the cat."""
+    import cv2
+
+    from mtvision.data import VOCDetection
+
+    root = tmp_path / "VOC2007"
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True)
+    objects = {"a": [("cat", 1, 1, 10, 10), ("dog", 20, 5, 40, 30)], "b": [("dog", 2, 2, 9, 9)]}
+    for img_id, boxes in objects.items():
+        cv2.imwrite(str(root / "JPEGImages" / f"{img_id}.jpg"), np.zeros((40, 50, 3), np.uint8))
+        xml = "".join(
+            f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+            f"<ymax>{d}</ymax></bndbox></object>"
+            for n, a, b, c, d in boxes
+        )
+        (root / "Annotations" / f"{img_id}.xml").write_text(f"<annotation>{xml}</annotation>")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("a\nb\n")
+    dataset = VOCDetection(root, ann_file="ImageSets/Main/test.txt", classes=("cat",))
+    metric = VOCMeanAP()
+    metric.dataset_meta = dataset.metainfo
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        metric.process(
+            {},
+            [{"boxes": torch.as_tensor(info["boxes"]), "labels": torch.as_tensor(info["labels"]),
+              "scores": torch.ones(len(info["boxes"])), "meta": info["meta"]}],
+        )  # fmt: skip
+    assert metric.evaluate(size=len(dataset)) == {"pascal_voc/mAP": 1.0}
+    (table,) = [m for m in logged_messages if m.startswith("VOC AP")]
+    assert [line.split()[0] for line in table.splitlines()[2:-1]] == ["cat"]

@@ -11,6 +11,7 @@ from mtvision.data import LoadMask, MaskLoadError, VOCSegmentation
 from mtvision.data.mask_io import load_index_mask
 from mtvision.data.transforms import Albumentations
 from mtvision.data.voc_segmentation import VOC_CLASSES
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS, TRANSFORMS
 from mtvision.synthetic.shapes import SHAPE_CLASSES, generate_shapes_dataset
 from mtvision.utils.palette import voc_colormap
@@ -278,3 +279,38 @@ def test_test_pipeline_keeps_the_original_size(voc_root, config):
         results = step(results)
     assert results["meta"]["img_shape"] == results["meta"]["ori_shape"] == (24, 36)
     np.testing.assert_array_equal(results["mask"], index_mask((24, 36), seed=1))
+
+
+def test_classes_that_are_a_subset_of_voc_select_and_relabel(voc_root):
+    """mmseg's rule: selected classes take their index in ``classes``, the rest is ignored."""
+    dataset = VOCSegmentation(
+        voc_root, split="val", classes=("background", "person"), pipeline=PIPELINE
+    )
+    assert dataset.metainfo["classes"] == ("background", "person")
+    colours = voc_colormap()
+    assert dataset.metainfo["palette"] == [tuple(colours[0]), tuple(colours[15])]
+    (img_id,) = [i for i in IMAGES if i.startswith("2008")]
+    stored = index_mask(IMAGES[img_id], seed=2)  # classes 0, 1, 15 and 20
+    mask = dataset[0]["data_samples"]["mask"].numpy()
+    expected = np.select([stored == 0, stored == 15], [0, 1], default=255)
+    np.testing.assert_array_equal(mask, expected)
+    assert set(np.unique(mask)) == {0, 1, 255}
+    # Masks are still checked against VOC's 21 classes before relabelling.
+    assert dataset.get_data_info(0)["num_classes"] == 21
+
+
+def test_duplicate_ids_empty_list_and_other_case_are_named(voc_root):
+    lists = voc_root / "ImageSets" / "Segmentation"
+    (lists / "twice.txt").write_text("2007_000032\r\n2007_000039\r\n2007_000032\r\n")
+    with pytest.raises(AnnotationError, match=r"twice.txt: image id '2007_000032' is listed "
+                       r"twice \(lines 1 and 3\)"):  # fmt: skip
+        VOCSegmentation(voc_root, split="twice")
+    (lists / "empty.txt").write_text("\n\n")
+    with pytest.raises(AnnotationError, match="empty.txt: the image list is empty"):
+        VOCSegmentation(voc_root, split="empty")
+    image = voc_root / "JPEGImages" / "2008_000002.jpg"
+    image.rename(image.with_suffix(".JPG"))
+    with pytest.raises(FileNotFoundError, match=r"2008_000002.jpg \(the folder has "
+                       r"'2008_000002.JPG': names are case-sensitive; set img_suffix"):  # fmt: skip
+        VOCSegmentation(voc_root, split="val")
+    assert len(VOCSegmentation(voc_root, split="val", img_suffix=".JPG")) == 1

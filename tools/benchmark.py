@@ -1,9 +1,9 @@
 """Speed of mtvision against the references it replaces, as ratios, in one process and one run.
 
     python tools/benchmark.py [--runs 50] [--warmup 10] [--threads 1] [--size 224]
-        [--topk-images 5000]
+        [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
 
-Measured on CPU, batch 1, eval mode, ``torch.inference_mode``:
+Measured by default on CPU, batch 1, eval mode, ``torch.inference_mode``:
 
 1. mtvision's MobileNetV2 1.0 classifier (``create_model("mobilenet_v2")``)
    against torchvision's ``mobilenet_v2(weights=None)``, with the torchvision
@@ -14,6 +14,14 @@ Measured on CPU, batch 1, eval mode, ``torch.inference_mode``:
    against the same model in torch eager mode (contiguous);
 3. ``TopKAccuracy`` (process + compute_metrics) against ``torch.topk`` on the
    same scores (the accuracies are checked to agree).
+
+With ``--device cuda`` the two networks run on the GPU (each timed run ends
+with ``torch.cuda.synchronize``) and the onnxruntime comparison is left out
+(the project installs onnxruntime's CPU build). ``--batch N`` times batches of
+N images; ``--train`` adds a training step (forward, cross-entropy, backward,
+SGD with momentum; dropout off in both so that their first losses can be
+compared) of ours against torchvision's. After the table, images per second
+of each side of every network comparison.
 
 Absolute times on a shared machine are noise; ratios of runs interleaved in
 the same process much less so. Each run times the two contenders back to
@@ -64,13 +72,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--topk-images", type=int, default=5000, help="predictions scored by the metric"
     )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where the networks run"
+    )
+    parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    parser.add_argument(
+        "--train", action="store_true", help="also time a training step (ours vs torchvision)"
+    )
     args = parser.parse_args(argv)
-    for name in ("runs", "threads", "size", "topk_images"):
+    for name in ("runs", "threads", "size", "topk_images", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is available here")
     return args
+
+
+def on_device(function: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``function`` that, on a GPU, returns only once the kernels it queued have finished."""
+    if device.type != "cuda":
+        return function
+
+    def synchronized():
+        result = function()
+        torch.cuda.synchronize(device)
+        return result
+
+    return synchronized
 
 
 def time_pair(
@@ -95,11 +125,21 @@ def time_pair(
     return ours_ms, reference_ms
 
 
-def make_row(name: str, ours_ms: list[float], reference_ms: list[float], check: str) -> dict:
-    """Medians of both, and the median and quartiles of the per-run ratio ours / reference."""
+def make_row(
+    name: str,
+    ours_ms: list[float],
+    reference_ms: list[float],
+    check: str,
+    images: int | None = None,
+) -> dict:
+    """Medians of both, and the median and quartiles of the per-run ratio ours / reference.
+
+    ``images``: images per timed call, for rows that process images; adds
+    ``images_per_s`` (ours, reference) from the median times.
+    """
     ratios = sorted(o / r for o, r in zip(ours_ms, reference_ms, strict=True))
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {
+    row = {
         "name": name,
         "ours_ms": statistics.median(ours_ms),
         "reference_ms": statistics.median(reference_ms),
@@ -107,6 +147,18 @@ def make_row(name: str, ours_ms: list[float], reference_ms: list[float], check: 
         "ratio_iqr": (quartiles[0], quartiles[2]),
         "check": check,
     }
+    if images is not None:
+        row["images_per_s"] = (
+            images * 1e3 / row["ours_ms"],
+            images * 1e3 / row["reference_ms"],
+        )
+    return row
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, K) logits of mtvision's classifier (a MultiTaskModel) or of torchvision's model."""
+    outputs = model(x)
+    return outputs["classification"]["cls_logits"] if isinstance(outputs, dict) else outputs
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> str:
@@ -115,41 +167,84 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> str:
     )
 
 
+def _batch_suffix(args) -> str:
+    """How a row's name says where and how many at a time, when not the CPU default of 1."""
+    parts = [args.device] if args.device != "cpu" else []
+    parts += [f"batch {args.batch}"] if args.batch != 1 else []
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def bench_eager(args, ours: nn.Module, reference: nn.Module) -> list[dict]:
     """mtvision vs torchvision forward latency, contiguous and channels-last."""
     rows = []
-    image = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    device = torch.device(args.device)
+    image = torch.randn(
+        args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)
+    ).to(device)
     for layout, memory_format in (
         ("contiguous", torch.contiguous_format),
         ("channels_last", torch.channels_last),
     ):
-        ours_l = copy.deepcopy(ours).to(memory_format=memory_format)
-        reference_l = copy.deepcopy(reference).to(memory_format=memory_format)
+        ours_l = copy.deepcopy(ours).to(device, memory_format=memory_format)
+        reference_l = copy.deepcopy(reference).to(device, memory_format=memory_format)
         x = image.contiguous(memory_format=memory_format)
         with torch.inference_mode():
-            check = _max_abs(ours_l(x), reference_l(x))
+            check = _max_abs(_logits(ours_l, x), reference_l(x))
             times = time_pair(
-                lambda: ours_l(x),  # noqa: B023 (called before the loop moves on)
-                lambda: reference_l(x),  # noqa: B023
+                on_device(lambda: ours_l(x), device),  # noqa: B023 (called before the loop moves on)
+                on_device(lambda: reference_l(x), device),  # noqa: B023
                 args.runs,
                 args.warmup,
             )
-        rows.append(make_row(f"mtvision vs torchvision eager, {layout}", *times, check))
+        name = f"mtvision vs torchvision eager, {layout}{_batch_suffix(args)}"
+        rows.append(make_row(name, *times, check, images=args.batch))
     return rows
+
+
+def bench_train(args, ours: nn.Module, reference: nn.Module) -> dict:
+    """One SGD training step of mtvision's classifier vs torchvision's, channels-last."""
+    device = torch.device(args.device)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator).to(device)
+    steps, first_losses = [], []
+    for model in (ours, reference):
+        model = copy.deepcopy(model).to(device, memory_format=torch.channels_last).train()
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0  # same computation in both, so the losses can be compared
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step(model=model, optimizer=optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(_logits(model, x), labels)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        first_losses.append(float(step().detach()))
+        steps.append(on_device(step, device))
+    times = time_pair(*steps, args.runs, args.warmup)
+    check = f"first-step loss {first_losses[0]:.6g} vs {first_losses[1]:.6g}"
+    name = f"mtvision vs torchvision training step, channels_last{_batch_suffix(args)}"
+    return make_row(name, *times, check, images=args.batch)
 
 
 def bench_onnxruntime(args, ours: nn.Module, work_dir: Path) -> dict:
     """onnxruntime on the exported mtvision model vs the same model in torch eager mode."""
     path = export_onnx(ours, work_dir / "mobilenet_v2.onnx", (1, 3, args.size, args.size))
     session = onnx_session(path, threads=args.threads)
-    x = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
     feed = {session.get_inputs()[0].name: x.numpy()}
     max_diff = check_onnx_matches(ours, path, x)
     with torch.inference_mode():
-        scale = float(ours(x).abs().max())
+        scale = float(_logits(ours, x).abs().max())
         times = time_pair(lambda: session.run(None, feed), lambda: ours(x), args.runs, args.warmup)
     check = f"max abs diff {max_diff:.2g} of max abs logit {scale:.2g}"
-    return make_row("onnxruntime vs torch eager (mtvision, contiguous)", *times, check)
+    batch = f", batch {args.batch}" if args.batch != 1 else ""
+    name = f"onnxruntime vs torch eager (mtvision, contiguous{batch})"
+    return make_row(name, *times, check, images=args.batch)
 
 
 def bench_topk(args) -> dict:
@@ -225,22 +320,37 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(previous_threads)
 
 
+def _device_description(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    return platform.machine()
+
+
 def _run(args: argparse.Namespace) -> list[dict]:
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"onnxruntime {ort.__version__}, {platform.machine()}; threads {args.threads}, "
-        f"batch 1, {args.size}x{args.size}, {args.runs} paired runs after {args.warmup} warm-up"
+        f"onnxruntime {ort.__version__}, {_device_description(args.device)}; "
+        f"threads {args.threads}, batch {args.batch}, {args.size}x{args.size}, "
+        f"{args.runs} paired runs after {args.warmup} warm-up"
     )
     reference = torchvision.models.mobilenet_v2(weights=None, num_classes=NUM_CLASSES)
     reference = randomize_batch_norms_(reference, seed=0).eval()
     ours = mtvision.create_model("mobilenet_v2", num_classes=NUM_CLASSES).eval()
     ours.load_torchvision_state_dict(reference.state_dict())
     rows = bench_eager(args, ours, reference)
-    with tempfile.TemporaryDirectory() as work_dir:
-        rows.append(bench_onnxruntime(args, ours, Path(work_dir)))
+    if args.device == "cpu":
+        with tempfile.TemporaryDirectory() as work_dir:
+            rows.append(bench_onnxruntime(args, ours, Path(work_dir)))
+    if args.train:
+        rows.append(bench_train(args, ours, reference))
     rows.append(bench_topk(args))
     print(format_table(rows))
     print("ratio = ours / reference per paired run, median (below 1: ours is faster)")
+    print("images per second (median time), ours / reference:")
+    for row in rows:
+        if "images_per_s" in row:
+            ours_ips, reference_ips = row["images_per_s"]
+            print(f"  {row['name']}: {ours_ips:.1f} / {reference_ips:.1f}")
     return rows
 
 

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("source", help="the .tflite file")
     parser.add_argument("--out", required=True, help="checkpoint to write (.pth)")
     parser.add_argument("--config", help="convert into this config's model")
-    add_cfg_options_argument(parser, "model.head.num_classes=1000")
+    add_cfg_options_argument(parser, "model.heads.classification.num_classes=1000")
     parser.add_argument("--labels", help="class-name file, one name per line")
     parser.add_argument(
         "--num-classes",

@@ -4,9 +4,11 @@
         [--input-size H W] [--opset 17] [--with-preprocess] [--static-batch]
         [--cfg-options KEY=VALUE ...]
 
-The graph is the model's tensor forward (a classifier gives ``logits``,
-(N, K)). Its input ``input`` is (N, 3, H, W), the batch axis dynamic unless
-``--static-batch``:
+The graph is the model's tensor forward: the raw outputs of every head, named
+``<head>.<output>`` (a classifier gives ``classification.cls_logits``, (N, K);
+detection and segmentation give their raw scores and box codes / low-resolution
+logits, without post-processing). Its input ``input`` is (N, 3, H, W), the
+batch axis dynamic unless ``--static-batch``:
 
 - default: float32, RGB, already normalised with the ImageNet mean/std of the
   config's data preprocessor (``(pixel - mean) / std`` in 0-255 units), as the
@@ -29,7 +31,7 @@ import torch
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_loading import build_model_from_checkpoint
-from mtvision.export import Uint8Input, check_onnx_matches, export_onnx
+from mtvision.export import Uint8Input, check_onnx_matches, export_onnx, flatten_outputs
 
 
 class ExportMismatchError(RuntimeError):
@@ -64,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=1e-4,
         help="largest allowed |onnx - torch| relative to max |torch output| (default 1e-4)",
     )
-    add_cfg_options_argument(parser, "model.head.num_classes=6")
+    add_cfg_options_argument(parser, "model.heads.classification.num_classes=6")
     args = parser.parse_args(argv)
     if min(args.input_size) < 1:
         parser.error(f"--input-size must be positive, got {args.input_size}")
@@ -97,7 +99,7 @@ def main(argv=None) -> float:
     max_diff = check_onnx_matches(model, args.out, check_input)
     with torch.no_grad():
         outputs = model(check_input)
-    scale = max(float(t.abs().max()) for t in _tensors(outputs))
+    scale = max(float(t.abs().max()) for t in flatten_outputs(outputs)[1])
     print(
         f"wrote {args.out}: input {'uint8' if args.with_preprocess else 'float32'} "
         f"(N, 3, {height}, {width}); onnxruntime vs torch on a random batch of "
@@ -109,10 +111,6 @@ def main(argv=None) -> float:
             f"{args.tolerance:g} x max |output| {scale:.3g}"
         )
     return max_diff
-
-
-def _tensors(outputs) -> list[torch.Tensor]:
-    return list(outputs.values()) if isinstance(outputs, dict) else [outputs]
 
 
 if __name__ == "__main__":

@@ -4,10 +4,24 @@
         [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
 
-``--resume`` alone resumes from the work dir's latest checkpoint (``last.pth``);
-with a path it resumes from that checkpoint. The work dir defaults to
-``work_dirs/<config file stem>``. Checkpoints go to the work dir, the latest
-also as ``last.pth``.
+``--resume`` alone resumes from the work dir's newest checkpoint that loads
+(``last.pth``; a truncated one is skipped, named in the log, for the one
+before); with a path it resumes from that checkpoint. A checkpoint written in
+the middle of an epoch resumes at that point of the epoch. The work dir
+defaults to ``work_dirs/<config file stem>``. Checkpoints go to the work dir,
+the latest also as ``last.pth``.
+
+Several processes or machines, and runs that survive a killed worker::
+
+    torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d \
+        --rdzv_endpoint=HOST:29400 --rdzv_id=JOB tools/train.py CONFIG --launcher pytorch
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts=3 --nproc_per_node=8 \
+        tools/train.py CONFIG --launcher pytorch --resume
+
+Workers that torchrun restarts resume from the work dir by themselves; see
+docs/distributed.md (why the variable, checkpoints every N iterations,
+resuming with another number of processes, ``sync_bn``).
 """
 
 import argparse
@@ -58,7 +72,7 @@ def main(argv=None):
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     if args.auto_scale_lr:
         if "base_batch_size" not in (cfg.get("auto_scale_lr") or {}):
-            raise ValueError(
+            raise ConfigError(
                 f"{args.config}: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...)"
             )
         cfg.auto_scale_lr.enable = True

@@ -23,6 +23,9 @@ from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.registry import DATASETS
 from mtvision.visualization.draw import draw_classification, tile_grid
 
+#: What the grid can be written as (OpenCV's encoders, matched case-insensitively).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Draw predictions on test images.")
@@ -32,7 +35,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num", type=int, default=16, help="number of images")
     parser.add_argument("--columns", type=int, default=4)
     add_cfg_options_argument(parser, "test_dataloader.dataset.data_root=DIR")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.out.lower().endswith(IMAGE_SUFFIXES):
+        parser.error(f"--out {args.out}: use an image file ({', '.join(IMAGE_SUFFIXES)})")
+    for name in ("num", "columns"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    return args
 
 
 def main(argv=None) -> np.ndarray:
@@ -53,7 +62,7 @@ def main(argv=None) -> np.ndarray:
     grid = tile_grid(tiles, columns=args.columns)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if not cv2.imwrite(args.out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {args.out} (is the extension .png?)")
+        raise OSError(f"cannot write {args.out}")
     correct = sum(p["pred_label"] == p.get("gt_label") for p in predictions)
     print(f"wrote {args.out}: {len(tiles)} images, {correct} predicted correctly")
     return grid

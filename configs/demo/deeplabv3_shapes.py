@@ -22,7 +22,7 @@ max_iters = 1200
 
 model = dict(
     backbone=dict(width_mult=0.5),
-    decode_head=dict(num_classes=len(classes)),
+    heads=dict(segmentation=dict(num_classes=len(classes))),
     data_preprocessor=dict(channels_last=True),
     channels_last=True,
 )

@@ -18,8 +18,7 @@ input_size = 64
 
 model = dict(
     backbone=dict(width_mult=0.5),
-    head=dict(num_classes=6, dropout=0.0),
-    label_smoothing=0.0,
+    heads=dict(classification=dict(num_classes=6, dropout=0.0, label_smoothing=0.0)),
 )
 
 train_pipeline = [

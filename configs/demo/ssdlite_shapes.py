@@ -17,7 +17,7 @@ input_size = 160
 
 model = dict(
     backbone=dict(width_mult=0.5),
-    num_classes=6,
+    heads=dict(detection=dict(num_classes=6)),
     data_preprocessor=dict(channels_last=True),
     channels_last=True,
 )

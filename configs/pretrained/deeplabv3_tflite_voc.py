@@ -12,8 +12,7 @@ _base_ = ["../deeplabv3_voc.py"]
 
 model = dict(
     backbone=dict(padding="same"),
-    decode_head=dict(padding="same"),
-    align_corners=True,
+    heads=dict(segmentation=dict(padding="same", align_corners=True)),
     # (x - 127.5) / 127.5, TF-DeepLab's preprocessing (the file's uint8 input: (x - 128) / 128).
     data_preprocessor=dict(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5)),
 )

@@ -21,6 +21,8 @@ class InvertedResidual(nn.Module):
     block of the 160-channel stage. ``forward(x, return_expansion=True)`` returns
     it next to the block output, so nobody has to slice into the block from outside.
 
+    ``expansion_channels`` and ``out_channels`` give the widths of the two outputs.
+
     Args:
         in_channels: C_in of the (N, C_in, H, W) input.
         out_channels: C_out of the output.
@@ -44,10 +46,12 @@ class InvertedResidual(nn.Module):
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         hidden_channels = int(round(in_channels * expand_ratio))
+        self.expansion_channels = hidden_channels
+        self.out_channels = out_channels
         self.expand: ConvNormAct | None = (
             ConvNormAct(in_channels, hidden_channels, kernel_size=1) if expand_ratio != 1 else None
         )
-        self.depthwise = ConvNormAct(
+        self.depthwise: ConvNormAct | None = ConvNormAct(
             hidden_channels,
             hidden_channels,
             kernel_size=3,
@@ -56,17 +60,20 @@ class InvertedResidual(nn.Module):
             groups=hidden_channels,
             padding=padding,
         )
-        self.project = ConvNormAct(hidden_channels, out_channels, kernel_size=1, activation=None)
+        self.project: ConvNormAct | None = ConvNormAct(
+            hidden_channels, out_channels, kernel_size=1, activation=None
+        )
         self.use_residual = stride == 1 and in_channels == out_channels
 
-    @property
-    def expansion_channels(self) -> int:
-        """Channels of the expansion tap (the depthwise conv's width)."""
-        return self.depthwise.out_channels
+    def cut_after_expansion(self) -> tuple[str, ...]:
+        """Drop the depthwise and projection layers; returns their names.
 
-    @property
-    def out_channels(self) -> int:
-        return self.project.out_channels
+        A backbone cut at the expansion tap keeps no later module; afterwards only
+        :meth:`forward_expansion` runs.
+        """
+        self.depthwise = None
+        self.project = None
+        return ("depthwise", "project")
 
     def forward_expansion(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> expansion tap (N, expansion_channels, H, W); the input itself when t == 1."""
@@ -78,6 +85,10 @@ class InvertedResidual(nn.Module):
         With ``return_expansion=True`` returns ``(out, expansion)``, ``expansion`` being
         (N, expansion_channels, H, W).
         """
+        if self.depthwise is None or self.project is None:
+            raise RuntimeError(
+                "this block was cut after its expansion; only forward_expansion runs"
+            )
         expansion = self.forward_expansion(x)
         out = self.project(self.depthwise(expansion))
         if self.use_residual:

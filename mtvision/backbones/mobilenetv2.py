@@ -12,12 +12,14 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mtvision.backbones.inverted_residual import InvertedResidual
 from mtvision.layers.conv_norm_act import ConvNormAct
 from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
+from mtvision.utils.state_dict import check_state_dict_fits, unwrap_state_dict
 
 # Table 2: expansion factor t, output channels c, repeats n, stride s of the first repeat.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -39,6 +41,8 @@ EXPANSION_TAP_STAGE = "stage6"
 
 LOGITS = "logits"
 VALID_OUTPUT_STRIDES = (8, 16, 32)
+# Top-level modules in depth order; taps named like a module are that module's output.
+MODULE_ORDER = ("stem", *(f"stage{i}" for i in range(1, 8)), "final_conv", "classifier")
 
 
 def _make_divisible(value: float, divisor: int) -> int:
@@ -60,7 +64,7 @@ class LoadResult(NamedTuple):
 
 
 @MODELS.register_module()
-class MobileNetV2(nn.Module):
+class MobileNetV2(BaseModule):
     """MobileNetV2 returning a dict of named feature maps (and optionally logits).
 
     Modules: ``stem`` (3x3 s2 ConvNormAct), ``stage1`` .. ``stage7`` (``nn.Sequential``
@@ -68,7 +72,15 @@ class MobileNetV2(nn.Module):
     ConvNormAct) and, when ``num_classes`` is set, ``classifier`` (dropout + linear
     on the globally average-pooled ``final_conv``).
 
-    ``feature_info`` lists every spatial tap of the built model in depth order as
+    The model keeps no module past the deepest tap of ``out_features`` (as timm's
+    ``features_only`` does): built with ``out_features=("stage7",)`` it has no
+    ``final_conv``; cut at ``layer15_expansion`` it keeps only the expand layer of
+    ``stage6``'s first block. ``dropped_modules`` names what was cut, so
+    :meth:`load_torchvision_state_dict` knows which keys are absent on purpose. The
+    whole network is built and initialised before the cut, so a seeded model gets
+    the same weights whichever taps it keeps.
+
+    ``feature_info`` lists every spatial tap of the kept modules in depth order as
     :class:`FeatureSpec` (name, channels, stride); a tap of an (N, 3, H, W) input has
     shape (N, channels, ceil(H / stride), ceil(W / stride)).
 
@@ -78,7 +90,8 @@ class MobileNetV2(nn.Module):
         output_stride: 8, 16 or 32. Below 32 the later strides become dilations
             (DeepLab's atrous scheme), so the deepest maps keep 1/output_stride.
         out_features: tap names returned by ``forward``; default ``("logits",)``
-            with a classifier, else ``("final_conv",)``.
+            with a classifier, else ``("final_conv",)``. The deepest one decides
+            which modules are kept.
         frozen_stages: -1 freezes nothing, 0 the stem, k >= 1 the stem and stage1..k
             (no gradients, kept in eval mode by ``train()``).
         norm_eval: keep every BatchNorm in eval mode during training.
@@ -89,6 +102,9 @@ class MobileNetV2(nn.Module):
         padding: ``"symmetric"`` (PyTorch, the default) or ``"same"`` (TensorFlow's
             rule: the stride-2 convs pad 0 before and 1 after on even inputs), for
             weights converted from TF; see :class:`~mtvision.layers.ConvNormAct`.
+        init_cfg: mmengine initialisation config, e.g. ``dict(type="Pretrained",
+            checkpoint=PATH, prefix="backbone.")`` to start from another model's
+            backbone (applied by ``init_weights()``, which the Runner calls).
     """
 
     def __init__(
@@ -102,8 +118,9 @@ class MobileNetV2(nn.Module):
         dropout: float = 0.2,
         round_nearest: int = 8,
         padding: str = "symmetric",
+        init_cfg: dict | list[dict] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(init_cfg=init_cfg)
         if output_stride not in VALID_OUTPUT_STRIDES:
             raise ValueError(
                 f"output_stride must be one of {VALID_OUTPUT_STRIDES}, got {output_stride}"
@@ -166,17 +183,46 @@ class MobileNetV2(nn.Module):
         strides = [spec.stride for spec in feature_info]
         if strides != sorted(strides):
             raise AssertionError(f"tap strides must never decrease along depth: {feature_info}")
-        self.feature_info: list[FeatureSpec] = feature_info
-
-        if out_features is None:
-            out_features = (LOGITS,) if num_classes is not None else ("final_conv",)
-        self.set_out_features(out_features)
 
         self._init_weights()
         for module in self._frozen_modules():
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
+
+        if out_features is None:
+            out_features = (LOGITS,) if num_classes is not None else ("final_conv",)
+        out_features = _checked_names(out_features, feature_info, num_classes is not None)
+        self.feature_info, self.dropped_modules = self._drop_past(
+            _deepest(out_features, feature_info), feature_info
+        )
+        self.set_out_features(out_features)
         self.train()
+
+    def _drop_past(
+        self, deepest: str, feature_info: list[FeatureSpec]
+    ) -> tuple[list[FeatureSpec], tuple[str, ...]]:
+        """Delete every module after tap ``deepest``; return the kept taps and dropped paths."""
+        if deepest == LOGITS:
+            return feature_info, ()
+        dropped: list[str] = []
+        last_module = EXPANSION_TAP_STAGE if deepest == EXPANSION_TAP else deepest
+        for name in MODULE_ORDER[MODULE_ORDER.index(last_module) + 1 :]:
+            if getattr(self, name, None) is None:
+                continue
+            dropped.append(name)
+            if name == "classifier":
+                self.classifier = None
+            else:
+                delattr(self, name)
+        if deepest == EXPANSION_TAP:
+            stage = getattr(self, EXPANSION_TAP_STAGE)
+            dropped += [f"{EXPANSION_TAP_STAGE}.{i}" for i in range(1, len(stage))]
+            del stage[1:]
+            dropped += [
+                f"{EXPANSION_TAP_STAGE}.0.{name}" for name in stage[0].cut_after_expansion()
+            ]
+        names = [spec.name for spec in feature_info]
+        return feature_info[: names.index(deepest) + 1], tuple(dropped)
 
     # ------------------------------------------------------------------ taps
 
@@ -186,34 +232,21 @@ class MobileNetV2(nn.Module):
         return self._out_features
 
     def set_out_features(self, names: Sequence[str]) -> None:
-        """Choose which taps ``forward`` returns; unknown names raise ``ValueError``."""
-        names = tuple(names)
-        available = [spec.name for spec in self.feature_info]
-        if self.classifier is not None:
-            available.append(LOGITS)
-        if not names:
-            raise ValueError(f"out_features must name at least one of {available}")
-        if LOGITS in names and self.classifier is None:
-            raise ValueError(
-                f"out_features asks for {LOGITS!r} but the model has no classifier "
-                f"(num_classes=None); available: {available}"
-            )
-        unknown = [name for name in names if name not in available]
-        if unknown:
-            raise ValueError(f"unknown out_features {unknown}; available: {available}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"out_features has duplicates: {list(names)}")
+        """Choose which of the kept taps ``forward`` returns.
 
-        depth = {name: index for index, name in enumerate(available)}
-        deepest = max(names, key=depth.__getitem__)
-        module_order = ["stem", *(f"stage{i}" for i in range(1, 8)), "final_conv"]
+        Raises ``ValueError`` for unknown names and for taps past the modules this
+        backbone kept (build it with the deepest tap you need instead).
+        """
+        names = _checked_names(names, self.feature_info, self.classifier is not None)
+        self._out_features = names
+        deepest = _deepest(names, self.feature_info)
+        module_order = [name for name in MODULE_ORDER if name != "classifier"]
         if deepest == LOGITS:
             last_module = "final_conv"
         elif deepest == EXPANSION_TAP:
             last_module = EXPANSION_TAP_STAGE
         else:
             last_module = deepest
-        self._out_features = names
         self._modules_to_run = tuple(module_order[: module_order.index(last_module) + 1])
         self._stop_at_expansion = deepest == EXPANSION_TAP
 
@@ -262,10 +295,11 @@ class MobileNetV2(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def _frozen_modules(self) -> Iterator[nn.Module]:
-        if self.frozen_stages >= 0:
-            yield self.stem
-        for stage_index in range(1, self.frozen_stages + 1):
-            yield getattr(self, f"stage{stage_index}")
+        names = ["stem", *(f"stage{i}" for i in range(1, self.frozen_stages + 1))]
+        for name in names[: self.frozen_stages + 1]:
+            module = getattr(self, name, None)
+            if module is not None:  # frozen stages past the kept modules are gone
+                yield module
 
     def train(self, mode: bool = True) -> MobileNetV2:
         """Like ``nn.Module.train``, but frozen stages (and, with ``norm_eval``, every
@@ -289,15 +323,16 @@ class MobileNetV2(nn.Module):
         ``features.18`` the final conv. Inside a torchvision block with an expansion,
         ``conv.0`` / ``conv.1`` / ``conv.2`` / ``conv.3`` are expand / depthwise /
         project conv / project BN; without one (t = 1) the indices shift down by one.
+        The map covers the whole architecture (Table 2), including the modules this
+        model dropped (``dropped_modules``).
         """
         mapping = {"features.0.0": "stem.conv", "features.0.1": "stem.bn"}
         feature_index = 1
-        for stage_index in range(1, len(INVERTED_RESIDUAL_SETTING) + 1):
-            stage = getattr(self, f"stage{stage_index}")
-            for block_index, block in enumerate(stage):
+        for stage_index, (t, _, n, _) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
+            for block_index in range(n):
                 theirs = f"features.{feature_index}.conv"
                 ours = f"stage{stage_index}.{block_index}"
-                layers = ["expand", "depthwise"] if block.expand is not None else ["depthwise"]
+                layers = ["expand", "depthwise"] if t != 1 else ["depthwise"]
                 for position, layer in enumerate(layers):
                     mapping[f"{theirs}.{position}.0"] = f"{ours}.{layer}.conv"
                     mapping[f"{theirs}.{position}.1"] = f"{ours}.{layer}.bn"
@@ -310,16 +345,31 @@ class MobileNetV2(nn.Module):
             mapping["classifier.1"] = "classifier.1"
         return mapping
 
+    def _dropped_on_purpose(self, module_path: str) -> bool:
+        """Whether ``module_path`` lies in a module this model dropped past its deepest tap."""
+        return any(
+            module_path == dropped or module_path.startswith(dropped + ".")
+            for dropped in self.dropped_modules
+        )
+
     def load_torchvision_state_dict(
         self, state_dict: Mapping[str, Tensor], strict: bool = True
     ) -> LoadResult:
         """Load a torchvision ``mobilenet_v2`` state dict (same width) into this model.
 
-        Keys are renamed with :meth:`torchvision_module_map`. ``classifier.*`` keys
-        are dropped when this model has no classifier. Shape mismatches always raise
-        ``ValueError``; missing and unexpected keys raise it when ``strict``, else they
-        are skipped and returned. Every offending key is listed with its shape.
+        Accepts what every mtvision weight loader does
+        (:func:`mtvision.utils.state_dict.unwrap_state_dict`: a checkpoint dict
+        holding ``state_dict``/``model``, a uniform ``module.`` prefix). Keys are
+        renamed with :meth:`torchvision_module_map`. Keys absent on purpose are
+        skipped: ``classifier.*`` when this model has no classifier, and the keys of
+        the modules it dropped past its deepest tap (``dropped_modules``). Every
+        other key must fit: weights that do not fit raise
+        :class:`~mtvision.errors.CheckpointError` (a ``ValueError``) with the one
+        report of :func:`mtvision.utils.state_dict.check_state_dict_fits`: shape
+        mismatches, non-tensor values and a load matching no key always; missing
+        and unexpected keys when ``strict``, else they are skipped and returned.
         """
+        state_dict = unwrap_state_dict(state_dict, "torchvision mobilenet_v2 weights")
         module_map = self.torchvision_module_map()
         own_state = self.state_dict()
         renamed: dict[str, Tensor] = {}
@@ -331,28 +381,54 @@ class MobileNetV2(nn.Module):
                 renamed[our_key] = value
             elif self.classifier is None and key.startswith("classifier."):
                 continue
+            elif module_path in module_map and self._dropped_on_purpose(module_map[module_path]):
+                continue
             else:
-                unexpected.append(f"{key} {tuple(value.shape)}")
-        missing = [
-            f"{key} {tuple(value.shape)}" for key, value in own_state.items() if key not in renamed
-        ]
-        mismatched = [
-            f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own_state[key].shape)}"
-            for key, value in renamed.items()
-            if value.shape != own_state[key].shape
-        ]
-        problems = []
-        if mismatched:
-            problems.append("shape mismatches:\n  " + "\n  ".join(mismatched))
-        if strict and missing:
-            problems.append("missing keys:\n  " + "\n  ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys:\n  " + "\n  ".join(unexpected))
-        if problems:
-            raise ValueError(
-                f"cannot load torchvision mobilenet_v2 weights into MobileNetV2("
-                f"width_mult={self.width_mult}, num_classes={self.num_classes}):\n"
-                + "\n".join(problems)
-            )
+                unexpected.append(key)
+        fit = check_state_dict_fits(
+            own_state,
+            renamed,
+            source="torchvision mobilenet_v2 weights",
+            strict=strict,
+            model_name=f"MobileNetV2(width_mult={self.width_mult}, num_classes={self.num_classes})",
+            unplaced=unexpected,
+        )
         self.load_state_dict(renamed, strict=False)
-        return LoadResult(missing_keys=missing, unexpected_keys=unexpected)
+        return LoadResult(
+            missing_keys=[f"{key} {tuple(own_state[key].shape)}" for key in fit.missing],
+            unexpected_keys=[f"{key} {_shape_of(state_dict[key])}" for key in unexpected],
+        )
+
+
+def _shape_of(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else f"({type(value).__name__})"
+
+
+def _checked_names(
+    names: Sequence[str], feature_info: list[FeatureSpec], has_classifier: bool
+) -> tuple[str, ...]:
+    """``names`` as a tuple, or ``ValueError`` naming the problem and the available taps."""
+    names = tuple(names)
+    available = [spec.name for spec in feature_info] + ([LOGITS] if has_classifier else [])
+    if not names:
+        raise ValueError(f"out_features must name at least one of {available}")
+    if LOGITS in names and not has_classifier:
+        raise ValueError(
+            f"out_features asks for {LOGITS!r} but the model has no classifier "
+            f"(num_classes=None or dropped); available: {available}"
+        )
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(
+            f"unknown out_features {unknown}; available: {available} (a backbone keeps no "
+            "module past the deepest tap it was built with; build it with the taps you need)"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"out_features has duplicates: {list(names)}")
+    return names
+
+
+def _deepest(names: tuple[str, ...], feature_info: list[FeatureSpec]) -> str:
+    depth = {spec.name: index for index, spec in enumerate(feature_info)}
+    depth[LOGITS] = len(feature_info)
+    return max(names, key=depth.__getitem__)

@@ -1,4 +1,4 @@
-"""COCO object detection dataset: an instances json plus an image folder, indexed by pycocotools.
+"""COCO object detection dataset: an instances json plus an image folder.
 
 Layout (mmdet's defaults)::
 
@@ -8,47 +8,54 @@ Layout (mmdet's defaults)::
       train2017/<file_name>
       val2017/<file_name>
 
+The json is read, checked and normalised by
+:func:`~mtvision.data.coco_annotations.load_coco_instances`, the same reader
+:class:`~mtvision.evaluation.coco_metric.CocoMetric` uses (missing ``iscrowd``
+is 0, missing ``area`` computed, ids checked; what is refused is listed there).
+
 Labels: COCO category ids are not contiguous (1..90 with gaps); contiguous
 label ``i`` is ``metainfo["category_ids"][i]``, the selected category ids in
 ascending order, named ``metainfo["classes"][i]``. Predictions go back to COCO
-ids through the same tuple.
+ids through the same tuple, and the metric evaluates only those categories.
+
+Sizes: the decoded image is the truth. An image entry's ``width``/``height``,
+when present, is what the samples are clipped to here and what ``LoadImage``
+checks against the decoded (EXIF-oriented) file: a disagreement is an
+:class:`~mtvision.errors.AnnotationError` naming the json, the image file and
+both sizes. When they are absent, the file's header gives them.
 
 Boxes: COCO ``bbox`` is ``[x, y, w, h]`` in pixels; samples carry xyxy pixels
-``[x, y, x + w, y + h]`` clipped to the image size the json states. What is
-kept as a training target:
+``[x, y, x + w, y + h]`` clipped to the image. What is kept as a training target:
 
 - crowd regions (``iscrowd=1``) are not targets; COCOeval reads them from the
   json itself, so their images stay;
-- boxes narrower or lower than 1 px after clipping (zero or negative size,
-  outside the image, or slivers; mmdet drops ``w < 1 or h < 1`` too) are
-  dropped: counted in ``num_dropped_boxes`` and logged once per dataset,
-  naming the json, annotation ids and image files;
+- boxes narrower or lower than 1 px after clipping (zero size, outside the
+  image, or slivers; mmdet drops ``w < 1 or h < 1`` too) are dropped: counted
+  in ``num_dropped_boxes`` and logged once per dataset, naming the json,
+  annotation ids and image files;
 - images without annotations stay (evaluation must see them), unless
   ``filter_empty=True`` drops images left without targets (training only).
 
 Malformed input fails while loading with an error naming the json (and the
-annotation id): invalid JSON, a missing top-level key, an annotation without
-``bbox``/``category_id``/``image_id``, a reference to an unknown image or
-category id, duplicate ids. Missing or corrupt image files fail when the
-pipeline's ``LoadImage`` reads them, naming the file.
+annotation or image id): everything the reader refuses, plus an image without
+``file_name``, two images with the same ``file_name``, a category without
+``name``, two categories with the same name. Missing or corrupt image files fail when the pipeline's ``LoadImage``
+reads them, naming the file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
-import math
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from mmengine.logging import print_log
-from pycocotools.coco import COCO
 
 from mtvision.data.base_dataset import BaseDataset
+from mtvision.data.coco_annotations import load_coco_instances
+from mtvision.data.image_io import read_image_size
 from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 
@@ -67,6 +74,8 @@ class CocoDetection(BaseDataset):
         {"img_path": str,
          "boxes": float32 (N, 4) xyxy pixels, clipped to the image,
          "labels": int64 (N,) contiguous 0..C-1,
+         "width": int, "height": int,  # the image size the json states
+         "ann_path": str,               # the json, named when LoadImage disagrees
          "meta": {"img_id": int}}      # the COCO image id
 
     ``LoadImage`` keeps ``meta`` and adds ``img_path``/``ori_shape``.
@@ -119,36 +128,58 @@ class CocoDetection(BaseDataset):
         )
 
     def load_data_list(self) -> list[dict]:
-        coco = _load_coco(self.ann_file)
-        category_ids = self._select_categories(coco)
+        instances = load_coco_instances(self.ann_file)
+        category_ids = self._select_categories(instances["categories"])
         label_of = {cat_id: label for label, cat_id in enumerate(category_ids)}
+        name_of = {category["id"]: category["name"] for category in instances["categories"]}
         self._metainfo["category_ids"] = category_ids
-        self._metainfo["classes"] = tuple(coco.cats[cat_id]["name"] for cat_id in category_ids)
+        self._metainfo["classes"] = tuple(name_of[cat_id] for cat_id in category_ids)
 
+        annotations_of: dict[int, list[dict]] = {image["id"]: [] for image in instances["images"]}
+        for ann in instances["annotations"]:
+            annotations_of[ann["image_id"]].append(ann)
         image_folder = self.data_prefix.get("img", "")
+        first_id_of: dict[str, int] = {}
         dropped: list[str] = []
         data_list = []
-        for img_id in coco.getImgIds():
-            image = coco.imgs[img_id]
+        for image in instances["images"]:
+            file_name = image["file_name"]
+            if file_name is None:
+                raise AnnotationError(f"{self.ann_file}: image {image['id']} has no 'file_name'")
+            if file_name in first_id_of:
+                raise AnnotationError(
+                    f"{self.ann_file}: images {first_id_of[file_name]} and {image['id']} both "
+                    f"have file_name '{file_name}'; each picture must be listed once (its "
+                    "annotations would be split or counted twice)"
+                )
+            first_id_of[file_name] = image["id"]
+            img_path = os.path.join(image_folder, file_name)
+            width, height = image["width"], image["height"]
+            if width is None or height is None:
+                # The json does not say: the file's header does (EXIF orientation applied).
+                width, height = read_image_size(img_path)
             boxes, labels = [], []
-            for ann in coco.imgToAnns[img_id]:
-                if ann["category_id"] not in label_of or ann.get("iscrowd", 0):
+            for ann in annotations_of[image["id"]]:
+                if ann["category_id"] not in label_of or ann["iscrowd"]:
                     continue
-                box, problem = _clipped_xyxy(ann["bbox"], image["width"], image["height"])
+                box, problem = _clipped_xyxy(ann["bbox"], width, height)
                 if problem:
                     dropped.append(
-                        f"annotation {ann['id']} of '{image['file_name']}' "
-                        f"(bbox {ann['bbox']}): {problem}"
+                        f"annotation {ann['id']} of '{file_name}' (bbox {ann['bbox']}): {problem}"
                     )
                     continue
                 boxes.append(box)
                 labels.append(label_of[ann["category_id"]])
             data_list.append(
                 {
-                    "img_path": os.path.join(image_folder, image["file_name"]),
+                    "img_path": img_path,
                     "boxes": np.array(boxes, np.float32).reshape(-1, 4),
                     "labels": np.array(labels, np.int64),
-                    "meta": {"img_id": img_id},
+                    # What the annotation says (checked against the decoded image by LoadImage).
+                    "width": width,
+                    "height": height,
+                    "ann_path": self.ann_file,
+                    "meta": {"img_id": image["id"]},
                 }
             )
         self.num_dropped_boxes = len(dropped)
@@ -176,103 +207,33 @@ class CocoDetection(BaseDataset):
         )
         return kept
 
-    def _select_categories(self, coco: COCO) -> tuple[int, ...]:
+    def _select_categories(self, categories: list[dict]) -> tuple[int, ...]:
         """Category ids of the selected classes, ascending."""
+        unnamed = [category["id"] for category in categories if category["name"] is None]
+        if unnamed:
+            raise AnnotationError(
+                f"{self.ann_file}: categories {unnamed[:10]} have no 'name'; a dataset names "
+                "its classes"
+            )
+        first_id_of: dict[str, int] = {}
+        for category in categories:
+            other = first_id_of.setdefault(category["name"], category["id"])
+            if other != category["id"]:
+                raise AnnotationError(
+                    f"{self.ann_file}: categories {other} and {category['id']} are both named "
+                    f"'{category['name']}'; class names must tell categories apart"
+                )
         names = self.fixed_classes or tuple(self._metainfo.get("classes", ()))
         if not names:
-            return tuple(sorted(coco.getCatIds()))
-        known = {cat["name"] for cat in coco.cats.values()}
+            return tuple(sorted(category["id"] for category in categories))
+        known = {category["name"] for category in categories}
         unknown = [name for name in names if name not in known]
         if unknown:
             raise AnnotationError(
                 f"{self.ann_file}: classes {unknown} are not categories of this file "
                 f"(it has {sorted(known)})"
             )
-        return tuple(sorted(coco.getCatIds(catNms=list(names))))
-
-
-def _load_coco(path: str) -> COCO:
-    """Read and check a COCO instances json; index it with pycocotools."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            dataset = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"COCO annotation file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AnnotationError(f"{path}: invalid JSON: {err}") from err
-    _check_instances(dataset, path)
-    coco = COCO()
-    coco.dataset = dataset
-    # pycocotools prints progress on stdout; the checks above already reported problems.
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
-
-
-def _check_instances(dataset: Any, path: str) -> None:
-    """Raise ValueError naming ``path`` (and the annotation) on what pycocotools would
-    misread silently or fail on deep inside: missing keys, dangling ids, bad boxes."""
-    if not isinstance(dataset, dict):
-        raise AnnotationError(f"{path}: expected a JSON object, got {type(dataset).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(dataset.get(key), list):
-            problem = "missing" if key not in dataset else "not a list"
-            raise AnnotationError(
-                f"{path}: top-level key '{key}' is {problem} (a COCO instances file has "
-                "'images', 'annotations' and 'categories' lists)"
-            )
-    image_ids = _checked_ids(dataset, "images", "image", ("file_name", "width", "height"), path)
-    category_ids = _checked_ids(dataset, "categories", "category", ("name",), path)
-    keys = ("image_id", "category_id", "bbox")
-    _checked_ids(dataset, "annotations", "annotation", keys, path)
-
-    for ann in dataset["annotations"]:
-        where = f"{path}: annotation {ann['id']}"
-        if ann["image_id"] not in image_ids:
-            raise AnnotationError(
-                f"{where} refers to image_id {ann['image_id']!r}, not in 'images'"
-            )
-        if ann["category_id"] not in category_ids:
-            raise AnnotationError(
-                f"{where} has category_id {ann['category_id']!r}, not in 'categories' "
-                f"(ids {sorted(category_ids)})"
-            )
-        bbox = ann["bbox"]
-        if not (
-            isinstance(bbox, list)
-            and len(bbox) == 4
-            and all(_is_number(v) and math.isfinite(v) for v in bbox)
-        ):
-            raise AnnotationError(
-                f"{where} has bbox {bbox!r}; expected [x, y, width, height] numbers"
-            )
-    for image in dataset["images"]:
-        if not all(_is_number(image[key]) and image[key] > 0 for key in ("width", "height")):
-            raise AnnotationError(
-                f"{path}: image {image['id']} ('{image['file_name']}') has width "
-                f"{image['width']!r} and height {image['height']!r}; expected positive numbers"
-            )
-
-
-def _checked_ids(
-    dataset: dict, section: str, singular: str, keys: Sequence[str], path: str
-) -> set[int]:
-    """Integer ids of ``dataset[section]``, checking every entry has ``keys`` and a unique id."""
-    ids: set[int] = set()
-    for index, entry in enumerate(dataset[section]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
-            raise AnnotationError(f"{path}: {section}[{index}] has no integer 'id': {entry!r:.200}")
-        for key in keys:
-            if key not in entry:
-                raise AnnotationError(f"{path}: {singular} {entry['id']} has no '{key}'")
-        if entry["id"] in ids:
-            raise AnnotationError(f"{path}: {singular} id {entry['id']} appears more than once")
-        ids.add(entry["id"])
-    return ids
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return tuple(sorted(c["id"] for c in categories if c["name"] in set(names)))
 
 
 def _clipped_xyxy(bbox: Sequence[float], width: float, height: float) -> tuple[list, str]:

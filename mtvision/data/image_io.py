@@ -1,4 +1,4 @@
-"""Read image files into the sample contract's array: HWC uint8 RGB.
+"""Read image files into the sample contract's array: HWC uint8 RGB, upright.
 
 Decoding is OpenCV's (``cv2.imdecode`` with ``IMREAD_UNCHANGED``, so the file's
 own channel count and bit depth are seen and normalised here, explicitly):
@@ -8,26 +8,58 @@ own channel count and bit depth are seen and normalised here, explicitly):
   colour, as in ``PIL.Image.convert("RGB")``);
 - 16-bit -> 8-bit by ``round(v / 257)``, which maps 0..65535 exactly onto
   0..255 (65535 -> 255, 257 * k -> k);
-- BGR -> RGB.
+- BGR -> RGB;
+- EXIF orientation applied: a phone photo stored sideways with an
+  ``Orientation`` tag (2..8) is turned and/or mirrored to the picture viewers
+  show, exactly as ``PIL.ImageOps.exif_transpose`` does. This is what mmcv
+  (``imfrombytes``: OpenCV's ``IMREAD_COLOR`` honours the tag), detectron2
+  (``read_image`` calls ``exif_transpose``) and annotation tools that work on
+  the displayed picture assume, so boxes drawn on the displayed picture land
+  on the right pixels. Widths and heights below are those of the upright image.
 
-EXIF orientation is not applied (``IMREAD_UNCHANGED`` ignores it), the same
-pixels ``PIL.Image.open`` and torchvision's ``ImageFolder`` give.
+:func:`read_image_size` reads that upright size from the file header alone
+(PIL opens files lazily), without decoding the pixels.
 
 Every failure raises :class:`ImageLoadError` with a message that names the
-file and the problem.
+file and the real reason: for a file the decoder refuses although its header
+is valid (OpenCV's ``OPENCV_IO_MAX_IMAGE_PIXELS`` limit of 2**30 pixels, its
+per-side limit ``OPENCV_IO_MAX_IMAGE_WIDTH``/``HEIGHT`` of 2**20, libpng's
+1,000,000 pixels per side), the message gives the size read from the header,
+the limit and how to raise it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import warnings
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from mtvision.errors import ImageLoadError
 
-__all__ = ["ImageLoadError", "decode_image", "load_image"]
+__all__ = ["ImageLoadError", "decode_image", "exif_orientation", "load_image", "read_image_size"]
+
+#: EXIF tag 0x0112: how the stored pixels must be turned to show the picture upright.
+EXIF_ORIENTATION_TAG = 0x0112
+# Orientations 5..8 turn the picture by 90 degrees: width and height swap.
+_SWAPS_SIDES = (5, 6, 7, 8)
+
+# OpenCV's decode limits (imgcodecs/src/loadsave.cpp): environment variables, read
+# once when OpenCV first decodes, and their defaults.
+OPENCV_MAX_PIXELS_ENV = "OPENCV_IO_MAX_IMAGE_PIXELS"
+OPENCV_MAX_WIDTH_ENV = "OPENCV_IO_MAX_IMAGE_WIDTH"
+OPENCV_MAX_HEIGHT_ENV = "OPENCV_IO_MAX_IMAGE_HEIGHT"
+_OPENCV_DEFAULT_MAX_PIXELS = 1 << 30
+_OPENCV_DEFAULT_MAX_SIDE = 1 << 20
+# libpng's default user limit (PNG_USER_WIDTH_MAX / PNG_USER_HEIGHT_MAX), which
+# OpenCV's PNG decoder keeps.
+_LIBPNG_MAX_SIDE = 1_000_000
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = 0xD9
@@ -40,27 +72,29 @@ _JPEG_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read the image file at ``path``.
+    """Read the image file at ``path``, EXIF orientation applied.
 
     Returns:
         ``np.ndarray`` of shape (H, W, 3), dtype uint8, RGB, C-contiguous.
 
     Raises:
         ImageLoadError: the file is missing/unreadable, empty, not a decodable
-            image, a truncated JPEG, or has an unsupported channel count or
-            pixel type.
+            image, a truncated JPEG, above a decoder's size limit (size, limit
+            and setting named), or has an unsupported channel count or pixel type.
     """
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as err:
-        raise ImageLoadError(f"cannot load image {path!r}: {err.strerror or err}") from err
+        raise ImageLoadError(
+            f"cannot load image {path!r}: {err.strerror or err}{_case_hint(path, err)}"
+        ) from err
     return decode_image(data, source=path)
 
 
 def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, BMP, WebP, TIFF, ...).
+    """Decode encoded image bytes (JPEG, PNG, BMP, WebP, TIFF, ...), EXIF orientation applied.
 
     Args:
         data: the file's bytes.
@@ -81,13 +115,159 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
-        raise ImageLoadError(f"cannot load image {source!r}: OpenCV failed to decode it") from err
-    if image is None:
         raise ImageLoadError(
-            f"cannot load image {source!r}: not a decodable image "
-            f"(corrupt data or unsupported format, {len(data)} bytes starting {data[:8].hex()})"
-        )
-    return _to_rgb_uint8(image, source)
+            f"cannot load image {source!r}: {_refusal_reason(data, _opencv_complaint(err))}"
+        ) from err
+    if image is None:
+        raise ImageLoadError(f"cannot load image {source!r}: {_refusal_reason(data, None)}")
+    return _upright(_to_rgb_uint8(image, source), exif_orientation(data))
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of the image :func:`load_image` would return, from the header only.
+
+    EXIF orientations 5..8 swap the stored width and height, as loading does.
+
+    Raises:
+        ImageLoadError: the file is missing, unreadable or not an image PIL
+            can identify (the message names the file and PIL's reason).
+    """
+    path = os.fspath(path)
+    try:
+        with _header_only(), Image.open(path) as image:
+            width, height = image.size
+            orientation = _orientation_of(image)
+    except OSError as err:
+        if isinstance(err, FileNotFoundError | PermissionError | IsADirectoryError):
+            reason = f"{err.strerror}{_case_hint(path, err)}"
+        else:
+            reason = f"not a readable image ({err})"
+        raise ImageLoadError(f"cannot load image {path!r}: {reason}") from err
+    return (height, width) if orientation in _SWAPS_SIDES else (width, height)
+
+
+def exif_orientation(data: bytes | str | os.PathLike) -> int:
+    """The EXIF ``Orientation`` (1..8) of encoded image bytes or a file; 1 when absent,
+    unreadable or out of range."""
+    try:
+        source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else os.fspath(data)
+        with _header_only(), Image.open(source) as image:
+            return _orientation_of(image)
+    except (OSError, SyntaxError, ValueError):
+        return 1
+
+
+def _orientation_of(image: Image.Image) -> int:
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, SyntaxError, ValueError, TypeError):  # a broken EXIF block: ignore it
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn/mirror (H, W, C) stored pixels as ``PIL.ImageOps.exif_transpose`` does."""
+    if orientation == 1:
+        return image
+    upright = {
+        2: lambda a: a[:, ::-1],  # mirrored left-right
+        3: lambda a: a[::-1, ::-1],  # rotated 180
+        4: lambda a: a[::-1],  # mirrored top-bottom
+        5: lambda a: a.transpose(1, 0, 2),  # transposed
+        6: lambda a: np.rot90(a, k=-1),  # stored 90 degrees counter-clockwise
+        7: lambda a: np.rot90(a, k=2).transpose(1, 0, 2),  # transversed
+        8: lambda a: np.rot90(a, k=1),  # stored 90 degrees clockwise
+    }[orientation](image)
+    return np.ascontiguousarray(upright)
+
+
+@contextlib.contextmanager
+def _header_only() -> Iterator[None]:
+    """Let PIL read a header of any size: nothing is decoded, so its decompression-bomb
+    check (which refuses to even open files above 2 x 89 megapixels) does not apply.
+    PIL's warnings about corrupt EXIF blocks are silenced: such a block is ignored."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _opencv_complaint(err: cv2.error) -> str:
+    """The part of an OpenCV error that says what went wrong (not the source location)."""
+    text = " ".join(str(err).split())
+    found = re.search(r"error: \(-?\d+:([^)]*)\) (.*?)(?: in function '(\w+)')?$", text)
+    if found is None:
+        return text
+    kind, what, function = found.groups()
+    return f"{kind.strip()}: {what.strip()}" + (f" (in {function})" if function else "")
+
+
+def _env_limit(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _refusal_reason(data: bytes, complaint: str | None) -> str:
+    """Why OpenCV refused ``data``: a decoder limit when the header shows one is exceeded,
+    else OpenCV's own complaint, else a corrupt or unsupported file."""
+    try:
+        with _header_only(), Image.open(io.BytesIO(data)) as image:
+            width, height, kind = *image.size, image.format
+    except (OSError, SyntaxError, ValueError):
+        width = height = kind = None
+    if width is not None:
+        size = f"{width}x{height} (width x height, {width * height} pixels)"
+        # In the order the decoders check: libpng while reading the PNG header,
+        # then OpenCV on the size the header gave.
+        if kind == "PNG" and max(width, height) > _LIBPNG_MAX_SIDE:
+            return (
+                f"its PNG header gives a size of {size}; libpng, OpenCV's PNG decoder, refuses "
+                f"PNG images wider or taller than {_LIBPNG_MAX_SIDE} pixels; split or reduce it"
+            )
+        max_pixels = _env_limit(OPENCV_MAX_PIXELS_ENV, _OPENCV_DEFAULT_MAX_PIXELS)
+        if width * height > max_pixels:
+            return (
+                f"its {kind} header gives a size of {size}, which exceeds OpenCV's decode limit "
+                f"of {max_pixels} pixels; set the environment variable {OPENCV_MAX_PIXELS_ENV} "
+                "to a larger value before the process starts, or reduce the image"
+            )
+        for side, value, env in (
+            ("width", width, OPENCV_MAX_WIDTH_ENV),
+            ("height", height, OPENCV_MAX_HEIGHT_ENV),
+        ):
+            limit = _env_limit(env, _OPENCV_DEFAULT_MAX_SIDE)
+            if value > limit:
+                return (
+                    f"its {kind} header gives a size of {size}; its {side} exceeds OpenCV's "
+                    f"limit of {limit} pixels per side; set the environment variable {env} "
+                    "before the process starts, or reduce the image"
+                )
+        what = f"a {kind} image of {size} by its header, but OpenCV could not decode it"
+    else:
+        what = "not a decodable image (corrupt data or unsupported format"
+        what += f", {len(data)} bytes starting {data[:8].hex()})"
+    return what + (f": {complaint}" if complaint else "")
+
+
+def _case_hint(path: str, err: OSError) -> str:
+    """For a missing file: a broken link's target, or a file in the same folder whose
+    name differs only in case."""
+    if not isinstance(err, FileNotFoundError):
+        return ""
+    if os.path.islink(path):
+        return f" (a symbolic link to {os.readlink(path)!r}, which does not exist)"
+    folder, name = os.path.split(path)
+    try:
+        others = [n for n in os.listdir(folder or ".") if n.lower() == name.lower() and n != name]
+    except OSError:
+        return ""
+    return f" (the folder has {others[0]!r}: file names are case-sensitive)" if others else ""
 
 
 def _to_rgb_uint8(image: np.ndarray, source: str) -> np.ndarray:

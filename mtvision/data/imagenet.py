@@ -57,7 +57,14 @@ class ImageNetFolder(BaseDataset):
         **kwargs: other ``BaseDataset`` arguments (``indices``,
             ``serialize_data``, ``lazy_init``, ``max_refetch``, ...).
 
-    Hidden entries (names starting with ``.``) are ignored.
+    What a class folder may hold: images with any case of an extension of
+    :data:`IMAGE_EXTENSIONS` (``.JPEG``, ``.Png``) are samples; other files
+    (``.txt``, ``Thumbs.db``) and hidden entries (names starting with ``.``) are
+    ignored; symbolic links are followed, each real folder walked once, never
+    back up the tree or into another class's folder (no loop, no repeated
+    image, no image under two labels); broken links, empty and
+    corrupt files fail when loaded, naming the file (or are skipped with
+    ``on_bad_image="skip"``).
     """
 
     def __init__(
@@ -97,7 +104,7 @@ class ImageNetFolder(BaseDataset):
         data_list: list[dict] = []
         empty: list[str] = []
         for label, name in enumerate(classes):
-            paths = _image_files_under(os.path.join(self.split_dir, name))
+            paths = _image_files_under(os.path.join(self.split_dir, name), self.split_dir)
             if not paths:
                 empty.append(name)
             data_list.extend({"img_path": path, "label": label} for path in paths)
@@ -139,10 +146,28 @@ class ImageNetFolder(BaseDataset):
         return tuple(names)
 
 
-def _image_files_under(folder: str) -> list[str]:
-    """Sorted paths of the image files anywhere under ``folder`` ([] if it does not exist)."""
+def _image_files_under(folder: str, split_dir: str) -> list[str]:
+    """Sorted paths of the image files anywhere under the class ``folder`` ([] if it does
+    not exist).
+
+    Symbolic links are followed (a class folder may link to images kept
+    elsewhere), but each real directory is walked once, and a link to the split
+    folder, to an ancestor, or into another class's folder is not followed: its
+    images would repeat without end, or join this class under the wrong label.
+    Broken links stay in the list; loading one names it.
+    """
+    split_real = os.path.realpath(split_dir)
+    class_real = os.path.realpath(folder)
     paths = []
+    visited: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        # Elsewhere in the split (another class) or above it (the split again).
+        into_split = _is_within(real, split_real) or _is_within(split_real, real)
+        if real in visited or (into_split and not _is_within(real, class_real)):
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         paths.extend(
             os.path.join(root, f)
@@ -150,3 +175,7 @@ def _image_files_under(folder: str) -> list[str]:
             if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
         )
     return paths
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

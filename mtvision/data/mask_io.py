@@ -96,7 +96,10 @@ class LoadMask:
 
     Runs after :class:`~mtvision.data.transforms.LoadImage` (it checks the mask
     against the loaded image) and before the augmentations, which then move
-    image and mask together. Adds ``seg_path`` to ``meta``.
+    image and mask together. Adds ``seg_path`` to ``meta``. A sample's
+    ``label_map`` (``{mask value: label}``, set by a dataset that selects a
+    subset of its classes) relabels the checked mask; values it does not list
+    become ``ignore_index``.
 
     Args:
         num_classes: valid values are 0..num_classes-1 and ``ignore_index``.
@@ -138,6 +141,11 @@ class LoadMask:
                 f"{image_shape[1]}x{image_shape[0]}"
             )
         check_mask_values(mask, num_classes, self.ignore_index, seg_path)
+        if results.get("label_map"):
+            lookup = np.full(256, self.ignore_index, np.uint8)
+            for value, label in results["label_map"].items():
+                lookup[value] = label
+            mask = lookup[mask]
         meta = {**results.get("meta", {}), "seg_path": seg_path}
         return {**results, "mask": mask, "meta": meta}
 

@@ -37,11 +37,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 
 from mtvision.data import ssd_transforms
-from mtvision.data.image_io import load_image
+from mtvision.data.image_io import exif_orientation, load_image
+from mtvision.errors import AnnotationError
 from mtvision.registry import TRANSFORMS
 
 __all__ = ["Albumentations", "LoadImage", "PackInputs"]
@@ -49,26 +51,87 @@ __all__ = ["Albumentations", "LoadImage", "PackInputs"]
 
 @TRANSFORMS.register_module()
 class LoadImage:
-    """Read ``img_path`` into ``image`` (H, W, 3) uint8 RGB and start ``meta``.
+    """Read ``img_path`` into ``image`` (H, W, 3) uint8 RGB, check the annotation against
+    it, and start ``meta``.
+
+    The decoded image (EXIF orientation applied, see
+    :mod:`~mtvision.data.image_io`) is the truth about size:
+
+    - when the sample states a size (``width`` and ``height``, as COCO image
+      entries and VOC ``<size>`` do), a different decoded size raises
+      :class:`~mtvision.errors.AnnotationError` naming the annotation file
+      (``ann_path``), the image file and both sizes;
+    - ``boxes`` (xyxy pixels) are clipped to the decoded image; a box with
+      nothing left inside it raises the same error, naming the box. So no box
+      outside the image reaches the augmentations.
 
     ``meta`` gets ``img_path``, ``ori_shape`` (H, W), ``img_shape`` (H, W)
-    (the same until a transform resizes) and, when present, ``sample_idx``; every other key (``label``, ``boxes``, ...) is kept.
-    Unreadable files raise :class:`~mtvision.data.image_io.ImageLoadError`.
+    (the same until a transform resizes) and, when present, ``sample_idx``;
+    every other key (``label``, ``boxes``, ...) is kept. Unreadable files
+    raise :class:`~mtvision.data.image_io.ImageLoadError`.
     """
 
     def __call__(self, results: dict) -> dict:
         image = load_image(results["img_path"])
+        height, width = image.shape[:2]
+        _check_stated_size(results, width, height)
         meta = dict(results.get("meta", {}))
         meta["img_path"] = results["img_path"]
-        meta["ori_shape"] = tuple(image.shape[:2])
+        meta["ori_shape"] = (height, width)
         # Until a transform resizes the image, its shape is the loaded one.
         meta["img_shape"] = meta["ori_shape"]
         if "sample_idx" in results:
             meta["sample_idx"] = results["sample_idx"]
-        return {**results, "image": image, "meta": meta}
+        results = {**results, "image": image, "meta": meta}
+        if "boxes" in results:
+            results["boxes"] = _clipped_to_image(results, width, height)
+        return results
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _annotation_source(results: dict) -> str:
+    return str(results.get("ann_path") or "the annotation")
+
+
+def _check_stated_size(results: dict, width: int, height: int) -> None:
+    """Raise AnnotationError if the sample's stated ``width``/``height`` differ from the decoded."""
+    stated_width, stated_height = results.get("width"), results.get("height")
+    if stated_width is None or stated_height is None:
+        return
+    if (float(stated_width), float(stated_height)) == (float(width), float(height)):
+        return
+    path = results["img_path"]
+    hint = ""
+    orientation = exif_orientation(path)
+    if orientation != 1 and (float(stated_width), float(stated_height)) == (height, width):
+        hint = (
+            f"; the file's EXIF orientation {orientation} turns its stored {height}x{width} "
+            "pixels upright, and mtvision applies it (as PIL's ImageOps.exif_transpose, mmcv "
+            "and detectron2 do): the annotation describes the stored pixels, so remove the "
+            "file's EXIF orientation or annotate the upright picture"
+        )
+    raise AnnotationError(
+        f"{_annotation_source(results)}: says image '{path}' is {stated_width:g}x{stated_height:g} "
+        f"(width x height), but the file decodes to {width}x{height}{hint}"
+    )
+
+
+def _clipped_to_image(results: dict, width: int, height: int) -> np.ndarray:
+    """``boxes`` clipped to [0, width] x [0, height]; AnnotationError for one left empty."""
+    boxes = np.asarray(results["boxes"], np.float32).reshape(-1, 4)
+    clipped = boxes.copy()
+    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
+    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    if empty.any():
+        index = int(np.flatnonzero(empty)[0])
+        raise AnnotationError(
+            f"{_annotation_source(results)}: box {index} {boxes[index].tolist()} (xyxy pixels) "
+            f"of image '{results['img_path']}' lies outside the decoded {width}x{height} image"
+        )
+    return clipped
 
 
 @TRANSFORMS.register_module()
@@ -94,6 +157,10 @@ class Albumentations:
     Writes ``meta["img_shape"]`` = (H, W) of the augmented image.
     """
 
+    #: For the config check (:mod:`mtvision.engine.config_keys`): ``transforms``
+    #: entries name albumentations classes, not registered types.
+    nested_config_types = {"transforms": lambda name: find_transform_class(name)}
+
     def __init__(self, transforms: Sequence[dict | Any], bbox_params: dict | None = None):
         self.transforms = [_build_albumentation(t) for t in transforms]
         self.bbox_params = {
@@ -116,15 +183,15 @@ class Albumentations:
             "bboxes": np.asarray(boxes, np.float32).reshape(-1, 4),
             "labels": np.asarray(labels, np.int64).reshape(-1),
         }
+        _check_boxes_inside(targets["bboxes"], results)
         if "mask" in results:
             targets["mask"] = results["mask"]
 
         try:
             out = self.compose(**targets)
-        except (ValueError, TypeError) as err:
-            # albumentations' own messages (e.g. a box outside the image because
-            # an annotation's width/height disagree with the file) do not say which
-            # sample they come from.
+        except (ValueError, TypeError, cv2.error) as err:
+            # albumentations' and OpenCV's own messages do not say which sample
+            # they come from.
             source = results.get("img_path") or results.get("meta", {}).get("img_path", "<unknown>")
             raise ValueError(f"{source}: albumentations failed on this sample: {err}") from err
 
@@ -156,6 +223,27 @@ class Albumentations:
         )
 
 
+def _check_boxes_inside(boxes: np.ndarray, results: dict) -> None:
+    """Refuse boxes that leave the image, naming the sample, before albumentations sees them."""
+    height, width = results["image"].shape[:2]
+    outside = (
+        (boxes[:, 0] < 0)
+        | (boxes[:, 1] < 0)
+        | (boxes[:, 2] > width)
+        | (boxes[:, 3] > height)
+        | (boxes[:, 2] <= boxes[:, 0])
+        | (boxes[:, 3] <= boxes[:, 1])
+    )
+    if outside.any():
+        index = int(np.flatnonzero(outside)[0])
+        source = results.get("img_path") or results.get("meta", {}).get("img_path", "<unknown>")
+        raise AnnotationError(
+            f"{source}: box {index} {boxes[index].tolist()} (xyxy pixels) is empty or leaves "
+            f"the {width}x{height} image; boxes reach the augmentations clipped to the decoded "
+            "image (LoadImage does it, and checks the annotation's size)"
+        )
+
+
 # Where transform names are looked up, in order: albumentations, then mtvision's
 # albumentations-compatible transforms.
 _TRANSFORM_NAMESPACES = (A, ssd_transforms)
@@ -170,6 +258,15 @@ def _transform_classes(namespace: Any) -> dict[str, type]:
         for name in names
         if isinstance(obj := getattr(namespace, name, None), type) and issubclass(obj, kinds)
     }
+
+
+def find_transform_class(name: str) -> type | None:
+    """The albumentations (or mtvision albumentations-compatible) transform class ``name``."""
+    for namespace in _TRANSFORM_NAMESPACES:
+        found = _transform_classes(namespace).get(name)
+        if found is not None:
+            return found
+    return None
 
 
 def _build_albumentation(cfg: dict | Any) -> Any:

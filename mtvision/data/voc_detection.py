@@ -24,21 +24,38 @@ x2 = xmax, y2 = ymax`` (detectron2's conversion), so ``x2 - x1`` is the
 width in pixels and an IoU computed on these boxes without any "+1" equals
 the VOC devkit's IoU on the raw indices (which adds 1 to widths). mmdet
 subtracts 1 from all four values instead; torchvision returns the raw text.
-Boxes are clipped to the XML's ``<size>`` when it holds a positive width and height.
+
+Sizes: the decoded image is the truth. A positive ``<size>`` is what boxes are
+clipped to here and what ``LoadImage`` checks against the decoded
+(EXIF-oriented) file, naming the XML, the image and both sizes when they
+differ. Without ``<size>`` (or with a zero one, as some tools write) the
+image file's header gives the size. So a box that a 0-based tool wrote with
+``xmin=0`` (``x1 = -1`` here) is clipped to the image either way.
+
+Classes: the default is the 20 VOC classes, and an object of any other name
+is an error naming its XML (a typo or another dataset). A dataset built with
+``classes=(...)`` (or ``metainfo=dict(classes=...)``) that differ from the
+default *selects* them, as mmdet does: objects of other classes are left out
+of the training targets and of ``meta["ann"]`` (so the metric evaluates only
+the selected classes), counted and logged once per dataset.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from mmengine.logging import print_log
 
 from mtvision.data.base_dataset import BaseDataset
-from mtvision.data.voc_segmentation import VOC_CLASSES
-from mtvision.errors import AnnotationError
+from mtvision.data.image_io import read_image_size
+from mtvision.data.voc_segmentation import VOC_CLASSES, read_id_list
+from mtvision.errors import AnnotationError, ImageLoadError
 from mtvision.registry import DATASETS
 
 __all__ = ["VOC_DETECTION_CLASSES", "VOCDetection"]
@@ -69,16 +86,18 @@ class VOCDetection(BaseDataset):
         data_prefix: ``dict(img=<image folder>, ann=<XML folder>)`` relative to
             ``data_root``; default ``JPEGImages`` and ``Annotations``.
         classes: class names in label order; default the 20 VOC classes
-            (:data:`VOC_DETECTION_CLASSES`). An object of another class is an
-            error naming its XML file.
+            (:data:`VOC_DETECTION_CLASSES`), where an object of another class
+            is an error naming its XML file. Other classes select: objects of
+            classes not listed are left out (counted and logged).
+        img_suffix: image file ending after the id (``".jpg"`` in VOC).
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
         **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
 
     Raises (while loading), naming the file: ``FileNotFoundError`` for a
-    missing list file or a listed id without XML; ``ValueError`` for
-    malformed XML, an unknown class name, a missing or non-numeric box
-    coordinate, or a box empty after clipping (``xmax < xmin``, or outside
-    the image).
+    missing list file or a listed id without XML; ``AnnotationError`` for an
+    empty list, an id listed twice, malformed XML, an unknown class name, a
+    missing or non-numeric box coordinate, or a box empty after clipping
+    (``xmax < xmin``, or outside the image).
     """
 
     METAINFO = {"classes": VOC_DETECTION_CLASSES}
@@ -89,12 +108,15 @@ class VOCDetection(BaseDataset):
         ann_file: str = "ImageSets/Main/trainval.txt",
         data_prefix: dict | None = None,
         classes: Sequence[str] | None = None,
+        img_suffix: str = ".jpg",
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
         **kwargs,
     ):
         self.fixed_classes = None if classes is None else tuple(classes)
+        self.img_suffix = img_suffix
+        self.num_unselected_objects = 0
         super().__init__(
             data_root=os.fspath(data_root),
             ann_file=ann_file,
@@ -111,8 +133,10 @@ class VOCDetection(BaseDataset):
         classes = self.fixed_classes or tuple(self._metainfo["classes"])
         self._metainfo["classes"] = classes
         label_of = {name: label for label, name in enumerate(classes)}
+        selecting = classes != VOC_DETECTION_CLASSES
 
         data_list = []
+        unselected: Counter[str] = Counter()
         for img_id in self._read_image_ids():
             xml_path = os.path.join(self.data_prefix["ann"], f"{img_id}.xml")
             if not os.path.isfile(xml_path):
@@ -120,20 +144,47 @@ class VOCDetection(BaseDataset):
                     f"annotation file {xml_path} does not exist (image id {img_id!r} is "
                     f"listed in {self.ann_file})"
                 )
-            boxes, labels, difficult = _parse_voc_xml(xml_path, label_of)
+            img_path = os.path.join(self.data_prefix["img"], f"{img_id}{self.img_suffix}")
+            root = _parse_xml(xml_path)
+            size = _image_size(root) or self._size_from_file(img_path)
+            boxes, labels, difficult, skipped = _parse_objects(
+                root, xml_path, label_of, size, selecting
+            )
+            unselected.update(skipped)
             keep = ~difficult
-            data_list.append(
-                {
-                    "img_path": os.path.join(self.data_prefix["img"], f"{img_id}.jpg"),
-                    "boxes": boxes[keep],
-                    "labels": labels[keep],
-                    "meta": {
-                        "img_id": img_id,
-                        "ann": {"boxes": boxes, "labels": labels, "difficult": difficult},
-                    },
-                }
+            info = {
+                "img_path": img_path,
+                "boxes": boxes[keep],
+                "labels": labels[keep],
+                "ann_path": xml_path,
+                "meta": {
+                    "img_id": img_id,
+                    "ann": {"boxes": boxes, "labels": labels, "difficult": difficult},
+                },
+            }
+            if size is not None:
+                info["width"], info["height"] = size
+            data_list.append(info)
+        self.num_unselected_objects = sum(unselected.values())
+        if unselected:
+            counts = ", ".join(f"{name} {count}" for name, count in sorted(unselected.items()))
+            print_log(
+                f"VOCDetection: left out {self.num_unselected_objects} objects of "
+                f"{self.data_root} whose class is not among the selected {list(classes)}: "
+                f"{counts}",
+                logger="current",
+                level=logging.INFO,
             )
         return data_list
+
+    def _size_from_file(self, img_path: str) -> tuple[int, int] | None:
+        """(width, height) of the image file's header, for an XML without ``<size>``."""
+        try:
+            return read_image_size(img_path)
+        except ImageLoadError:
+            if self.on_bad_image == "skip":
+                return None  # LoadImage fails on it again, and the sample is skipped
+            raise
 
     def _read_image_ids(self) -> list[str]:
         if not os.path.isfile(self.ann_file):
@@ -142,26 +193,35 @@ class VOCDetection(BaseDataset):
                 f"{os.path.join('<data_root>', 'ImageSets', 'Main', '<split>.txt')} in "
                 f"data_root {self.data_root}"
             )
-        with open(self.ann_file, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+        return read_id_list(self.ann_file)
 
 
-def _parse_voc_xml(
-    path: str, label_of: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Objects of one VOC XML: boxes float32 (M, 4) xyxy pixel edges, labels int64 (M,),
-    difficult bool (M,)."""
+def _parse_xml(path: str) -> ET.Element:
     try:
-        root = ET.parse(path).getroot()
+        return ET.parse(path).getroot()
     except ET.ParseError as err:
-        raise AnnotationError(f"{path}: malformed XML: {err}") from err
-    image_size = _image_size(root)
+        empty = " (the file is empty)" if os.path.getsize(path) == 0 else ""
+        raise AnnotationError(f"{path}: malformed XML{empty}: {err}") from err
 
-    boxes, labels, difficult = [], [], []
+
+def _parse_objects(
+    root: ET.Element,
+    path: str,
+    label_of: dict[str, int],
+    image_size: tuple[float, float] | None,
+    selecting: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Objects of one VOC XML: boxes float32 (M, 4) xyxy pixel edges clipped to
+    ``image_size`` (width, height), labels int64 (M,), difficult bool (M,), and the
+    class names of objects left out because ``selecting`` and not in ``label_of``."""
+    boxes, labels, difficult, skipped = [], [], [], []
     for index, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
         where = f"{path}: object {index} ({name})"
         if name not in label_of:
+            if selecting:
+                skipped.append(name)
+                continue
             raise AnnotationError(
                 f"{where} has class name {name!r}, not one of the dataset's classes "
                 f"{sorted(label_of)}"
@@ -180,11 +240,12 @@ def _parse_voc_xml(
             )
         boxes.append([x1, y1, x2, y2])
         labels.append(label_of[name])
-        difficult.append(obj.findtext("difficult", "0").strip() == "1")
+        difficult.append(obj.findtext("difficult", "0").strip() in ("1", "true", "True"))
     return (
         np.array(boxes, np.float32).reshape(-1, 4),
         np.array(labels, np.int64),
         np.array(difficult, bool),
+        skipped,
     )
 
 

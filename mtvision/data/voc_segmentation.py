@@ -14,6 +14,14 @@ the id list in ``ImageSets/Segmentation/train_aug.txt``.
 
 Labels: 0 = background, 1..20 the VOC classes in :data:`VOC_CLASSES` order,
 255 = ignore (object boundaries and "difficult" regions).
+
+Class selection (mmseg's rule): ``classes`` that are a proper subset of
+:data:`VOC_CLASSES` select those classes. Masks are relabelled on load (the
+``label_map`` of each sample, applied by :class:`~mtvision.data.mask_io.LoadMask`):
+a selected class gets its index in ``classes``, every other class becomes 255
+(ignored), so the model learns and :class:`~mtvision.evaluation.MeanIoU`
+scores only the selected classes. Other ``classes`` (names not all VOC's, as
+the synthetic shapes set has) just name the mask values.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from mtvision.data.base_dataset import BaseDataset
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 from mtvision.utils.palette import voc_colormap
 
@@ -67,16 +76,19 @@ class VOCSegmentation(BaseDataset):
 
     ``load_data_list`` gives one dict per listed id, in list order::
 
-        {"img_path": str, "seg_path": str, "num_classes": int, "meta": {"img_id": "<id>"}}
+        {"img_path": str, "seg_path": str, "num_classes": int, "meta": {"img_id": "<id>"},
+         "label_map": {int: int}}          # only when classes select a subset of VOC's
 
     (``get_data_info`` adds ``sample_idx``). A pipeline reads them with
     ``LoadImage`` and :class:`~mtvision.data.mask_io.LoadMask`, which checks
-    the mask values against ``num_classes``. ``metainfo`` holds ``classes``
+    the mask values against ``num_classes`` (the mask files' classes) and
+    applies ``label_map``. ``metainfo`` holds ``classes``
     (names, index = mask value) and ``palette`` (one (R, G, B) per class).
 
     Every listed image and mask must exist: a missing file is reported when
-    the dataset is built, with the first few missing paths, not in the
-    middle of training.
+    the dataset is built, with the first few missing paths (and a file whose
+    name differs only in case), not in the middle of training. An empty list
+    or an id listed twice is an :class:`~mtvision.errors.AnnotationError`.
 
     Args:
         data_root: the ``VOC2012`` folder.
@@ -92,8 +104,9 @@ class VOCSegmentation(BaseDataset):
         classes: class names, index = mask value (default :data:`VOC_CLASSES`;
             the synthetic shapes set uses ``("background", *SHAPE_CLASSES)``).
             ``metainfo=dict(classes=...)`` (OpenMMLab style) does the same.
-            The palette defaults to the VOC colours of the first
-            ``len(classes)`` indices.
+            A proper subset of :data:`VOC_CLASSES` selects classes (see the
+            module docstring). The palette defaults to the VOC colours of the
+            classes (of the first ``len(classes)`` indices for other names).
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` also skips unreadable or invalid masks in training).
         **kwargs: other ``BaseDataset`` arguments (``metainfo``, ``indices``,
@@ -140,13 +153,17 @@ class VOCSegmentation(BaseDataset):
 
     def load_data_list(self) -> list[dict]:
         ids = self._read_ids()
-        num_classes = len(self._metainfo["classes"])
+        classes = tuple(self._metainfo["classes"])
+        label_map = selection_label_map(classes, VOC_CLASSES)
+        # The mask files hold VOC's indices when the classes select some of them.
+        num_classes = len(VOC_CLASSES) if label_map else len(classes)
         data_list = [
             {
                 "img_path": os.path.join(self.img_dir, f"{img_id}{self.img_suffix}"),
                 "seg_path": os.path.join(self.mask_dir, f"{img_id}{self.mask_suffix}"),
                 "num_classes": num_classes,
                 "meta": {"img_id": img_id},
+                **({"label_map": label_map} if label_map else {}),
             }
             for img_id in ids
         ]
@@ -166,12 +183,7 @@ class VOCSegmentation(BaseDataset):
                 f"id list {self.ann_file} for split {self.split!r} does not exist "
                 f"({listed} holds {found[:10]})"
             )
-        with open(self.ann_file, encoding="utf-8") as f:
-            # A line may carry more than the id (e.g. "<id> -1" class lists); the id comes first.
-            ids = [line.split()[0] for line in f if line.strip()]
-        if not ids:
-            raise ValueError(f"id list {self.ann_file} lists no image")
-        return ids
+        return read_id_list(self.ann_file)
 
     def _check_files_exist(self, data_list: list[dict]) -> None:
         missing = [
@@ -181,13 +193,64 @@ class VOCSegmentation(BaseDataset):
             if not os.path.isfile(path)
         ]
         if missing:
-            shown = ", ".join(missing[:_MAX_LISTED_MISSING])
+            shown = ", ".join(missing[:_MAX_LISTED_MISSING]) + _other_case(missing[0])
             extra = len(missing) - _MAX_LISTED_MISSING
             more = f" and {extra} more" if extra > 0 else ""
             raise FileNotFoundError(
                 f"{len(missing)} files for the ids listed in {self.ann_file} are missing: "
                 f"{shown}{more}"
             )
+
+
+def read_id_list(path: str) -> list[str]:
+    """The image ids of a VOC ``ImageSets`` list, one a line, in order.
+
+    A line may carry more than the id (``"<id>  1"`` per-class lists); the id
+    comes first. Blank lines and Windows line ends are fine.
+
+    Raises:
+        AnnotationError: the list is empty, or lists an id twice (that image
+            would be trained on and evaluated twice), naming the file and lines.
+    """
+    with open(path, encoding="utf-8") as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise AnnotationError(f"{path}: the image list is empty")
+    first_line: dict[str, int] = {}
+    for line_number, img_id in enumerate(ids, start=1):
+        if img_id in first_line:
+            raise AnnotationError(
+                f"{path}: image id {img_id!r} is listed twice (lines {first_line[img_id]} "
+                f"and {line_number}); it would be trained on and evaluated twice"
+            )
+        first_line[img_id] = line_number
+    return ids
+
+
+def _other_case(path: str) -> str:
+    """A hint when ``path``'s folder holds the same name in another case (``.JPG``)."""
+    folder, name = os.path.split(path)
+    try:
+        same = [n for n in os.listdir(folder) if n.lower() == name.lower() and n != name]
+    except OSError:
+        return ""
+    if not same:
+        return ""
+    return f" (the folder has {same[0]!r}: names are case-sensitive; set img_suffix/mask_suffix)"
+
+
+def selection_label_map(
+    classes: Sequence[str], all_classes: Sequence[str], ignore_index: int = 255
+) -> dict[int, int] | None:
+    """Mask value in ``all_classes`` -> index in ``classes``, ``ignore_index`` for classes
+    not selected; ``None`` unless ``classes`` is a proper subset of ``all_classes`` (then
+    the names just name the mask values)."""
+    if tuple(classes) == tuple(all_classes) or not set(classes) <= set(all_classes):
+        return None
+    return {
+        old: classes.index(name) if name in classes else ignore_index
+        for old, name in enumerate(all_classes)
+    }
 
 
 def _metainfo_with_palette(metainfo: dict | None, classes: Sequence[str] | None) -> dict:
@@ -203,5 +266,10 @@ def _metainfo_with_palette(metainfo: dict | None, classes: Sequence[str] | None)
                 f"VOCSegmentation: need 1..255 classes (255 is the ignore value), "
                 f"got {len(metainfo['classes'])}"
             )
-        metainfo.setdefault("palette", voc_palette(len(metainfo["classes"])))
+        colours = voc_palette()
+        if selection_label_map(metainfo["classes"], VOC_CLASSES):
+            palette = [colours[VOC_CLASSES.index(name)] for name in metainfo["classes"]]
+        else:
+            palette = voc_palette(len(metainfo["classes"]))
+        metainfo.setdefault("palette", palette)
     return metainfo

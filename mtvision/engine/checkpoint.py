@@ -11,7 +11,10 @@ error that names the file and the global.
 
 Importing this module installs :func:`load_from_local` as mmengine's loader for
 local paths (``CheckpointLoader`` prefix ``''``), so ``load_from``, ``resume``
-and ``init_cfg=dict(type='Pretrained', ...)`` all go through it.
+and ``init_cfg=dict(type='Pretrained', ...)`` all go through it, and
+:class:`PretrainedInit` as mmengine's ``Pretrained`` initializer, so
+``init_cfg`` accepts and refuses what every other weight loader does
+(:mod:`mtvision.utils.state_dict`).
 """
 
 import os.path as osp
@@ -21,11 +24,17 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model.weight_init import PretrainedInit as MMEnginePretrainedInit
+from mmengine.model.weight_init import update_init_info
+from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
+from mmengine.runner.checkpoint import load_state_dict
 from torch import nn
 
 from mtvision.errors import CheckpointError
+from mtvision.utils.state_dict import check_state_dict_fits as check_state_dict_fits_shared
+from mtvision.utils.state_dict import unwrap_state_dict
 
 try:
     from numpy._core import multiarray  # numpy >= 2
@@ -145,40 +154,49 @@ def load_from_local(filename, map_location):
     return load_checkpoint_file(filename, map_location=map_location)
 
 
-def _describe(keys: list[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+def check_state_dict_fits(
+    model: nn.Module, state_dict: Mapping, filename: str, strict: bool = True
+) -> None:
+    """Raise :class:`CheckpointError` unless ``state_dict`` loads into ``model``.
 
-
-def check_state_dict_fits(model: nn.Module, state_dict: Mapping, filename: str) -> None:
-    """Raise :class:`CheckpointError` unless ``state_dict`` loads strictly into ``model``.
-
-    Same rules as mmengine's strict ``load_state_dict`` (a missing BatchNorm
-    ``num_batches_tracked`` is tolerated), but checked on every rank, so that
-    in distributed runs no rank goes on alone into a collective and hangs.
+    The one report every weight loader gives
+    (:func:`mtvision.utils.state_dict.check_state_dict_fits`): strict by
+    default; checked on every rank, so that in distributed runs no rank goes
+    on alone into a collective and hangs.
     """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict and "num_batches_tracked" not in k]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
-        for k in expected
-        if k in state_dict
-        and hasattr(state_dict[k], "shape")
-        and state_dict[k].shape != expected[k].shape
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-    problems = [
-        f"{label}: {_describe(keys)}"
-        for label, keys in (
-            ("missing keys (in the model, not in the checkpoint)", missing),
-            ("unexpected keys (in the checkpoint, not in the model)", unexpected),
-            ("shape mismatches", mismatched),
-        )
-        if keys
-    ]
-    raise CheckpointError(
-        f"{filename}: the checkpoint does not fit the model {type(model).__name__} "
-        "(a different architecture or config?)\n  " + "\n  ".join(problems)
-    )
+    check_state_dict_fits_shared(model, state_dict, filename, strict=strict)
+
+
+@WEIGHT_INITIALIZERS.register_module(name="Pretrained", force=True)
+class PretrainedInit(MMEnginePretrainedInit):
+    """``init_cfg=dict(type="Pretrained", checkpoint=..., prefix=None)``, with the
+    inputs every mtvision loader accepts (:mod:`mtvision.utils.state_dict`).
+
+    mmengine's own loads non-strictly and only logs what did not match, so a
+    checkpoint of another model (or one whose weights sit under ``model``)
+    leaves the module silently random. Here the checkpoint is unwrapped the
+    same way as ``load_from``; shape mismatches, and weights that match not a
+    single key of the module, are a :class:`CheckpointError` naming the file;
+    missing and unexpected keys are logged, as mmengine does. ``prefix``
+    (e.g. ``"backbone."``) selects the keys of one sub-module.
+    """
+
+    def __call__(self, module: nn.Module) -> None:
+        source = str(self.checkpoint)
+        checkpoint = CheckpointLoader.load_checkpoint(source, map_location=self.map_location)
+        state_dict = unwrap_state_dict(checkpoint, source)
+        if self.prefix:
+            prefix = self.prefix if self.prefix.endswith(".") else f"{self.prefix}."
+            selected = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            if not selected:
+                raise CheckpointError(
+                    f"{source}: no key starts with the prefix {prefix!r} (init_cfg prefix); "
+                    f"keys start with {sorted({k.split('.')[0] + '.' for k in state_dict})[:10]}"
+                )
+            state_dict = selected
+            source = f"{source} (prefix {prefix!r})"
+        print_log(f"load {type(module).__name__} from: {source}", logger="current")
+        check_state_dict_fits_shared(module, state_dict, source, strict=False)
+        load_state_dict(module, state_dict, strict=False, logger="current")
+        if hasattr(module, "_params_init_info"):
+            update_init_info(module, init_info=self._get_init_info())

@@ -4,6 +4,7 @@ traceback, and the common ``--cfg-options`` argument."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 
@@ -13,12 +14,31 @@ from mtvision.errors import USER_INPUT_ERRORS
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Call ``main()``; on a user-input error print ``error: <message>`` and exit 2."""
+    """Call ``main()``; on a user-input error print ``error: <message>`` (one line) and exit 2."""
     try:
         main()
     except USER_INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line_message(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def one_line_message(error: BaseException) -> str:
+    """The error's own message on one line.
+
+    An error raised in a ``DataLoader`` worker reaches the main process as the
+    same type whose message is torch's "Caught ... in DataLoader worker process
+    N. Original Traceback ..." text; the original message is its end, after
+    the exception's name. Line breaks inside a message become spaces.
+    """
+    message = str(error)
+    if "Original Traceback (most recent call last):" in message:
+        kind = type(error)
+        names = {kind.__qualname__, f"{kind.__module__}.{kind.__qualname__}"}
+        pattern = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+        found = list(re.finditer(rf"^(?:{pattern}): ", message, flags=re.MULTILINE))
+        if found:
+            message = message[found[-1].end() :]
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def add_cfg_options_argument(parser: argparse.ArgumentParser, example: str) -> None:

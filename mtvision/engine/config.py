@@ -5,6 +5,11 @@ silently ignores the ones it does not know, so a typo such as ``trian_cfg``
 trains with the default schedule. :func:`load_config` rejects unknown
 top-level keys, naming the file that defines the key and the closest valid one.
 
+Below the top level, :func:`mtvision.engine.config_keys.check_config_keys`
+checks every dict against what will be built from it (the signature of its
+``type``, mmengine's own schemas), for the file and again after
+``--cfg-options`` are merged.
+
 Valid top-level keys:
 
 - the arguments of ``mmengine.runner.Runner.__init__`` (what ``from_cfg``
@@ -27,6 +32,7 @@ from typing import NamedTuple
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mtvision.engine.config_keys import check_config_keys
 from mtvision.errors import ConfigError
 
 RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
@@ -148,19 +154,34 @@ def load_config(path: str | Path, cfg_options: dict | None = None) -> Config:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ConfigError: an unknown top-level key in the file (or one of its
-            ``_base_`` files) or in ``cfg_options``.
+        ConfigError: an unknown key, at any depth, in the file (or one of its
+            ``_base_`` files) or in ``cfg_options``, naming the key's path and
+            the closest valid name.
     """
     path = str(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
     cfg = Config.fromfile(path)
     check_keys(cfg, path)
+    check_config_keys(cfg, path)
     if cfg_options:
         check_option_keys(cfg_options)
         cfg.merge_from_dict(cfg_options)
+        check_config_keys(cfg, lambda key_path: _option_source(cfg_options, key_path, path))
     cfg.setdefault("default_scope", "mtvision")
     return cfg
+
+
+def _option_source(cfg_options: dict, key_path: str, path: str) -> str:
+    """The ``--cfg-options`` entry that set ``key_path`` (or an enclosing dict)."""
+    for option, value in cfg_options.items():
+        if (
+            key_path == option
+            or key_path.startswith((f"{option}.", f"{option}["))
+            or option.startswith(f"{key_path}.")
+        ):
+            return f"--cfg-options {option}={value}"
+    return path
 
 
 def default_work_dir(path: str | Path) -> str:

@@ -8,12 +8,13 @@ from torch import nn
 
 from mtvision.engine.checkpoint import check_state_dict_fits, load_checkpoint_file
 from mtvision.registry import MODELS
+from mtvision.utils.state_dict import unwrap_state_dict
 
 
-def state_dict_of(checkpoint: dict) -> dict:
-    """The model weights of an mmengine checkpoint (``state_dict``) or a bare state dict."""
-    state_dict = checkpoint.get("state_dict", checkpoint)
-    return {k.removeprefix("module."): v for k, v in state_dict.items()}
+def state_dict_of(checkpoint: dict, source: str = "the checkpoint") -> dict:
+    """The model weights of a checkpoint, as every loader finds them
+    (:func:`mtvision.utils.state_dict.unwrap_state_dict`)."""
+    return unwrap_state_dict(checkpoint, source)
 
 
 def build_model_from_checkpoint(cfg: Config, checkpoint_path: str) -> nn.Module:
@@ -23,7 +24,8 @@ def build_model_from_checkpoint(cfg: Config, checkpoint_path: str) -> nn.Module:
     """
     init_default_scope(cfg.get("default_scope", "mtvision"))
     model = MODELS.build(cfg.model)
-    state_dict = state_dict_of(load_checkpoint_file(checkpoint_path, map_location="cpu"))
+    checkpoint = load_checkpoint_file(checkpoint_path, map_location="cpu")
+    state_dict = state_dict_of(checkpoint, checkpoint_path)
     check_state_dict_fits(model, state_dict, checkpoint_path)
     model.load_state_dict(state_dict, strict=False)  # strictness checked above
     return model.eval()

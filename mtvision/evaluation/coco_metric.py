@@ -11,6 +11,24 @@ pixels. Contiguous labels 0..C-1 map to COCO category ids through
 ``dataset_meta["category_ids"]`` (label i <-> i-th id), or, without it, the
 annotation file's category ids sorted ascending.
 
+Ground truth: annotation files are read and normalised by
+:func:`mtvision.data.coco_annotations.load_coco_instances`, the reader
+:class:`~mtvision.data.coco_detection.CocoDetection` uses too, and
+:func:`evaluate_bbox` normalises any dict it is given the same way: no
+backend sees a user's raw json (missing ``iscrowd`` is 0, missing ``area``
+computed, extra keys such as ``ignore`` dropped).
+
+Ids: image, category and annotation ids are any JSON integers (also beyond
+2**53, where a float64 no longer tells neighbours apart). Before evaluation they
+are renumbered 1..N in ascending order, so the backends never hold a user's id
+(and see the same order, so the same ties); results files and per-category
+tables carry the user's ids.
+
+Classes: a dataset built with a class subset (``classes=(...)``) hands the
+metric its ``dataset_meta["category_ids"]``; only those categories are
+evaluated (``COCOeval.params.catIds``, as mmdet's ``CocoMetric`` does) and
+listed in the per-category table.
+
 A statistic COCO leaves undefined (no ground truth in that area range, so no
 precision or recall exists) is reported as -1, as ``COCOeval.summarize`` does.
 """
@@ -30,6 +48,11 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
+from mtvision.data.coco_annotations import (
+    load_coco_instances,
+    normalize_coco_instances,
+    read_json,
+)
 from mtvision.errors import AnnotationError
 from mtvision.registry import METRICS
 from mtvision.utils.arrays import to_numpy
@@ -38,7 +61,6 @@ from mtvision.utils.atomic_files import atomic_write_bytes
 __all__ = [
     "COCO_BBOX_STAT_NAMES",
     "BboxEvaluation",
-    "CocoFormatError",
     "CocoMetric",
     "classwise_ap_table",
     "dump_coco_results",
@@ -70,25 +92,7 @@ Backend = Literal["auto", "faster_coco_eval", "pycocotools"]
 BACKENDS = ("faster_coco_eval", "pycocotools")
 
 
-class CocoFormatError(AnnotationError):
-    """A COCO annotation or results file, or a prediction, does not fit the COCO format.
-
-    The message names the file (or the image id) and the problem.
-    """
-
-
 # ------------------------------------------------------------------ reading files
-
-
-def _read_json(path: str | os.PathLike, what: str):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: {what} not found")
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CocoFormatError(f"{path}: {what} is not valid JSON ({error})") from error
 
 
 def _is_int(value) -> bool:
@@ -111,56 +115,16 @@ def _bbox_problem(bbox) -> str | None:
 
 
 def load_coco_annotations(ann_file: str | os.PathLike) -> dict:
-    """Read and check a COCO instances file; returns its dict.
+    """Read, check and normalise a COCO instances file (what the metric evaluates against).
 
-    Checked, so that mistakes surface here and not as a ``KeyError`` deep in
-    COCOeval: the top level has ``images``, ``annotations`` and ``categories``
-    lists; image, category and annotation ids are unique integers; every
-    annotation names a known image and category and has a valid ``bbox``, a
-    numeric ``area`` (COCOeval's small/medium/large split reads it) and an
-    ``iscrowd`` of 0 or 1 when present.
+    The same reader as the datasets':
+    :func:`mtvision.data.coco_annotations.load_coco_instances`.
 
     Raises:
         FileNotFoundError: no such file.
-        CocoFormatError: anything else, naming the file (and annotation id).
+        AnnotationError: anything else, naming the file (and annotation id).
     """
-    ann_file = os.fspath(ann_file)
-    data = _read_json(ann_file, "COCO annotation file")
-    if not isinstance(data, dict):
-        raise CocoFormatError(f"{ann_file}: expected a JSON object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise CocoFormatError(f"{ann_file}: needs a list '{key}' (COCO instances format)")
-
-    def unique_ids(entries: list, what: str) -> set[int]:
-        ids: set[int] = set()
-        for index, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not _is_int(entry.get("id")):
-                raise CocoFormatError(f"{ann_file}: {what} #{index} has no integer 'id'")
-            if entry["id"] in ids:
-                raise CocoFormatError(f"{ann_file}: {what} id {entry['id']} appears twice")
-            ids.add(entry["id"])
-        return ids
-
-    image_ids = unique_ids(data["images"], "image")
-    category_ids = unique_ids(data["categories"], "category")
-    unique_ids(data["annotations"], "annotation")
-    for ann in data["annotations"]:
-        where = f"{ann_file}: annotation id {ann['id']}"
-        if ann.get("image_id") not in image_ids:
-            raise CocoFormatError(f"{where}: image_id {ann.get('image_id')!r} is not an image")
-        if ann.get("category_id") not in category_ids:
-            raise CocoFormatError(
-                f"{where}: category_id {ann.get('category_id')!r} is not a category"
-            )
-        problem = _bbox_problem(ann.get("bbox"))
-        if problem is not None:
-            raise CocoFormatError(f"{where}: {problem}")
-        if not _is_number(ann.get("area")) or ann["area"] < 0:
-            raise CocoFormatError(f"{where}: needs a numeric 'area' >= 0, got {ann.get('area')!r}")
-        if ann.get("iscrowd", 0) not in (0, 1):
-            raise CocoFormatError(f"{where}: iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
-    return data
+    return load_coco_instances(ann_file)
 
 
 def load_coco_results(results_file: str | os.PathLike) -> list[dict]:
@@ -170,23 +134,23 @@ def load_coco_results(results_file: str | os.PathLike) -> list[dict]:
     Whether the ids exist in an annotation file is checked by :func:`evaluate_bbox`.
     """
     results_file = os.fspath(results_file)
-    results = _read_json(results_file, "COCO results file")
+    results = read_json(results_file, "COCO results file")
     if not isinstance(results, list):
-        raise CocoFormatError(
+        raise AnnotationError(
             f"{results_file}: expected a JSON list of detections, got {type(results).__name__}"
         )
     for index, result in enumerate(results):
         where = f"{results_file}: result #{index}"
         if not isinstance(result, dict):
-            raise CocoFormatError(f"{where}: expected an object, got {type(result).__name__}")
+            raise AnnotationError(f"{where}: expected an object, got {type(result).__name__}")
         for key in ("image_id", "category_id"):
             if not _is_int(result.get(key)):
-                raise CocoFormatError(f"{where}: needs an integer '{key}'")
+                raise AnnotationError(f"{where}: needs an integer '{key}'")
         problem = _bbox_problem(result.get("bbox"))
         if problem is not None:
-            raise CocoFormatError(f"{where}: {problem}")
+            raise AnnotationError(f"{where}: {problem}")
         if not _is_number(result.get("score")):
-            raise CocoFormatError(f"{where}: needs a finite numeric 'score'")
+            raise AnnotationError(f"{where}: needs a finite numeric 'score'")
     return results
 
 
@@ -259,39 +223,84 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def _coco_from_dict(coco_class, dataset: dict):
-    """A pycocotools/faster-coco-eval ``COCO`` indexing fresh copies of ``dataset``'s entries.
+class _DenseIds(NamedTuple):
+    """A user's ids -> 1..N in ascending order (order kept, so COCOeval's ties fall alike)."""
 
-    COCOeval writes into the annotation dicts (``gt["ignore"]``); copies keep
-    the caller's data as it was. Masks are left out: box evaluation never reads them.
+    images: dict[int, int]
+    categories: dict[int, int]
+
+    @classmethod
+    def of(cls, annotations: dict) -> _DenseIds:
+        def dense(entries: list[dict]) -> dict[int, int]:
+            return {user: k for k, user in enumerate(sorted(e["id"] for e in entries), start=1)}
+
+        return cls(dense(annotations["images"]), dense(annotations["categories"]))
+
+
+def _backend_dataset(annotations: dict, ids: _DenseIds) -> dict:
+    """The normalised ground truth with dense ids: all a box evaluation reads, nothing else.
+
+    Annotation ids become 1..M too: pycocotools marks a matched detection by the
+    matched ground truth's id, and an id 0 would read as "not matched".
     """
-    coco = coco_class()
-    coco.dataset = {
-        "images": [dict(image) for image in dataset["images"]],
-        "categories": [dict(category) for category in dataset["categories"]],
+
+    def image(entry: dict) -> dict:
+        sized = {k: entry[k] for k in ("width", "height") if entry[k] is not None}
+        return {"id": ids.images[entry["id"]], **sized}
+
+    return {
+        "images": [image(entry) for entry in annotations["images"]],
+        "categories": [
+            {"id": ids.categories[c["id"]], "name": str(c["name"] or c["id"])}
+            for c in annotations["categories"]
+        ],
         "annotations": [
-            {key: value for key, value in ann.items() if key != "segmentation"}
-            for ann in dataset["annotations"]
+            {
+                "id": k,
+                "image_id": ids.images[ann["image_id"]],
+                "category_id": ids.categories[ann["category_id"]],
+                "bbox": list(ann["bbox"]),
+                "area": ann["area"],
+                "iscrowd": ann["iscrowd"],
+            }
+            for k, ann in enumerate(annotations["annotations"], start=1)
         ],
     }
+
+
+def _coco_from_dict(coco_class, dataset: dict):
+    """A pycocotools/faster-coco-eval ``COCO`` indexing ``dataset`` (which it may modify)."""
+    coco = coco_class()
+    coco.dataset = dataset
     coco.createIndex()
     return coco
 
 
 def _check_results_fit(
-    annotations: dict, results: Sequence[dict], source: str, ann_source: str
+    ids: _DenseIds, results: Sequence[dict], source: str, ann_source: str
 ) -> None:
-    image_ids = {image["id"] for image in annotations["images"]}
-    category_ids = {category["id"] for category in annotations["categories"]}
     for result in results:
-        if result["image_id"] not in image_ids:
-            raise CocoFormatError(
+        if result["image_id"] not in ids.images:
+            raise AnnotationError(
                 f"{source}: image_id {result['image_id']} is not an image of {ann_source}"
             )
-        if result["category_id"] not in category_ids:
-            raise CocoFormatError(
+        if result["category_id"] not in ids.categories:
+            raise AnnotationError(
                 f"{source}: category_id {result['category_id']} is not a category of {ann_source}"
             )
+
+
+def _selected(
+    wanted: Iterable[int] | None, known: dict[int, int], what: str, source: str, ann_source: str
+) -> list[int]:
+    """Dense ids of ``wanted`` user ids (all of ``known`` for ``None``), ascending."""
+    if wanted is None:
+        return sorted(known.values())
+    wanted = sorted(set(wanted))
+    unknown = [i for i in wanted if i not in known]
+    if unknown:
+        raise AnnotationError(f"{source}: {what} id(s) {unknown[:10]} are not in {ann_source}")
+    return sorted(known[i] for i in wanted)
 
 
 def evaluate_bbox(
@@ -301,11 +310,14 @@ def evaluate_bbox(
     backend: Backend = "auto",
     results_source: str = "predictions",
     ann_source: str = "the annotations",
+    cat_ids: Iterable[int] | None = None,
 ) -> BboxEvaluation:
     """Run COCOeval (iouType 'bbox') on COCO result entries.
 
     Args:
-        annotations: a COCO instances dict (see :func:`load_coco_annotations`).
+        annotations: a COCO instances dict; normalised here as
+            :func:`~mtvision.data.coco_annotations.normalize_coco_instances`
+            does (a dict from :func:`load_coco_annotations` already is).
         results: COCO result entries (see :func:`to_coco_results`); may be empty.
         img_ids: the images to evaluate (``COCOeval.params.imgIds``), e.g. the
             images a model was run on; ``None`` evaluates every image of
@@ -313,31 +325,41 @@ def evaluate_bbox(
         backend: ``"auto"``, ``"faster_coco_eval"`` or ``"pycocotools"``.
         results_source, ann_source: name the results and the annotations in
             error messages (e.g. their file names).
+        cat_ids: the categories to evaluate (``COCOeval.params.catIds``), e.g.
+            a dataset's selected classes; ``None`` evaluates every category.
+
+    Both backends get the same normalised ground truth and results, with ids
+    renumbered 1..N (see the module docstring); the returned
+    ``category_ids`` are the user's.
 
     Raises:
-        CocoFormatError: a result or ``img_ids`` names an image or category the
+        AnnotationError: the annotations are malformed, or a result,
+            ``img_ids`` or ``cat_ids`` names an image or category the
             annotations do not have.
     """
     backend = resolve_backend(backend)
-    _check_results_fit(annotations, results, results_source, ann_source)
-    known_images = {image["id"] for image in annotations["images"]}
-    if img_ids is None:
-        img_ids = sorted(known_images)
-    else:
-        img_ids = sorted(set(img_ids))
-        unknown = [i for i in img_ids if i not in known_images]
-        if unknown:
-            raise CocoFormatError(
-                f"{results_source}: image id(s) {unknown[:10]} are not images of {ann_source}"
-            )
-    # loadRes edits its entries in place (adds id, area, segmentation).
-    results = [dict(result, bbox=list(result["bbox"])) for result in results]
+    annotations = normalize_coco_instances(annotations, ann_source)
+    ids = _DenseIds.of(annotations)
+    _check_results_fit(ids, results, results_source, ann_source)
+    img_ids = _selected(img_ids, ids.images, "image", results_source, ann_source)
+    cat_ids = _selected(cat_ids, ids.categories, "category", "the selected classes", ann_source)
+    user_category_of = {dense: user for user, dense in ids.categories.items()}
+    # loadRes edits its entries in place (adds id, area, segmentation): fresh ones.
+    results = [
+        {
+            "image_id": ids.images[result["image_id"]],
+            "category_id": ids.categories[result["category_id"]],
+            "bbox": [float(v) for v in result["bbox"]],
+            "score": float(result["score"]),
+        }
+        for result in results
+    ]
 
     summary = io.StringIO()
     if backend == "faster_coco_eval":
         from faster_coco_eval import COCO, COCOeval_faster
 
-        coco_gt = _coco_from_dict(COCO, annotations)
+        coco_gt = _coco_from_dict(COCO, _backend_dataset(annotations, ids))
         coco_dt = coco_gt.loadRes(results)
         coco_eval = COCOeval_faster(
             coco_gt,
@@ -345,32 +367,26 @@ def evaluate_bbox(
             iouType="bbox",
             print_function=lambda line: summary.write(f"{line}\n"),
         )
-        _run_cocoeval(coco_eval, img_ids)
+        _run_cocoeval(coco_eval, img_ids, cat_ids)
     else:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
 
         # pycocotools prints its progress and summary to stdout.
         with contextlib.redirect_stdout(summary):
-            coco_gt = _coco_from_dict(COCO, annotations)
+            coco_gt = _coco_from_dict(COCO, _backend_dataset(annotations, ids))
             if results:
                 coco_dt = coco_gt.loadRes(results)
             else:
                 # loadRes indexes results[0]; an empty result set is still a valid evaluation.
-                coco_dt = _coco_from_dict(
-                    COCO,
-                    {
-                        "images": annotations["images"],
-                        "categories": annotations["categories"],
-                        "annotations": [],
-                    },
-                )
+                empty = _backend_dataset(annotations, ids)
+                coco_dt = _coco_from_dict(COCO, dict(empty, annotations=[]))
             coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
-            _run_cocoeval(coco_eval, img_ids)
+            _run_cocoeval(coco_eval, img_ids, cat_ids)
     return BboxEvaluation(
         stats=np.asarray(coco_eval.stats[:12], dtype=np.float64),
         precision=np.asarray(coco_eval.eval["precision"]),
-        category_ids=[int(c) for c in coco_eval.params.catIds],
+        category_ids=[user_category_of[int(c)] for c in coco_eval.params.catIds],
         # Only the statistics lines; the backends' progress messages differ.
         summary="\n".join(
             line for line in summary.getvalue().splitlines() if line.lstrip().startswith("Average")
@@ -378,8 +394,9 @@ def evaluate_bbox(
     )
 
 
-def _run_cocoeval(coco_eval, img_ids: list[int]) -> None:
+def _run_cocoeval(coco_eval, img_ids: list[int], cat_ids: list[int]) -> None:
     coco_eval.params.imgIds = img_ids
+    coco_eval.params.catIds = cat_ids
     coco_eval.evaluate()
     coco_eval.accumulate()
     coco_eval.summarize()
@@ -452,14 +469,27 @@ class CocoMetric(BaseMetric):
         self.annotations = load_coco_annotations(self.ann_file)
         self.image_ids = {image["id"] for image in self.annotations["images"]}
         self.category_names = {
-            c["id"]: str(c.get("name", c["id"])) for c in self.annotations["categories"]
+            c["id"]: str(c["id"] if c["name"] is None else c["name"])
+            for c in self.annotations["categories"]
         }
 
     @property
     def category_ids(self) -> list[int]:
-        """COCO category id of each contiguous label."""
-        if self.dataset_meta and "category_ids" in self.dataset_meta:
-            return [int(c) for c in self.dataset_meta["category_ids"]]
+        """COCO category id of each contiguous label: the dataset's selection.
+
+        ``dataset_meta["category_ids"]`` (what
+        :class:`~mtvision.data.coco_detection.CocoDetection` sets); else the
+        ascending ids of the categories named in ``dataset_meta["classes"]``
+        (mmdet's rule) when they all are categories of the file; else every
+        category of the file, ascending.
+        """
+        meta = self.dataset_meta or {}
+        if "category_ids" in meta:
+            return [int(c) for c in meta["category_ids"]]
+        names = meta.get("classes")
+        id_of = {name: cat_id for cat_id, name in self.category_names.items()}
+        if names and all(name in id_of for name in names):
+            return sorted(id_of[name] for name in names)
         return sorted(self.category_names)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -473,23 +503,23 @@ class CocoMetric(BaseMetric):
                 )
             img_id = int(meta["img_id"])
             if img_id not in self.image_ids:
-                raise CocoFormatError(
+                raise AnnotationError(
                     f"prediction for image id {img_id}: not an image of {self.ann_file}"
                 )
             boxes = to_numpy(prediction["boxes"]).astype(np.float64).reshape(-1, 4)
             scores = to_numpy(prediction["scores"]).astype(np.float64).reshape(-1)
             labels = to_numpy(prediction["labels"]).astype(np.int64).reshape(-1)
             if not len(boxes) == len(scores) == len(labels):
-                raise CocoFormatError(
+                raise AnnotationError(
                     f"prediction for image id {img_id}: {len(boxes)} boxes, {len(scores)} scores "
                     f"and {len(labels)} labels"
                 )
             if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
-                raise CocoFormatError(
+                raise AnnotationError(
                     f"prediction for image id {img_id}: boxes or scores are not finite (NaN/inf)"
                 )
             if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
-                raise CocoFormatError(
+                raise AnnotationError(
                     f"prediction for image id {img_id}: labels must be in 0..{num_labels - 1} "
                     f"({num_labels} categories), got {labels.min()}..{labels.max()}"
                 )
@@ -502,7 +532,7 @@ class CocoMetric(BaseMetric):
         for result in results:
             # Two entries for one image would double its detections.
             if result["img_id"] in seen:
-                raise CocoFormatError(
+                raise AnnotationError(
                     f"image id {result['img_id']} was predicted twice; each image of the test "
                     "set must be evaluated once"
                 )
@@ -510,7 +540,7 @@ class CocoMetric(BaseMetric):
         category_ids = self.category_ids
         unknown = sorted(set(category_ids) - set(self.category_names))
         if unknown:
-            raise CocoFormatError(
+            raise AnnotationError(
                 f"dataset_meta['category_ids'] has ids {unknown} that are not categories of "
                 f"{self.ann_file}"
             )
@@ -524,18 +554,20 @@ class CocoMetric(BaseMetric):
         if self.results_file is not None:
             dump_coco_results(coco_results, self.results_file)
             print_log(f"COCO results written to {self.results_file}", logger="current")
-        return self.evaluate_results(coco_results, img_ids=seen)
+        return self.evaluate_results(coco_results, img_ids=seen, cat_ids=category_ids)
 
     def evaluate_results(
         self,
         coco_results: Sequence[dict],
         img_ids: Iterable[int] | None = None,
         results_source: str = "predictions",
+        cat_ids: Iterable[int] | None = None,
     ) -> dict[str, float]:
         """The 12 statistics of COCO result entries against :attr:`ann_file` (no prefix).
 
         ``img_ids=None`` evaluates every image of the annotation file, as the
-        COCO evaluation server does with a results file.
+        COCO evaluation server does with a results file; ``cat_ids=None`` every
+        category (the metric passes its dataset's selection, :attr:`category_ids`).
         """
         evaluation = evaluate_bbox(
             self.annotations,
@@ -544,6 +576,7 @@ class CocoMetric(BaseMetric):
             self.backend,
             results_source=results_source,
             ann_source=self.ann_file,
+            cat_ids=cat_ids,
         )
         print_log(f"COCO bbox evaluation ({self.backend}):\n{evaluation.summary}", logger="current")
         if self.classwise:

@@ -4,7 +4,8 @@ from mtvision.export.onnx_export import (
     Uint8Input,
     check_onnx_matches,
     export_onnx,
+    flatten_outputs,
     onnx_session,
 )
 
-__all__ = ["Uint8Input", "check_onnx_matches", "export_onnx", "onnx_session"]
+__all__ = ["Uint8Input", "check_onnx_matches", "export_onnx", "flatten_outputs", "onnx_session"]

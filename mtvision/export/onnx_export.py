@@ -1,9 +1,13 @@
 """ONNX export of mtvision models, checked with ``onnx.checker`` and compared with onnxruntime.
 
 What is exported is a model's tensor forward: ``model(x)`` on an (N, 3, H, W)
-input. A classifier returns (N, K) logits (one output, ``logits``); a backbone
+input. A model returning one tensor has one output, ``logits``; a backbone
 returns a dict of taps, which become one named output per tap in the dict's
-order (the backbone's ``out_features`` order).
+order (the backbone's ``out_features`` order); a
+:class:`~mtvision.models.MultiTaskModel` returns ``{head: {name: tensor}}``,
+exported as one output per head output named ``"<head>.<name>"`` (the
+classifier's ``classification.cls_logits``, (N, K)): the heads' raw outputs,
+before post-processing.
 
 Preprocessing stays outside the graph unless the model is wrapped in
 :class:`Uint8Input`, which bakes the cast and the ImageNet mean/std
@@ -88,10 +92,10 @@ class _TensorOutputs(nn.Module):
         self.output_names = tuple(output_names)
 
     def forward(self, x: Tensor):
-        outputs = self.model(x)
-        if isinstance(outputs, dict):
-            return tuple(outputs[name] for name in self.output_names)
-        return outputs
+        names, tensors = flatten_outputs(self.model(x))
+        if names != list(self.output_names):
+            raise RuntimeError(f"the model's outputs changed from {self.output_names} to {names}")
+        return tuple(tensors)
 
 
 @contextlib.contextmanager
@@ -105,21 +109,36 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _named_outputs(outputs) -> tuple[list[str], list[Tensor]]:
-    """Output names and tensors of a forward: one tensor is ``logits``; a dict keeps its keys."""
+def flatten_outputs(outputs) -> tuple[list[str], list[Tensor]]:
+    """Output names and tensors of a forward: one tensor is ``logits``; a dict keeps its
+    keys; a dict of dicts of tensors (a MultiTaskModel's heads) gives ``"<head>.<name>"``.
+
+    Raises ``TypeError`` for anything else.
+    """
     if isinstance(outputs, Tensor):
         return [LOGITS_NAME], [outputs]
-    if isinstance(outputs, dict) and all(isinstance(v, Tensor) for v in outputs.values()):
-        return list(outputs), list(outputs.values())
+    names, tensors = [], []
+    if isinstance(outputs, dict):
+        for key, value in outputs.items():
+            if isinstance(value, Tensor):
+                names.append(key)
+                tensors.append(value)
+            elif isinstance(value, dict) and all(isinstance(v, Tensor) for v in value.values()):
+                names += [f"{key}.{name}" for name in value]
+                tensors += list(value.values())
+            else:
+                break
+        else:
+            return names, tensors
     raise TypeError(
-        "export needs a forward returning a Tensor or a dict of Tensors, "
-        f"got {type(outputs).__name__}"
+        "export needs a forward returning a Tensor, a dict of Tensors or a dict of such "
+        f"dicts, got {type(outputs).__name__}"
     )
 
 
 def _torch_outputs(model: nn.Module, inputs: Tensor) -> tuple[list[str], list[Tensor]]:
     with _eval_mode(model), torch.no_grad():
-        return _named_outputs(model(inputs))
+        return flatten_outputs(model(inputs))
 
 
 def export_onnx(
@@ -134,9 +153,10 @@ def export_onnx(
 
     The model is traced in eval mode (its mode is restored afterwards). The graph
     has one input, ``input`` (``input_dtype``, ``input_shape`` with the batch axis
-    named ``batch`` when ``dynamic_batch``), and the outputs ``logits`` for a
-    model returning one tensor, or one output per key for a model returning a
-    dict (a backbone's taps, in ``out_features`` order).
+    named ``batch`` when ``dynamic_batch``), and the outputs named by
+    :func:`flatten_outputs`: ``logits`` for a model returning one tensor, one
+    output per key for a dict (a backbone's taps, in ``out_features`` order),
+    ``"<head>.<name>"`` for a MultiTaskModel.
 
     The model is checked with ``onnx.checker.check_model(full_check=True)``
     before it is written; the write is atomic (temporary file, fsync,

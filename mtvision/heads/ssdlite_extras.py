@@ -8,19 +8,19 @@ from torch import Tensor, nn
 
 from mtvision.layers.conv_norm_act import ConvNormAct
 from mtvision.layers.feature_spec import FeatureSpec
-from mtvision.registry import MODELS
 
 DEFAULT_DEPTHS = (512, 256, 256, 128)
 
 
-@MODELS.register_module()
 class SSDLiteExtras(nn.Module):
-    """Extra layers of SSDLite (MobileNetV2 paper, section 6.2), built from a tap's spec.
+    """Extra layers of SSDLite (MobileNetV2 paper, section 6.2), built from a tap's spec:
+    a part of :class:`~mtvision.heads.SSDLiteHead`.
 
     Block k maps (N, C_in, H, W) to (N, depths[k], ceil(H / 2), ceil(W / 2)) with
     ``1x1 ConvNormAct to depths[k] // 2 -> 3x3 depthwise ConvNormAct stride 2 ->
     1x1 ConvNormAct to depths[k]`` (BatchNorm + ReLU6 after each conv). On the
-    stride-32 ``final_conv`` of a 320x320 input the blocks give 5, 3, 2, 1 maps.
+    stride-32 ``final_conv`` of a 320x320 input the blocks give 5, 3, 2, 1 maps; on a
+    stride-16 one (a backbone at output stride 16) 10, 5, 3, 2.
 
     The depths are absolute: they stay 512, 256, 256, 128 whatever the backbone's
     width multiplier (the TF ssdlite_mobilenet_v2 config does not thin them either;
@@ -34,11 +34,18 @@ class SSDLiteExtras(nn.Module):
     Args:
         in_spec: the tap the first block reads (its name and channels).
         depths: output channels of the blocks, in order.
+        padding: ``"symmetric"`` or ``"same"`` (TF's rule) for the stride-2 depthwise
+            convs, see :class:`~mtvision.layers.ConvNormAct`.
 
     Weights: convs ~ N(0, 0.03) (torchvision's SSDLite init), BatchNorm weight 1, bias 0.
     """
 
-    def __init__(self, in_spec: FeatureSpec, depths: Sequence[int] = DEFAULT_DEPTHS) -> None:
+    def __init__(
+        self,
+        in_spec: FeatureSpec,
+        depths: Sequence[int] = DEFAULT_DEPTHS,
+        padding: str = "symmetric",
+    ) -> None:
         super().__init__()
         if not depths or any(depth < 2 or depth % 2 for depth in depths):
             raise ValueError(f"depths must be even numbers >= 2, got {list(depths)}")
@@ -51,7 +58,9 @@ class SSDLiteExtras(nn.Module):
             blocks.append(
                 nn.Sequential(
                     ConvNormAct(in_channels, hidden, kernel_size=1),
-                    ConvNormAct(hidden, hidden, kernel_size=3, stride=2, groups=hidden),
+                    ConvNormAct(
+                        hidden, hidden, kernel_size=3, stride=2, groups=hidden, padding=padding
+                    ),
                     ConvNormAct(hidden, depth, kernel_size=1),
                 )
             )

@@ -1,93 +1,391 @@
-"""SSDLite prediction layers: per-level depthwise-separable class and box predictors."""
+"""SSDLite detection head (MobileNetV2 paper, section 6.2): extra layers, predictors, anchors,
+the SSD loss (matching + 3:1 hard negative mining, or focal) and box post-processing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
 
-from mtvision.layers.conv_norm_act import ConvNormAct
-from mtvision.layers.feature_spec import FeatureSpec
+from mtvision.heads.data_samples import annotated_samples, sample_source, zero_loss
+from mtvision.heads.ssdlite_extras import DEFAULT_DEPTHS, SSDLiteExtras
+from mtvision.heads.ssdlite_predictors import SSDLitePredictors
+from mtvision.heads.test_cfg import merge_test_cfg
+from mtvision.layers.feature_spec import FeatureSpec, select_specs
+from mtvision.ops.anchors import GridAnchorGenerator
+from mtvision.ops.box_coder import BoxCoder
+from mtvision.ops.matcher import SSDMatcher
 from mtvision.registry import MODELS
 
-
-def _prediction_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """SSDLite's replacement of SSD's 3x3 prediction conv: 3x3 depthwise
-    ConvNormAct (BN + ReLU6) -> 1x1 conv with bias, no norm or activation."""
-    return nn.Sequential(
-        ConvNormAct(in_channels, in_channels, kernel_size=3, groups=in_channels),
-        nn.Conv2d(in_channels, out_channels, kernel_size=1),
-    )
-
-
-def _flatten_level(prediction: Tensor, values_per_anchor: int) -> Tensor:
-    """(N, A * V, H, W) -> (N, H * W * A, V): location-major, anchor fastest, like the anchors."""
-    batch, _, height, width = prediction.shape
-    prediction = prediction.reshape(batch, -1, values_per_anchor, height, width)
-    return prediction.permute(0, 3, 4, 1, 2).reshape(batch, -1, values_per_anchor)
+SOFTMAX = "softmax"
+FOCAL = "focal"
+DEFAULT_TEST_CFG = dict(
+    score_threshold=0.01, topk_candidates=300, nms_iou_threshold=0.6, max_detections=100
+)
 
 
 @MODELS.register_module()
-class SSDLiteHead(nn.Module):
-    """Class and box predictors on every feature map, built from their specs.
+class SSDLiteHead(BaseModule):
+    """SSDLite: predictions on backbone taps and extra layers, SSD loss, NMS.
 
-    For each level l (a :class:`FeatureSpec` with C_l channels and A_l anchors per
-    cell) there is one classification block (C_l -> A_l * K) and one regression
-    block (C_l -> A_l * 4), each a depthwise 3x3 + BN + ReLU6 followed by a
-    pointwise 1x1 conv with bias.
+    Layout (paper section 6.2, width 1.0, 320x320 input, backbone at output stride 32)::
+
+        layer15_expansion  576 ch, stride 16 -> 20x20 ┐
+        final_conv        1280 ch, stride 32 -> 10x10 │
+        extra1..4  512/256/256/128 ch        -> 5, 3, 2, 1 ┴-> predictors -> scores, box codes
+
+    Parts: ``extras`` (:class:`SSDLiteExtras`, grown from the last tap of
+    ``in_features``) and ``predictors`` (:class:`SSDLitePredictors`), both built
+    from :class:`FeatureSpec` s, so no channel count appears in a config; plus the
+    anchor generator, :class:`~mtvision.ops.BoxCoder` and
+    :class:`~mtvision.ops.SSDMatcher`. Strides come from the specs: with a backbone
+    at output stride 16, ``final_conv`` is a stride-16 map and the six maps of a
+    320x320 input are 20, 20, 10, 5, 3, 2. Anchors (default TF's
+    ``ssd_anchor_generator``: 3 boxes per cell on the first map, 6 on the others,
+    2034 anchors for 20, 10, 5, 3, 2, 1 maps; see :mod:`mtvision.ops.anchors`) are
+    computed for the map sizes ``ceil(H / stride)`` of the actual input, so any
+    input size works.
 
     Args:
-        in_specs: the feature maps to predict on, in anchor order (lowest level first).
-        num_anchors: anchors per cell A_l, one per spec.
-        num_class_logits: class scores per anchor K (the detector's foreground
-            classes plus one background column for softmax, or just the
-            foreground classes for sigmoid/focal scoring).
+        feature_info: the backbone's taps; the head selects ``in_features``.
+        num_classes: foreground classes C; softmax scoring adds a background class.
+        in_features: backbone taps to predict on, shallow to deep; default
+            ``("layer15_expansion", "final_conv")``.
+        extra_depths: output channels of the extra layers (absolute, not scaled by
+            the backbone's width multiplier).
+        anchor_generator: config dict (``type`` ``"SSDAnchorGenerator"`` or
+            ``"DefaultBoxGenerator"``) or a built generator; it needs one layer per
+            map (``len(in_features) + len(extra_depths)``).
+        box_coder_weights: (wx, wy, ww, wh) of :class:`~mtvision.ops.BoxCoder`.
+        iou_threshold: matching IoU for a positive anchor (each ground truth's best
+            anchor is positive regardless).
+        cls_loss: ``"softmax"``: (C + 1)-way cross-entropy with hard negative mining
+            (``neg_pos_ratio`` negatives per positive in each image, at least
+            ``min_negatives_per_image``; TF's ssdlite config uses 3, torchvision and
+            mmdet 0), or ``"focal"``: C sigmoid outputs with
+            ``torchvision.ops.sigmoid_focal_loss`` over all anchors.
+        focal_alpha, focal_gamma: focal loss parameters.
+        test_cfg: post-processing, defaults ``score_threshold=0.01`` (keep low for
+            COCO mAP), ``topk_candidates=300`` (per class, before NMS),
+            ``nms_iou_threshold=0.6``, ``max_detections=100``.
+        padding: ``"symmetric"`` or ``"same"`` (TF's rule) for the extra layers'
+            stride-2 convs (the predictors are stride 1, where both rules agree).
+        init_cfg: mmengine initialisation config (e.g. ``Pretrained`` with a prefix).
 
-    ``forward(features)`` reads ``features[spec.name]`` (N, C_l, H_l, W_l) and returns
-    ``{"cls_logits": (N, sum_l H_l * W_l * A_l, K), "bbox_regression": (N, same, 4)}``,
-    rows ordered level by level, then row-major over cells, then anchor.
+    Contract (see ``docs/architecture.md``), for an input batch of (H, W):
 
-    Weights: convs ~ N(0, 0.03), biases 0 (torchvision's SSDLite init).
+    - ``forward(features)``: ``{"cls_logits": (N, A, C + 1 or C), "bbox_regression":
+      (N, A, 4)}``, raw scores and box codes of the A anchors.
+    - ``loss(outputs, data_samples, input_size=(H, W))``: ``{"loss_cls", "loss_bbox"}``,
+      both divided by the number of positive anchors (at least 1), over the samples
+      that carry ``boxes`` (M, 4) float xyxy pixels of the input and ``labels`` (M,)
+      int64 in 0..C-1 (M may be 0: an image without objects). Samples without them
+      give no loss.
+    - ``predict(outputs, data_samples, input_size)``: per image ``{"boxes": float32
+      (K, 4) xyxy in pixels of the original image, "scores": float32 (K,), "labels":
+      int64 (K,) in 0..C-1}``: :meth:`postprocess` (tensor operations), then
+      :meth:`to_original` (boxes clipped to ``meta["img_shape"]`` and scaled by
+      ``meta["ori_shape"] / meta["img_shape"]`` per axis, which is exact when the
+      test pipeline only resizes; without a meta, boxes stay in input pixels).
+
+    Weights: extras and predictor convs ~ N(0, 0.03) with zero biases (torchvision's
+    SSDLite init).
+
+    Size at width 1.0, 80 classes: extras 656,960 and predictors 1,456,181
+    parameters (paper Table 5: 2.1M for the "SSDLite head").
     """
 
-    def __init__(
-        self, in_specs: Sequence[FeatureSpec], num_anchors: Sequence[int], num_class_logits: int
-    ) -> None:
-        super().__init__()
-        if len(in_specs) != len(num_anchors):
-            raise ValueError(
-                f"one anchor count per feature map needed: {len(in_specs)} specs "
-                f"({[spec.name for spec in in_specs]}) but num_anchors={list(num_anchors)}"
-            )
-        if num_class_logits < 1:
-            raise ValueError(f"num_class_logits must be >= 1, got {num_class_logits}")
-        self.in_specs = list(in_specs)
-        self.num_anchors = list(num_anchors)
-        self.num_class_logits = num_class_logits
-        self.cls_predictors = nn.ModuleList(
-            _prediction_block(spec.channels, anchors * num_class_logits)
-            for spec, anchors in zip(in_specs, num_anchors, strict=True)
-        )
-        self.bbox_predictors = nn.ModuleList(
-            _prediction_block(spec.channels, anchors * 4)
-            for spec, anchors in zip(in_specs, num_anchors, strict=True)
-        )
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, mean=0.0, std=0.03)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+    in_features: tuple[str, ...] = ("layer15_expansion", "final_conv")
 
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        cls_logits, bbox_regression = [], []
-        for spec, cls_block, bbox_block in zip(
-            self.in_specs, self.cls_predictors, self.bbox_predictors, strict=True
-        ):
-            x = features[spec.name]
-            cls_logits.append(_flatten_level(cls_block(x), self.num_class_logits))
-            bbox_regression.append(_flatten_level(bbox_block(x), 4))
-        return {
-            "cls_logits": torch.cat(cls_logits, dim=1),
-            "bbox_regression": torch.cat(bbox_regression, dim=1),
+    def __init__(
+        self,
+        feature_info: Sequence[FeatureSpec],
+        num_classes: int,
+        in_features: Sequence[str] | None = None,
+        extra_depths: Sequence[int] = DEFAULT_DEPTHS,
+        anchor_generator: dict | GridAnchorGenerator | None = None,
+        box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        iou_threshold: float = 0.5,
+        cls_loss: str = SOFTMAX,
+        neg_pos_ratio: float = 3.0,
+        min_negatives_per_image: int = 0,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        test_cfg: dict | None = None,
+        padding: str = "symmetric",
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if cls_loss not in (SOFTMAX, FOCAL):
+            raise ValueError(f"cls_loss must be {SOFTMAX!r} or {FOCAL!r}, got {cls_loss!r}")
+        self.test_cfg = merge_test_cfg(test_cfg, DEFAULT_TEST_CFG, "SSDLiteHead")
+        self.in_features = tuple(in_features or type(self).in_features)
+        backbone_specs = select_specs(list(feature_info), self.in_features)
+        if anchor_generator is None:
+            anchor_generator = dict(type="SSDAnchorGenerator")
+        if isinstance(anchor_generator, dict):
+            anchor_generator = MODELS.build(anchor_generator)
+
+        self.extras = SSDLiteExtras(backbone_specs[-1], depths=extra_depths, padding=padding)
+        self.level_specs: list[FeatureSpec] = [*backbone_specs, *self.extras.feature_info]
+        if anchor_generator.num_layers != len(self.level_specs):
+            raise ValueError(
+                f"the anchor generator has {anchor_generator.num_layers} layers but SSDLite "
+                f"predicts on {len(self.level_specs)} feature maps "
+                f"{[spec.name for spec in self.level_specs]}"
+            )
+        self.num_classes = num_classes
+        self.cls_loss = cls_loss
+        self.predictors = SSDLitePredictors(
+            self.level_specs,
+            anchor_generator.num_anchors_per_location(),
+            num_class_logits=num_classes + 1 if cls_loss == SOFTMAX else num_classes,
+        )
+        self.anchor_generator = anchor_generator
+        self.box_coder = BoxCoder(box_coder_weights)
+        self.matcher = SSDMatcher(iou_threshold)
+        self.neg_pos_ratio = neg_pos_ratio
+        self.min_negatives_per_image = min_negatives_per_image
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+
+    def forward(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Backbone taps -> extras -> predictors: ``{"cls_logits", "bbox_regression"}``."""
+        levels = {name: features[name] for name in self.in_features}
+        levels.update(self.extras(levels))
+        return self.predictors(levels)
+
+    def anchors(self, input_size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+        """(A, 4) xyxy anchors in pixels of an (H, W) input, in the predictors' order.
+
+        Map sizes are ``ceil(H / stride)``, ``ceil(W / stride)`` of each level's spec.
+        """
+        height, width = (int(v) for v in input_size)
+        sizes = [(-(-height // s.stride), -(-width // s.stride)) for s in self.level_specs]
+        return self.anchor_generator(sizes, (height, width), device=device)
+
+    def _anchors_for(self, outputs: dict[str, Tensor], input_size: tuple[int, int]) -> Tensor:
+        anchors = self.anchors(input_size, device=outputs["cls_logits"].device)
+        if anchors.shape[0] != outputs["cls_logits"].shape[1]:
+            raise ValueError(
+                f"input_size {tuple(input_size)} gives {anchors.shape[0]} anchors but the "
+                f"outputs have {outputs['cls_logits'].shape[1]} predictions; pass the (H, W) "
+                "of the input the outputs were computed from"
+            )
+        return anchors
+
+    # ------------------------------------------------------------------- loss
+
+    def loss(
+        self,
+        outputs: dict[str, Tensor],
+        data_samples: Sequence[dict] | None,
+        input_size: tuple[int, int],
+    ) -> dict[str, Tensor]:
+        """SSD loss of the samples with ``boxes`` and ``labels``; see the class docstring."""
+        cls_logits = outputs["cls_logits"].float()
+        bbox_regression = outputs["bbox_regression"].float()
+        indices = annotated_samples(
+            data_samples, ("boxes", "labels"), len(cls_logits), "SSDLiteHead"
+        )
+        if not indices:
+            zero = zero_loss(outputs)
+            return {"loss_cls": zero, "loss_bbox": zero.clone()}
+        if len(indices) < len(cls_logits):
+            cls_logits, bbox_regression = cls_logits[indices], bbox_regression[indices]
+        anchors = self._anchors_for(outputs, input_size)
+        targets = self._targets([data_samples[i] for i in indices], anchors.device)
+        batch_size, num_anchors = cls_logits.shape[:2]
+
+        # Class targets: 0 = background, c + 1 = foreground class c.
+        class_targets = torch.zeros(
+            (batch_size, num_anchors), dtype=torch.int64, device=anchors.device
+        )
+        positive_codes, positive_targets = [], []
+        for index, (boxes, labels) in enumerate(targets):
+            matches = self.matcher(boxes, anchors)
+            positive = torch.nonzero(matches >= 0).squeeze(1)
+            matched_gt = matches[positive]
+            class_targets[index, positive] = labels[matched_gt] + 1
+            positive_codes.append(bbox_regression[index, positive])
+            positive_targets.append(self.box_coder.encode(boxes[matched_gt], anchors[positive]))
+
+        is_positive = class_targets > 0
+        normaliser = is_positive.sum().clamp(min=1).float()
+        loss_bbox = (
+            F.smooth_l1_loss(
+                torch.cat(positive_codes), torch.cat(positive_targets), beta=1.0, reduction="sum"
+            )
+            / normaliser
+        )
+        if self.cls_loss == SOFTMAX:
+            loss_cls = self._hard_negative_cross_entropy(cls_logits, class_targets) / normaliser
+        else:
+            one_hot = F.one_hot(class_targets, self.num_classes + 1)[..., 1:].to(cls_logits.dtype)
+            loss_cls = (
+                sigmoid_focal_loss(
+                    cls_logits,
+                    one_hot,
+                    alpha=self.focal_alpha,
+                    gamma=self.focal_gamma,
+                    reduction="sum",
+                )
+                / normaliser
+            )
+        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
+
+    def _hard_negative_cross_entropy(self, cls_logits: Tensor, class_targets: Tensor) -> Tensor:
+        """Summed cross-entropy of all positives and of the hardest negatives of each image.
+
+        ``cls_logits`` (N, A, C + 1), ``class_targets`` (N, A) with 0 = background.
+        """
+        batch_size, num_anchors, num_logits = cls_logits.shape
+        losses = F.cross_entropy(
+            cls_logits.reshape(-1, num_logits), class_targets.reshape(-1), reduction="none"
+        ).view(batch_size, num_anchors)
+        is_positive = class_targets > 0
+        num_positive = is_positive.sum(dim=1)
+        num_negative = (self.neg_pos_ratio * num_positive).long()
+        num_negative = num_negative.clamp(min=self.min_negatives_per_image)
+        num_negative = torch.minimum(num_negative, num_anchors - num_positive)
+        # Rank negatives by their loss; positives sort last.
+        negative_losses = losses.detach().masked_fill(is_positive, -float("inf"))
+        rank = negative_losses.argsort(dim=1, descending=True).argsort(dim=1)
+        is_hard_negative = rank < num_negative.unsqueeze(1)
+        return losses[is_positive].sum() + losses[is_hard_negative].sum()
+
+    def _targets(
+        self, data_samples: Sequence[dict], device: torch.device
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Checked (boxes (M, 4) float32, labels (M,) int64) of every sample."""
+        targets = []
+        for sample in data_samples:
+            source = sample_source(sample)
+            boxes = torch.as_tensor(sample["boxes"], dtype=torch.float32, device=device)
+            labels = torch.as_tensor(sample["labels"], dtype=torch.int64, device=device)
+            if boxes.numel() == 0:
+                boxes = boxes.reshape(0, 4)
+            if boxes.ndim != 2 or boxes.shape[1] != 4 or labels.shape != (boxes.shape[0],):
+                raise ValueError(
+                    f"{source}: boxes must be (M, 4) with labels (M,), got "
+                    f"{tuple(boxes.shape)} and {tuple(labels.shape)}"
+                )
+            bad_label = torch.nonzero((labels < 0) | (labels >= self.num_classes)).flatten()
+            if bad_label.numel():
+                index = int(bad_label[0])
+                raise ValueError(
+                    f"{source}: box {index} has label {int(labels[index])}, outside 0.."
+                    f"{self.num_classes - 1} (num_classes={self.num_classes})"
+                )
+            degenerate = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0])
+            degenerate |= boxes[:, 3] <= boxes[:, 1]
+            if degenerate.any():
+                index = int(torch.nonzero(degenerate)[0])
+                raise ValueError(
+                    f"{source}: box {index} {boxes[index].tolist()} is not a finite xyxy box "
+                    "with positive width and height"
+                )
+            targets.append((boxes, labels))
+        return targets
+
+    # ------------------------------------------------------------ predictions
+
+    @torch.no_grad()
+    def postprocess(
+        self, outputs: dict[str, Tensor], input_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """Scores, decoded boxes clipped to the input, per-class top-k, batched NMS.
+
+        Tensor operations on the whole batch (no per-image loop). Returns, with
+        D = ``max_detections``, detections sorted by score within each image::
+
+            {"boxes": (N, D, 4) float32 xyxy input pixels, "scores": (N, D) float32,
+             "labels": (N, D) int64, "num_detections": (N,) int64}
+
+        Entries at and after ``num_detections[i]`` are padding (boxes and scores 0,
+        labels -1).
+        """
+        cfg = self.test_cfg
+        cls_logits = outputs["cls_logits"].float()
+        if self.cls_loss == SOFTMAX:
+            scores = cls_logits.softmax(dim=-1)[..., 1:]
+        else:
+            scores = cls_logits.sigmoid()
+        anchors = self._anchors_for(outputs, input_size)
+        boxes = self.box_coder.decode(outputs["bbox_regression"].float(), anchors)
+        boxes = clip_boxes_to_image(boxes, tuple(int(v) for v in input_size))
+        batch_size, num_anchors, num_classes = scores.shape
+        device = scores.device
+
+        # Per image and class the top-k anchors: (N, C, k), then the score threshold.
+        top_scores, top_anchors = scores.transpose(1, 2).topk(
+            min(cfg["topk_candidates"], num_anchors), dim=2
+        )
+        keep = top_scores > cfg["score_threshold"]
+        image_ids = torch.arange(batch_size, device=device).view(-1, 1, 1).expand_as(top_anchors)
+        class_ids = torch.arange(num_classes, device=device).view(1, -1, 1).expand_as(top_anchors)
+        image_ids, class_ids = image_ids[keep], class_ids[keep]
+        candidate_scores = top_scores[keep]
+        candidate_boxes = boxes[image_ids, top_anchors[keep]]
+        kept = batched_nms(
+            candidate_boxes,
+            candidate_scores,
+            image_ids * num_classes + class_ids,
+            cfg["nms_iou_threshold"],
+        )
+        # batched_nms sorts by score; each detection's rank within its own image.
+        kept_images = image_ids[kept]
+        in_image = kept_images.unsqueeze(1) == torch.arange(batch_size, device=device)
+        rank = (in_image.long().cumsum(dim=0) * in_image).sum(dim=1) - 1
+        selected = rank < cfg["max_detections"]
+        kept, kept_images, rank = kept[selected], kept_images[selected], rank[selected]
+
+        max_detections = cfg["max_detections"]
+        results = {
+            "boxes": boxes.new_zeros(batch_size, max_detections, 4),
+            "scores": scores.new_zeros(batch_size, max_detections),
+            "labels": torch.full(
+                (batch_size, max_detections), -1, dtype=torch.int64, device=device
+            ),
+            "num_detections": (in_image[selected].long()).sum(dim=0),
         }
+        results["boxes"][kept_images, rank] = candidate_boxes[kept]
+        results["scores"][kept_images, rank] = candidate_scores[kept]
+        results["labels"][kept_images, rank] = class_ids[kept]
+        return results
+
+    def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
+        """Per image the first ``num_detections`` detections, boxes clipped to
+        ``meta["img_shape"]`` and scaled to ``meta["ori_shape"]``."""
+        predictions = []
+        counts = results["num_detections"].tolist()
+        for index, (count, sample) in enumerate(zip(counts, data_samples, strict=True)):
+            boxes = results["boxes"][index, :count]
+            meta = sample.get("meta")
+            if meta is not None and "img_shape" in meta:
+                img_shape = tuple(int(v) for v in meta["img_shape"])
+                ori_shape = tuple(int(v) for v in meta.get("ori_shape", img_shape))
+                boxes = clip_boxes_to_image(boxes, img_shape)
+                scale_y = ori_shape[0] / img_shape[0]
+                scale_x = ori_shape[1] / img_shape[1]
+                boxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+            predictions.append(
+                {
+                    "boxes": boxes,
+                    "scores": results["scores"][index, :count],
+                    "labels": results["labels"][index, :count],
+                }
+            )
+        return predictions
+
+    def predict(
+        self, outputs: dict[str, Tensor], data_samples: Sequence[dict], input_size: tuple[int, int]
+    ) -> list[dict]:
+        """:meth:`postprocess`, then :meth:`to_original`."""
+        return self.to_original(self.postprocess(outputs, input_size), data_samples)

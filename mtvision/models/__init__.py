@@ -1,14 +1,13 @@
+"""The composing model, the named models and the data preprocessor."""
+
+from mtvision.models import deeplabv3, image_classifier, multitask, ssdlite  # noqa: F401 (builders)
 from mtvision.models.data_preprocessor import DataPreprocessor
-from mtvision.models.factory import create_model, list_models, register_model
-from mtvision.models.image_classifier import ImageClassifier
-from mtvision.models.segmentor import Segmentor
-from mtvision.models.ssdlite import SSDLite
+from mtvision.models.multi_task_model import MultiTaskModel
+from mtvision.models.named_models import create_model, list_models, register_model
 
 __all__ = [
-    "ImageClassifier",
     "DataPreprocessor",
-    "SSDLite",
-    "Segmentor",
+    "MultiTaskModel",
     "create_model",
     "list_models",
     "register_model",

@@ -197,9 +197,19 @@ class _Loader:
             self.conv_norm_act(block.depthwise, layers.depthwise)
             self.conv_norm_act(block.project, layers.project)
 
+    def head(self, layer: ConvLayer, name: str, head_type: str) -> nn.Module:
+        """The model's one head ``name`` (a ``head_type``), as a converted file has one head."""
+        heads = getattr(self.model, "heads", {})
+        if list(heads) != [name] or type(heads[name]).__name__ != head_type:
+            found = {key: type(head).__name__ for key, head in heads.items()}
+            self.fail(layer, None, f"the model must have one {name!r} {head_type}, it has {found}")
+        return heads[name]
+
     def classifier(self, model: nn.Module, tail: ClassifierTail) -> None:
+        head = self.head(tail.logits, "classification", "ClassifierHead")
+        if getattr(model.backbone, "final_conv", None) is None:
+            self.fail(tail.final_conv, model.backbone, "the backbone has no final_conv")
         self.conv_norm_act(model.backbone.final_conv, tail.final_conv)
-        head = model.head
         if head.in_spec.name != "final_conv":
             self.fail(tail.logits, head, f"the head reads {head.in_spec.name!r}, not 'final_conv'")
         weight, bias = tail.logits.weight[:, :, 0, 0], tail.logits.bias
@@ -212,7 +222,7 @@ class _Loader:
         self.put(head.fc, "bias", bias)
 
     def deeplab(self, model: nn.Module, tail: DeepLabTail) -> None:
-        head = model.decode_head
+        head = self.head(tail.logits, "segmentation", "DeepLabV3Head")
         aspp = head.aspp
         if head.in_spec.name != "stage7":
             self.fail(tail.branch, head, f"the head reads {head.in_spec.name!r}, not 'stage7'")
@@ -222,11 +232,11 @@ class _Loader:
                 aspp,
                 f"atrous rates {aspp.atrous_rates}; the graph has none (head='ondevice')",
             )
-        if bool(model.align_corners) != tail.align_corners or tail.half_pixel_centers:
+        if head.align_corners != tail.align_corners or tail.half_pixel_centers:
             self.fail(
                 tail.logits,
-                model,
-                f"align_corners={model.align_corners}; the graph upsamples the logits with "
+                head,
+                f"align_corners={head.align_corners}; the graph upsamples the logits with "
                 f"align_corners={tail.align_corners}, half_pixel_centers={tail.half_pixel_centers}",
             )
         branch, pooling = aspp.branches[0], aspp.branches[-1]
@@ -324,7 +334,7 @@ def convert_tflite(
     Raises:
         ConversionError: the file is not such a graph, or does not fit ``model``.
     """
-    from mtvision.models.factory import create_model
+    from mtvision.models.named_models import create_model
 
     graph = TfliteGraph(path)
     parsed = read_mobilenet_v2_graph(graph)
@@ -336,13 +346,14 @@ def convert_tflite(
     loader.backbone(model.backbone)
     if isinstance(parsed.tail, ClassifierTail):
         loader.classifier(model, parsed.tail)
-        outputs = model.head.num_classes
+        outputs = model.heads["classification"].num_classes
     else:
         loader.deeplab(model, parsed.tail)
-        outputs = model.decode_head.num_classes
+        outputs = model.heads["segmentation"].num_classes
     state = model.state_dict()
     not_converted = [key for key in state if key not in loader.state]
-    _check_unconverted_modules_unused(parsed, model, not_converted)
+    if not_converted:
+        _check_unconverted_modules_unused(parsed, model, not_converted)
     state.update(loader.state)
     model.load_state_dict(state)
     model.eval()
@@ -382,7 +393,7 @@ def _check_unconverted_modules_unused(
     parsed: MobileNetV2Graph, model: nn.Module, not_converted: list[str]
 ) -> None:
     """Raise unless every tensor the file lacks belongs to a module the forward never runs
-    (DeepLab's ``backbone.final_conv``, kept so that whole-backbone weights still load)."""
+    (e.g. a backbone built with taps past the ones the converted head reads)."""
     owners = {key.rsplit(".", 1)[0] for key in not_converted}  # e.g. backbone.final_conv.bn
     ran: set[str] = set()
     names = {module: name for name, module in model.named_modules()}

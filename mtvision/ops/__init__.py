@@ -1,4 +1,4 @@
-"""Detection ops as plain functions and small classes: anchors, box coding, matching."""
+"""Ops as plain functions and small classes: anchors, box coding, matching, resizing."""
 
 from mtvision.ops.anchors import (
     DefaultBoxGenerator,
@@ -8,6 +8,7 @@ from mtvision.ops.anchors import (
 )
 from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import BACKGROUND, SSDMatcher
+from mtvision.ops.resize import resize
 
 __all__ = [
     "BACKGROUND",
@@ -17,4 +18,5 @@ __all__ = [
     "SSDAnchorGenerator",
     "SSDMatcher",
     "linear_scales",
+    "resize",
 ]

@@ -1,6 +1,6 @@
 """SSD anchors (default boxes): a fixed set of box shapes tiled over every feature-map cell.
 
-Two recipes, selectable by config (``anchor_generator=dict(type=...)`` of ``SSDLite``):
+Two recipes, selectable by config (``anchor_generator=dict(type=...)`` of ``SSDLiteHead``):
 
 - :class:`SSDAnchorGenerator` (default): the TF object detection API's
   ``ssd_anchor_generator`` used by the paper's ssdlite_mobilenet_v2 (scales 0.2..0.95

@@ -1,3 +1,9 @@
+"""The named DeepLabv3 segmenter (a MultiTaskModel with one DeepLabV3Head): size against the
+paper, loss on padded batches, prediction at the original size with the padding cut away,
+multi-scale + flip test, torchvision weights, learning, export.
+
+The head's own contract is tested in tests/test_deeplabv3_head.py."""
+
 import math
 
 import numpy as np
@@ -10,7 +16,7 @@ from torch.optim.swa_utils import update_bn
 
 import mtvision
 from mtvision.export.onnx_export import check_onnx_matches, export_onnx
-from mtvision.models import DataPreprocessor, Segmentor
+from mtvision.models import DataPreprocessor, MultiTaskModel
 from mtvision.registry import MODELS
 from mtvision.utils.complexity import count_multiply_adds, count_parameters
 from mtvision.utils.parity import randomize_batch_norms_
@@ -18,19 +24,25 @@ from mtvision.utils.parity import randomize_batch_norms_
 NUM_CLASSES = 5
 
 
-def _tiny_segmentor(**kwargs) -> Segmentor:
+def _tiny_segmentor(**kwargs) -> MultiTaskModel:
     return mtvision.create_model(
         "deeplabv3_mobilenet_v2", num_classes=NUM_CLASSES, width_mult=0.35, channels=32, **kwargs
     )
 
 
-def _calibrated_segmentor(seed: int = 0, **kwargs) -> Segmentor:
+def _calibrated_segmentor(seed: int = 0, **kwargs) -> MultiTaskModel:
     """Random weights with real BN statistics, so predictions vary across the image."""
     torch.manual_seed(seed)
     model = _tiny_segmentor(**kwargs)
     randomize_batch_norms_(model, seed=seed, input_size=64)
-    torch.nn.init.normal_(model.decode_head.classifier.weight, 0, 1.0)
+    torch.nn.init.normal_(model.heads["segmentation"].classifier.weight, 0, 1.0)
     return model.eval()
+
+
+def _logits(model: MultiTaskModel, inputs: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> the head's logits upsampled to (N, K, H, W), as loss and predict see them."""
+    logits = model(inputs)["segmentation"]["seg_logits"]
+    return F.interpolate(logits, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def _uint8_image(height: int, width: int, seed: int) -> torch.Tensor:
@@ -53,19 +65,25 @@ def test_complexity_at_513(head, output_stride, params, multiply_adds):
     model = mtvision.create_model(
         "deeplabv3_mobilenet_v2", num_classes=21, head=head, output_stride=output_stride
     )
+    # The backbone keeps no module after stage7 (no 1280-channel final_conv), nothing is frozen.
+    assert sum(p.numel() for p in model.parameters()) == params
     assert count_parameters(model, trainable_only=True) == params
-    # final_conv (320 -> 1280, 412,160 parameters) is kept for torchvision weights but frozen.
-    assert count_parameters(model) == params + 320 * 1280 + 2 * 1280
+    assert not hasattr(model.backbone, "final_conv")
     assert count_multiply_adds(model, (1, 3, 513, 513)) == multiply_adds
 
 
 def test_config_builds_the_same_model_as_the_factory():
     config = dict(
-        type="Segmentor",
+        type="MultiTaskModel",
         backbone=dict(type="MobileNetV2", output_stride=8, width_mult=0.5),
-        decode_head=dict(type="DeepLabV3Head", in_feature="stage7", num_classes=21, aspp=True),
-        ignore_index=255,
-        test_cfg=dict(scales=(0.5, 1.0), flip=True),
+        heads=dict(
+            segmentation=dict(
+                type="DeepLabV3Head",
+                num_classes=21,
+                aspp=True,
+                test_cfg=dict(scales=(0.5, 1.0), flip=True),
+            )
+        ),
     )
     built = MODELS.build(config)
     created = mtvision.create_model(
@@ -73,11 +91,12 @@ def test_config_builds_the_same_model_as_the_factory():
     )
     assert count_parameters(built) == count_parameters(created)
     assert built.backbone.out_features == ("stage7",)
-    assert built.decode_head.aspp.atrous_rates == (12, 24, 36)
-    assert (built.scales, built.flip) == ((0.5, 1.0), True)
+    head = built.heads["segmentation"]
+    assert head.aspp.atrous_rates == (12, 24, 36)
+    assert head.test_time_views == ((0.5, False), (0.5, True), (1.0, False), (1.0, True))
     with pytest.raises(ValueError, match="head must be one of"):
         mtvision.create_model("deeplabv3_mobilenet_v2", head="psp")
-    with pytest.raises(ValueError, match="unknown keys.*'mode'"):
+    with pytest.raises(ValueError, match=r"DeepLabV3Head: unknown test_cfg key\(s\) \['mode'\]"):
         _tiny_segmentor(test_cfg=dict(mode="slide"))
     with pytest.raises(ValueError, match="scales"):
         _tiny_segmentor(test_cfg=dict(scales=(1.0, -0.5)))
@@ -89,11 +108,10 @@ def test_every_trainable_parameter_gets_a_gradient():
     model = _tiny_segmentor(head="aspp").train()
     inputs = torch.randn(2, 3, 48, 48)
     masks = [torch.randint(0, NUM_CLASSES, (48, 48), dtype=torch.uint8) for _ in range(2)]
-    model(inputs, [{"mask": m} for m in masks], mode="loss")["loss_seg"].backward()
-    without_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model(inputs, [{"mask": m} for m in masks], mode="loss")["segmentation.loss_seg"].backward()
+    without_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert without_grad == []
-    frozen = {n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
-    assert frozen == {"final_conv"}
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_loss_is_zero_when_every_pixel_is_ignored_and_log_k_at_init():
@@ -101,12 +119,12 @@ def test_loss_is_zero_when_every_pixel_is_ignored_and_log_k_at_init():
     model = _tiny_segmentor().train()
     inputs = torch.randn(2, 3, 40, 40)
     ignored = [{"mask": torch.full((40, 40), 255, dtype=torch.uint8)} for _ in range(2)]
-    loss = model(inputs, ignored, mode="loss")["loss_seg"]
+    loss = model(inputs, ignored, mode="loss")["segmentation.loss_seg"]
     assert loss.item() == 0.0
     loss.backward()
     assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters() if p.grad is not None)
     labelled = [{"mask": torch.randint(0, NUM_CLASSES, (40, 40), dtype=torch.uint8)} for _ in "ab"]
-    loss = model(inputs, labelled, mode="loss")["loss_seg"]
+    loss = model(inputs, labelled, mode="loss")["segmentation.loss_seg"]
     # Classifier weights ~ N(0, 0.01): near-uniform softmax, loss close to log(K).
     assert loss.item() == pytest.approx(math.log(NUM_CLASSES), abs=0.05)
 
@@ -125,8 +143,8 @@ def test_loss_pads_masks_with_ignore_and_averages_over_labelled_pixels():
     )
     assert batch["inputs"].shape == (2, 3, 48, 56)
     with torch.no_grad():
-        loss = model(**batch, mode="loss")["loss_seg"]
-        logits = model(batch["inputs"])
+        loss = model(**batch, mode="loss")["segmentation.loss_seg"]
+        logits = _logits(model, batch["inputs"])
     total, count = 0.0, 0
     for index, mask in enumerate(masks):
         h, w = mask.shape
@@ -151,8 +169,6 @@ def test_bad_masks_name_the_file():
     bad = {"mask": torch.full((32, 32), 7, dtype=torch.uint8), "meta": {"seg_path": "b.png"}}
     with pytest.raises(ValueError, match=r"mask of b\.png has values \[7\]; expected .*0\.\.4"):
         model(inputs, [good, bad], mode="loss")
-    with pytest.raises(ValueError, match=r"img\.jpg has none"):
-        model(inputs, [good, {"meta": {"img_path": "img.jpg"}}], mode="loss")
     too_big = {"mask": torch.zeros(40, 32, dtype=torch.uint8), "meta": {"seg_path": "c.png"}}
     with pytest.raises(ValueError, match=r"mask of c\.png has shape \(40, 32\)"):
         model(inputs, [good, too_big], mode="loss")
@@ -179,8 +195,8 @@ def test_predict_crops_padding_before_the_network_and_resizes_to_ori_shape():
             model(**preprocessor({"inputs": [image], "data_samples": [sample]}), mode="predict")[0]
             for image, sample in zip(images, samples, strict=True)
         ]
-        padded_logits = model(batch["inputs"])[0, :, :40, :56]
-        alone_logits = model(preprocessor({"inputs": images[:1]})["inputs"])[0]
+        padded_logits = _logits(model, batch["inputs"])[0, :, :40, :56]
+        alone_logits = _logits(model, preprocessor({"inputs": images[:1]})["inputs"])[0]
 
     for prediction, single, meta in zip(predictions, alone, metas, strict=True):
         assert prediction["pred_mask"].dtype == torch.int64
@@ -195,7 +211,7 @@ def test_predict_crops_padding_before_the_network_and_resizes_to_ori_shape():
     assert not torch.allclose(padded_logits, alone_logits, atol=1e-3)
     # ori_shape != img_shape: logits are resized bilinearly before the argmax.
     with torch.no_grad():
-        logits = model(preprocessor({"inputs": images[1:2]})["inputs"])
+        logits = _logits(model, preprocessor({"inputs": images[1:2]})["inputs"])
     expected = F.interpolate(logits, size=(96, 72), mode="bilinear", align_corners=False)
     assert torch.equal(predictions[1]["pred_mask"], expected[0].argmax(0))
     with pytest.raises(ValueError, match=r"img_shape.*\(70, 56\) of x\.jpg exceeds"):
@@ -216,7 +232,7 @@ def test_multi_scale_flip_test_averages_probabilities_and_is_flip_symmetric():
         for scale in scales:
             size = (math.floor(41 * scale + 0.5), math.floor(57 * scale + 0.5))
             scaled = F.interpolate(inputs, size=size, mode="bilinear", align_corners=False)
-            for logits in (model(scaled), model(scaled.flip(-1)).flip(-1)):
+            for logits in (_logits(model, scaled), _logits(model, scaled.flip(-1)).flip(-1)):
                 resized = F.interpolate(logits, (82, 57), mode="bilinear", align_corners=False)
                 expected = expected + resized.softmax(dim=1)
         (single_scale,) = _calibrated_segmentor()(inputs, [{"meta": meta}], mode="predict")
@@ -229,8 +245,10 @@ def test_multi_scale_flip_test_averages_probabilities_and_is_flip_symmetric():
 
 def test_torchvision_backbone_weights_load():
     reference = torchvision.models.mobilenet_v2(weights=None)
-    features = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
     model = mtvision.create_model("deeplabv3_mobilenet_v2")
+    # final_conv (features.18) and the classifier are absent on purpose; the rest loads strictly.
+    model.load_torchvision_state_dict(reference.state_dict())
+    features = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
     result = model.backbone.load_torchvision_state_dict(features)
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert torch.equal(
@@ -275,13 +293,12 @@ def test_overfits_two_images():
         model.train()
         return correct.float().mean().item(), correct[foreground].float().mean().item()
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optim_wrapper = OptimWrapper(torch.optim.AdamW(trainable, lr=1e-3))
+    optim_wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
     model.train()
-    first = model.train_step(batch, optim_wrapper)["loss_seg"].item()
+    first = model.train_step(batch, optim_wrapper)["segmentation.loss_seg"].item()
     _, foreground_before = accuracies()
     for _ in range(40):
-        last = model.train_step(batch, optim_wrapper)["loss_seg"].item()
+        last = model.train_step(batch, optim_wrapper)["segmentation.loss_seg"].item()
     # BN running averages lag 40 fast-moving steps; recompute them on the batch (precise BN).
     update_bn([model.data_preprocessor(batch)["inputs"]], model)
     accuracy, foreground_accuracy = accuracies()
@@ -300,7 +317,7 @@ def test_onnx_export_matches_torch(tmp_path, options):
     path = export_onnx(model, tmp_path / "deeplabv3.onnx", input_shape=(1, 3, 64, 80))
     inputs = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        scale = model(inputs).abs().max().item()
+        scale = model(inputs)["segmentation"]["seg_logits"].abs().max().item()
     assert scale > 1.0
     assert check_onnx_matches(model, path, inputs) < 1e-4 * scale
 
@@ -310,20 +327,49 @@ def test_align_corners_resizes_like_tf_deeplab():
     on pixel 16 k; the default keeps PyTorch's pixel-centre rule."""
     model = _calibrated_segmentor(align_corners=True)
     reference = _calibrated_segmentor()  # same seed, same weights
-    assert model.align_corners and not reference.align_corners
+    head, reference_head = model.heads["segmentation"], reference.heads["segmentation"]
+    assert head.align_corners and not reference_head.align_corners
     inputs = DataPreprocessor()({"inputs": [_uint8_image(65, 49, seed=6)]})["inputs"]
     with torch.no_grad():
-        head_logits = model.decode_head(model.backbone(inputs))["seg_logits"]
-        logits = model(inputs)
-        default = reference(inputs)
+        outputs = model(inputs)["segmentation"]
+        logits = head.postprocess(outputs, (65, 49))["seg_logits"]
+        default = reference_head.postprocess(reference(inputs)["segmentation"], (65, 49))
+    head_logits = outputs["seg_logits"]
     assert head_logits.shape[-2:] == (5, 4)  # (65 - 1) / 16 + 1, (49 - 1) / 16 + 1
     torch.testing.assert_close(logits[..., ::16, ::16], head_logits, rtol=0, atol=1e-6)
     expected = F.interpolate(head_logits, size=(65, 49), mode="bilinear", align_corners=True)
     torch.testing.assert_close(logits, expected, rtol=0, atol=0)
-    assert not torch.allclose(logits, default, atol=1e-3)
+    assert not torch.allclose(logits, default["seg_logits"], atol=1e-3)
     # predict resizes to ori_shape by the same rule.
     sample = {"meta": {"img_shape": (65, 49), "ori_shape": (130, 98)}}
     with torch.no_grad():
         (prediction,) = model(inputs, [sample], mode="predict")
     resized = F.interpolate(logits, size=(130, 98), mode="bilinear", align_corners=True)
     assert torch.equal(prediction["pred_mask"], resized[0].argmax(0))
+
+
+def test_align_corners_also_scales_the_test_time_views():
+    """Multi-scale test with align_corners=True: the images go to each scale, the logits
+    back to ori_shape, all by TF's corner-aligned rule (TF-DeepLab's multi-scale eval)."""
+    model = _calibrated_segmentor(align_corners=True, test_cfg=dict(scales=(0.75, 1.0)))
+    image, _ = _two_shapes_scene(0)
+    inputs = DataPreprocessor()({"inputs": [image]})["inputs"]
+    sample = {"meta": {"img_shape": (64, 64), "ori_shape": (69, 75)}}
+
+    def resize(x, size):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+    total = 0
+    with torch.no_grad():
+        (prediction,) = model(inputs, [sample], mode="predict")
+        for size in ((48, 48), (64, 64)):
+            view = resize(inputs, size) if size != (64, 64) else inputs
+            head_logits = model(view)["segmentation"]["seg_logits"]
+            total = total + resize(resize(head_logits, size), (69, 75)).softmax(1)[0]
+    assert len(prediction["pred_mask"].unique()) >= 2  # not a constant map
+    assert torch.equal(prediction["pred_mask"], total.argmax(0))
+    # With PyTorch's rule the prediction differs: the option reaches every resize.
+    reference = _calibrated_segmentor(test_cfg=dict(scales=(0.75, 1.0)))
+    with torch.no_grad():
+        (other,) = reference(inputs, [sample], mode="predict")
+    assert (other["pred_mask"] != prediction["pred_mask"]).float().mean() > 0.01
