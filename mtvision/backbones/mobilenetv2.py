@@ -16,6 +16,10 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mtvision.backbones.inverted_residual import InvertedResidual
+from mtvision.backbones.pretrained_weights import (
+    PretrainedWeights,
+    mobilenet_v2_pretrained_weights,
+)
 from mtvision.layers.conv_norm_act import ConvNormAct
 from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
@@ -352,6 +356,47 @@ class MobileNetV2(BaseModule):
             for dropped in self.dropped_modules
         )
 
+    def rename_torchvision_keys(
+        self, state_dict: Mapping[str, Tensor]
+    ) -> tuple[dict[str, Tensor], list[str], list[str]]:
+        """A torchvision ``mobilenet_v2`` state dict in this model's key names.
+
+        Returns ``(renamed, skipped, unplaced)``: the weights under this model's
+        keys (:meth:`torchvision_module_map`); the torchvision keys absent here on
+        purpose (``classifier.*`` without a classifier, the modules dropped past the
+        deepest tap); and the keys that map to nothing.
+        """
+        module_map = self.torchvision_module_map()
+        own_keys = set(self.state_dict())
+        renamed: dict[str, Tensor] = {}
+        skipped: list[str] = []
+        unplaced: list[str] = []
+        for key, value in state_dict.items():
+            module_path, _, tensor_name = key.rpartition(".")
+            our_key = f"{module_map.get(module_path)}.{tensor_name}"
+            if module_path in module_map and our_key in own_keys:
+                renamed[our_key] = value
+            elif self.classifier is None and key.startswith("classifier."):
+                skipped.append(key)
+            elif module_path in module_map and self._dropped_on_purpose(module_map[module_path]):
+                skipped.append(key)
+            else:
+                unplaced.append(key)
+        return renamed, skipped, unplaced
+
+    def pretrained_weights(
+        self, state_dict: Mapping[str, Tensor], source: str, meta: Mapping | None = None
+    ) -> PretrainedWeights:
+        """The weights of a pretrained file that this backbone takes, in its own key names.
+
+        What ``init_cfg=dict(type="Pretrained", checkpoint=PATH)`` (without ``prefix``)
+        loads into the backbone: an mtvision checkpoint (its ``backbone.*`` keys: a
+        classifier, a detector, a converted TFLite file), a torchvision
+        ``mobilenet_v2`` state dict, or this backbone's own state dict; see
+        :func:`mtvision.backbones.pretrained_weights.mobilenet_v2_pretrained_weights`.
+        """
+        return mobilenet_v2_pretrained_weights(self, state_dict, source, meta)
+
     def load_torchvision_state_dict(
         self, state_dict: Mapping[str, Tensor], strict: bool = True
     ) -> LoadResult:
@@ -370,21 +415,8 @@ class MobileNetV2(BaseModule):
         and unexpected keys when ``strict``, else they are skipped and returned.
         """
         state_dict = unwrap_state_dict(state_dict, "torchvision mobilenet_v2 weights")
-        module_map = self.torchvision_module_map()
         own_state = self.state_dict()
-        renamed: dict[str, Tensor] = {}
-        unexpected: list[str] = []
-        for key, value in state_dict.items():
-            module_path, _, tensor_name = key.rpartition(".")
-            our_key = f"{module_map.get(module_path)}.{tensor_name}"
-            if module_path in module_map and our_key in own_state:
-                renamed[our_key] = value
-            elif self.classifier is None and key.startswith("classifier."):
-                continue
-            elif module_path in module_map and self._dropped_on_purpose(module_map[module_path]):
-                continue
-            else:
-                unexpected.append(key)
+        renamed, _, unexpected = self.rename_torchvision_keys(state_dict)
         fit = check_state_dict_fits(
             own_state,
             renamed,

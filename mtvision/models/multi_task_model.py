@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel, ModuleDict
 from torch import Tensor, nn
 
@@ -211,6 +213,25 @@ class MultiTaskModel(BaseModel):
 
     # ------------------------------------------------------------ weights
 
+    def init_weights(self) -> None:
+        """mmengine's initialisation (the ``init_cfg`` of the model and of its parts, e.g.
+        ``backbone.init_cfg=dict(type="Pretrained", checkpoint=PATH)``), then a check
+        that the data preprocessor normalises as the pretrained weights expect: a file
+        that states its preprocessing (a converted TFLite checkpoint: RGB, mean/std
+        127.5) and a preprocessor with other mean/std give a logged warning."""
+        super().init_weights()
+        for part in (self, self.backbone):
+            expected = getattr(part, "pretrained_preprocessing", None)
+            if expected:
+                problem = _preprocessing_mismatch(self.data_preprocessor, expected)
+                if problem:
+                    print_log(
+                        f"the pretrained weights of {type(part).__name__} expect {problem}: set "
+                        "model.data_preprocessor's mean/std to match (configs/finetune/ do)",
+                        logger="current",
+                        level=logging.WARNING,
+                    )
+
     def load_torchvision_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Load a torchvision ``mobilenet_v2`` state dict (same width).
 
@@ -291,6 +312,34 @@ def _view(images: Tensor, scale: float, flip: bool, align_corners: bool = False)
     with ``flip``, mirrored left-right."""
     scaled = resize(images, _view_size(tuple(images.shape[-2:]), scale), align_corners)
     return scaled.flip(-1) if flip else scaled
+
+
+def _preprocessing_mismatch(preprocessor: nn.Module, expected: Mapping) -> str | None:
+    """What differs between ``expected`` (``{"color_order", "mean", "std"}``, 0-255 units)
+    and the normalisation ``preprocessor`` applies, in words; ``None`` when they agree."""
+    mean, std = getattr(preprocessor, "mean", None), getattr(preprocessor, "std", None)
+    ours = (
+        (
+            [round(v, 4) for v in mean.flatten().tolist()],
+            [round(v, 4) for v in std.flatten().tolist()],
+        )
+        if isinstance(mean, Tensor) and isinstance(std, Tensor)
+        else None
+    )
+    want = (list(expected.get("mean", ())), list(expected.get("std", ())))
+    swaps_channels = bool(getattr(preprocessor, "_channel_conversion", False))
+    close = ours is not None and all(
+        len(a) == len(b) and torch.allclose(torch.tensor(a), torch.tensor(b, dtype=torch.float))
+        for a, b in zip(ours, want, strict=True)
+    )
+    if close and not swaps_channels:
+        return None
+    given = "no normalisation" if ours is None else f"mean {ours[0]}, std {ours[1]}"
+    order = " with its channels swapped" if swaps_channels else ""
+    return (
+        f"{expected.get('color_order', 'RGB')} inputs normalised with mean {want[0]}, std "
+        f"{want[1]}; the model's data_preprocessor applies {given}{order}"
+    )
 
 
 def _merge(prediction: dict, head_prediction: dict, head_name: str) -> None:

@@ -379,14 +379,33 @@ def convert_tflite(
             f"value (x - {graph_mean:g}) / {graph_std:g}",
             "output_stride": parsed.output_stride,
         },
-        "batch_norm": (
-            "folded into the convs by TFLite; each BatchNorm holds weight 1, bias = folded "
-            "bias, running_mean 0, running_var 1 - eps: exact in eval mode only, fine-tune "
-            "with norm_eval=True (frozen BN) or re-estimate the statistics first"
-        ),
+        "batch_norm": {
+            "folded": True,
+            "eps": _batch_norm_eps(model, loader.state),
+            "note": (
+                "folded into the convs by TFLite; each BatchNorm holds weight 1, bias = folded "
+                "bias, running_mean 0, running_var 1 - eps: exact in eval mode only, fine-tune "
+                "with norm_eval=True (frozen BN) or re-estimate the statistics first"
+            ),
+        },
         "not_converted": not_converted,
     }
     return model, meta
+
+
+def _batch_norm_eps(model: nn.Module, converted: dict[str, torch.Tensor]) -> float:
+    """The one eps of the converted BatchNorms (their running_var is 1 - eps), which a
+    model with another eps needs to load them exactly
+    (:mod:`mtvision.backbones.pretrained_weights`)."""
+    eps = {
+        module.eps
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and f"{name}.running_var" in converted
+    }
+    if len(eps) != 1:
+        raise ConversionError(f"the converted BatchNorms have eps {sorted(eps)}; expected one")
+    return eps.pop()
 
 
 def _check_unconverted_modules_unused(
