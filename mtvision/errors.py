@@ -20,6 +20,7 @@ __all__ = [
     "ConversionError",
     "ImageLoadError",
     "MaskLoadError",
+    "ScalarLogError",
 ]
 
 
@@ -49,6 +50,11 @@ class MaskLoadError(ImageLoadError):
     """
 
 
+class ScalarLogError(ValueError):
+    """A training log (mmengine's ``vis_data/scalars.json``) that cannot be read;
+    the message names the file and the line."""
+
+
 class CheckpointError(RuntimeError, ValueError):
     """A checkpoint file or weights that cannot be used; the message names the source.
 
@@ -76,5 +82,6 @@ USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError,
     ConversionError,
     ImageLoadError,
+    ScalarLogError,
     FileNotFoundError,
 )

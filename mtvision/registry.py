@@ -44,11 +44,14 @@ RUNNERS = Registry(
     "runner", parent=mmengine_registry.RUNNERS, scope="mtvision", locations=["mtvision.engine"]
 )
 
+LOOPS = Registry(
+    "loop", parent=mmengine_registry.LOOPS, scope="mtvision", locations=["mtvision.engine"]
+)
+
 # Registries mtvision adds nothing to. They exist so that mmengine, resolving
 # e.g. `optimizer=dict(type="SGD")` under `default_scope="mtvision"`, finds a
 # child registry for the scope and falls back to its own entries instead of
 # logging "Failed to search registry with scope 'mtvision'" on every build.
-LOOPS = Registry("loop", parent=mmengine_registry.LOOPS, scope="mtvision")
 LOG_PROCESSORS = Registry(
     "log_processor", parent=mmengine_registry.LOG_PROCESSORS, scope="mtvision"
 )

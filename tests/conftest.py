@@ -74,3 +74,14 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """A tiny synthetic shapes set (12 train / 6 val images of 64-96 px) in the COCO,
+    ImageNet and VOC layouts, shared read-only by the session's tests."""
+    from mtvision.synthetic.shapes import generate_shapes_dataset
+
+    root = tmp_path_factory.mktemp("tiny_shapes")
+    generate_shapes_dataset(root, seed=0, num_train=12, num_val=6, min_size=64, max_size=96)
+    return root

@@ -180,6 +180,35 @@ def test_misspelt_keys_at_any_depth_name_path_and_closest_name(option, close):
     assert message.endswith(f"did you mean '{close}'?")
 
 
+@pytest.mark.parametrize(
+    "config, option, close",
+    [
+        ("multitask_coco_voc_imagenet", "val_dataloader.coco.batch_sise=2", "batch_size"),
+        ("multitask_coco_voc_imagenet", "test_dataloader.voc.dataset.splt=val", "split"),
+        ("multitask_coco_voc_imagenet", "val_evaluator.coco.detection.classwize=0", "classwise"),
+        ("multitask_coco_voc_imagenet", "train_dataloader.batch_sampler.ratio=1", "ratios"),
+        ("multitask_coco_voc_imagenet", "train_dataloader.sampler.shufle=0", "shuffle"),
+        (
+            "multitask_coco_voc_imagenet",
+            "train_dataloader.dataset.datasets.detection.filter_emtpy=1",
+            "filter_empty",
+        ),
+        ("multitask_coco_voc_imagenet", "val_cfg.fp61=1", "fp16"),
+        ("multitask_shapes", "train_dataloader.dataset.on_unmatch=skip", "on_unmatched"),
+        ("multitask_shapes", "val_dataloader.shapes.dataset.check_size=0", "check_sizes"),
+    ],
+)
+def test_misspelt_keys_of_the_multitask_shapes_name_entry_and_part(config, option, close):
+    """Evaluation entries ({entry: loader}, {entry: {head: metric}}) and dataset parts
+    are walked like any other config."""
+    key, value = option.split("=")
+    with pytest.raises(ConfigError) as error:
+        load_config(f"configs/_base_/datasets/{config}.py", {key: value})
+    message = str(error.value)
+    assert message.startswith(f"--cfg-options {option}: unknown config key '{key}' (")
+    assert message.endswith(f"did you mean '{close}'?")
+
+
 def test_nested_lists_albumentations_and_schedulers_in_a_file(tmp_path):
     base = "/".join(("configs", "demo", "ssdlite_shapes.py"))
     config = tmp_path / "typo.py"

@@ -63,4 +63,4 @@ def test_the_demo_configs_cut_to_a_few_iterations_train_and_evaluate(tmp_path, m
         )
         summary = gpu_check.printed_metrics(capsys.readouterr().out)
         floats = {k: v for k, v in sorted(metrics.items()) if isinstance(v, float)}
-        assert summary == ", ".join(f"{k} {v:.3f}" for k, v in list(floats.items())[:4]), config
+        assert summary == ", ".join(f"{k} {v:.4f}" for k, v in list(floats.items())[:4]), config

@@ -12,7 +12,7 @@ from mtvision.data.voc_segmentation import voc_palette
 from mtvision.registry import MODELS
 from mtvision.synthetic.shapes import generate_shapes_dataset
 from mtvision.utils.palette import voc_colormap
-from mtvision.visualization.draw import draw_detections, draw_segmentation
+from mtvision.visualization.draw import draw_detections, draw_segmentation, draw_topk
 from mtvision.visualization.show_predictions_hook import ShowPredictionsHook
 
 GRAY = 120
@@ -183,3 +183,74 @@ def test_eval_show_dir_writes_segmentation_pictures(tmp_path):
         assert np.array_equal(colours, palette)  # the dataset's palette
         overlay = load_image(tmp_path / "show" / f"{stem}_overlay.png")
         assert np.array_equal(overlay, draw_segmentation(image, mask, palette, alpha=0.5))
+
+
+def test_draw_topk_lists_the_best_classes_below_the_image():
+    image = gray_image(40, 60)
+    scores = np.array([0.05, 0.6, 0.1, 0.2, 0.03, 0.02])
+    names = ["circle", "square", "triangle", "star", "cross", "hexagon"]
+    drawn = draw_topk(image, scores, names, k=3, gt_label=3)
+    # padded to 160 px so the names fit; 3 class lines + the true class, 16 px each
+    assert drawn.shape == (40 + 4 * 16 + 4, 160, 3)
+    assert np.array_equal(drawn[:40, :60], image) and not drawn[:40, 60:].any()
+    caption = drawn[40:]
+    line = lambda row: caption[16 * row : 16 * (row + 1)]  # noqa: E731
+    red, green = np.array([230, 40, 40]), np.array([40, 200, 40])
+    assert (line(0) == red).all(axis=2).any()  # "1. square 0.60" is wrong: red
+    assert (line(1) == green).all(axis=2).any()  # "2. star 0.20" is the true class
+    assert not (line(2) == green).all(axis=2).any() and line(3).any()
+    assert not np.array_equal(drawn, draw_topk(image, scores, None, k=3, gt_label=3))
+
+
+def test_hook_draws_mask_boxes_and_top5_of_one_prediction_on_one_picture(tmp_path):
+    image = np.random.default_rng(2).integers(0, 256, (80, 120, 3), dtype=np.uint8)
+    img_path = write_png(tmp_path / "shapes_val_000007.png", image)
+    mask = torch.zeros(80, 120, dtype=torch.int64)
+    mask[10:50, 20:70] = 3
+    scores = torch.tensor([0.1, 0.02, 0.5, 0.3, 0.05, 0.03])
+    # a joined dataset's metainfo: each head its own label space
+    metainfo = {
+        "tasks": {
+            "classification": {"classes": ("c0", "c1", "c2", "c3", "c4", "c5")},
+            "detection": {"classes": ("circle", "square", "triangle")},
+            "segmentation": {
+                "classes": tuple("abcd"),
+                "palette": [(0, 0, 0), (9, 9, 9), (5, 5, 5), (250, 10, 10)],
+            },
+        }
+    }
+    prediction = {
+        "pred_mask": mask,
+        "boxes": torch.tensor([[20.0, 10, 70, 50]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([2]),
+        "pred_score": scores,
+        "gt_label": 2,
+        "meta": {"img_path": img_path, "sample_idx": 0},
+    }
+    hook = ShowPredictionsHook(out_dir=str(tmp_path / "show"))
+    written = hook.show(prediction, metainfo)
+    assert written == [
+        str(tmp_path / "show" / "shapes_val_000007.png"),
+        str(tmp_path / "show" / "shapes_val_000007_overlay.png"),
+    ]
+    palette = np.array(metainfo["tasks"]["segmentation"]["palette"], np.uint8)
+    png = Image.open(written[0])
+    assert np.array_equal(np.array(png), mask.numpy())
+    assert np.array_equal(np.array(png.getpalette(), np.uint8).reshape(-1, 3)[:4], palette)
+    expected = draw_segmentation(image, mask.numpy(), palette, 0.5)
+    expected = draw_detections(
+        expected, np.array([[20.0, 10, 70, 50]]), [2], [0.9], ["circle", "square", "triangle"]
+    )
+    expected = draw_topk(
+        expected, scores.numpy(), metainfo["tasks"]["classification"]["classes"], 5, 2
+    )
+    assert np.array_equal(load_image(written[1]), expected)
+
+    # classification alone: the image and its top-5 caption
+    alone = hook.show({"pred_score": scores, "meta": {"img_path": img_path}}, metainfo)
+    assert alone == [str(tmp_path / "show" / "shapes_val_000007.png")]
+    assert np.array_equal(
+        load_image(alone[0]),
+        draw_topk(image, scores.numpy(), metainfo["tasks"]["classification"]["classes"]),
+    )

@@ -1,6 +1,4 @@
-"""ZoomOut / MinIoURandomCrop with hand-checked boxes, and the docstring's SSD pipelines."""
-
-import textwrap
+"""ZoomOut / MinIoURandomCrop with hand-checked boxes, and the SSD pipelines the COCO config builds."""
 
 import cv2
 import numpy as np
@@ -8,22 +6,19 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from mtvision.data import Albumentations, CocoDetection, MinIoURandomCrop, ssd_transforms
+from mtvision.data import Albumentations, CocoDetection, MinIoURandomCrop
+from mtvision.engine import load_config
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
+COCO_CONFIG = "configs/_base_/datasets/coco_detection.py"
 
-def docstring_pipelines():
-    """``train_pipeline`` and ``test_pipeline`` exactly as pasted from the module docstring."""
-    lines = ssd_transforms.__doc__.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("train_pipeline = ["))
-    block = []
-    for line in lines[start:]:
-        if line.strip() and not line.startswith("    "):
-            break
-        block.append(line)
-    namespace = {}
-    exec(textwrap.dedent("\n".join(block)), namespace)
-    return namespace["train_pipeline"], namespace["test_pipeline"]
+
+def config_pipelines():
+    """``train_pipeline`` and ``test_pipeline`` of the COCO detection config, as it is loaded."""
+    cfg = load_config(COCO_CONFIG)
+    assert cfg.train_dataloader.dataset.pipeline == cfg.train_pipeline
+    assert cfg.val_dataloader.dataset.pipeline == cfg.test_pipeline
+    return cfg.train_pipeline, cfg.test_pipeline
 
 
 def coordinate_image(height, width):
@@ -226,11 +221,11 @@ def test_ssd_transforms_follow_the_torch_seed():
     )
 
 
-# ---------------------------------------------------------------- the SSD pipelines
+# ---------------------------------------------------------------- the SSD pipelines of the config
 
 
 def test_photometric_steps_use_mmdet_ranges():
-    train_pipeline, _ = docstring_pipelines()
+    train_pipeline, _ = config_pipelines()
     transforms = train_pipeline[1]["transforms"]
     brightness = {**transforms[0], "p": 1.0}
     hue = {**transforms[1]["transforms"][0]["transforms"][2], "p": 1.0}
@@ -264,7 +259,7 @@ def shapes_coco(tmp_path_factory):
 
 
 def test_ssd_train_pipeline_keeps_boxes_inside_and_aligned(shapes_coco):
-    train_pipeline, _ = docstring_pipelines()
+    train_pipeline, _ = config_pipelines()
     dataset = CocoDetection(shapes_coco, data_prefix=dict(img="train2017"), pipeline=train_pipeline)
     torch.manual_seed(0)
     num_boxes = 0
@@ -295,7 +290,7 @@ def test_ssd_train_pipeline_keeps_boxes_inside_and_aligned(shapes_coco):
 
 
 def test_ssd_pipelines_pass_images_without_boxes(shapes_coco):
-    for pipeline, test_mode in zip(docstring_pipelines(), (False, True), strict=True):
+    for pipeline, test_mode in zip(config_pipelines(), (False, True), strict=True):
         dataset = CocoDetection(
             shapes_coco,
             ann_file="annotations/instances_val2017.json",
@@ -314,7 +309,7 @@ def test_ssd_pipelines_pass_images_without_boxes(shapes_coco):
 
 
 def test_ssd_test_pipeline_resizes_only(shapes_coco):
-    _, test_pipeline = docstring_pipelines()
+    _, test_pipeline = config_pipelines()
     dataset = CocoDetection(
         shapes_coco,
         ann_file="annotations/instances_val2017.json",

@@ -5,17 +5,24 @@
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
     python tools/eval.py --predictions RESULTS.json --ann ANNOTATIONS.json
 
-Runs the test loop and prints the metrics as JSON.
+Runs the test loop and prints one table of all metrics, one per line. A
+multi-task config (``test_cfg=dict(type="MultiTaskTestLoop")``, see
+docs/multitask.md) evaluates every head on its own test data and the table
+holds them all (``classification/top1``, ``coco/bbox_mAP``, ``voc/mIoU``, ...).
 
-``--out``: with a ``CocoMetric`` test evaluator, ``--out results.json`` writes
-the predictions as a COCO results file (``[{"image_id", "category_id", "bbox":
-[x, y, w, h], "score"}, ...]``, the format the COCO evaluation server takes);
-with any other evaluator ``--out metrics.json`` writes the metrics.
-``--out predictions.pkl`` dumps the raw predictions (mmengine's ``DumpResults``).
+``--out``: with a ``CocoMetric`` in the test evaluator, ``--out results.json``
+writes the predictions as a COCO results file (``[{"image_id", "category_id",
+"bbox": [x, y, w, h], "score"}, ...]``, the format the COCO evaluation server
+takes); with any other evaluator ``--out metrics.json`` writes the metrics as
+JSON. ``--out predictions.pkl`` dumps the raw predictions (mmengine's
+``DumpResults``; with several evaluation entries, one file per entry:
+``predictions.<entry>.pkl``).
 
 ``--show-dir DIR`` draws each prediction on its original image into DIR
 (detections as ``<image>.png``, segmentation as a VOC-palette ``<image>.png``
-plus ``<image>_overlay.png``; see ``ShowPredictionsHook``).
+plus ``<image>_overlay.png``, a multi-task prediction's boxes, mask and top-5
+classes on one picture; with several evaluation entries, one subfolder each;
+see ``ShowPredictionsHook``).
 
 ``--predictions RESULTS.json --ann ANNOTATIONS.json`` evaluates an existing
 COCO results file against a COCO annotation file, without a config or model:
@@ -26,6 +33,8 @@ The checkpoint must fit the model exactly.
 """
 
 import argparse
+import numbers
+import os
 import time
 
 import mmengine
@@ -120,6 +129,30 @@ def _as_list(evaluators) -> list:
     return list(evaluators) if isinstance(evaluators, list | tuple) else [evaluators]
 
 
+def _is_multi_entry(evaluator) -> bool:
+    """The multi-task loops' shape: ``{entry: {head: metric(s)}}`` (no ``type`` at the top)."""
+    return isinstance(evaluator, dict) and "type" not in evaluator
+
+
+def _metric_configs(evaluator) -> list:
+    """Every metric config of a test evaluator, whatever its shape."""
+    if isinstance(evaluator, list | tuple):
+        return [config for item in evaluator for config in _metric_configs(item)]
+    if isinstance(evaluator, dict):
+        if "type" in evaluator:
+            return [evaluator]
+        return [config for item in evaluator.values() for config in _metric_configs(item)]
+    return []
+
+
+def _pickle_paths(out: str, entries: list[str]) -> dict[str, str]:
+    """``--out`` for each evaluation entry: the file itself for one, ``stem.<entry>.pkl`` for several."""
+    if len(entries) == 1:
+        return {entries[0]: out}
+    stem, suffix = os.path.splitext(out)
+    return {entry: f"{stem}.{entry}{suffix}" for entry in entries}
+
+
 def _is_coco_metric(evaluator) -> bool:
     metric_type = evaluator.get("type") if isinstance(evaluator, dict) else None
     if isinstance(metric_type, str):
@@ -134,11 +167,19 @@ def _route_out(cfg, out: str) -> bool:
     the metric writes its COCO results there. ``.json`` otherwise: nothing here
     (``main`` writes the metrics).
     """
-    evaluators = _as_list(cfg.test_evaluator)
     if out.endswith(PICKLE_SUFFIXES):
-        cfg.test_evaluator = [*evaluators, dict(type="DumpResults", out_file_path=out)]
+        if _is_multi_entry(cfg.test_evaluator):
+            for entry, path in _pickle_paths(out, list(cfg.test_evaluator)).items():
+                heads = cfg.test_evaluator[entry]
+                head = next(iter(heads))  # DumpResults keeps every prediction of the entry
+                heads[head] = [*_as_list(heads[head]), dict(type="DumpResults", out_file_path=path)]
+        else:
+            cfg.test_evaluator = [
+                *_as_list(cfg.test_evaluator),
+                dict(type="DumpResults", out_file_path=out),
+            ]
         return False
-    coco_metrics = [e for e in evaluators if _is_coco_metric(e)]
+    coco_metrics = [e for e in _metric_configs(cfg.test_evaluator) if _is_coco_metric(e)]
     if len(coco_metrics) > 1:
         raise ConfigError(
             f"--out {out}: the test evaluator has {len(coco_metrics)} CocoMetrics; "
@@ -147,8 +188,27 @@ def _route_out(cfg, out: str) -> bool:
     if not coco_metrics:
         return False
     coco_metrics[0]["results_file"] = out
-    cfg.test_evaluator = evaluators
+    if not _is_multi_entry(cfg.test_evaluator):
+        cfg.test_evaluator = _as_list(cfg.test_evaluator)
     return True
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """One line per metric, sorted by name (so grouped by prefix), values to 4 decimals."""
+    if not metrics:
+        return "(no metrics)"
+
+    def value_text(value) -> str:
+        if isinstance(value, bool) or not isinstance(value, numbers.Number):
+            return str(value)
+        if isinstance(value, numbers.Integral):
+            return str(int(value))
+        return f"{float(value):.4f}"
+
+    width = max(len("metric"), *(len(str(name)) for name in metrics))
+    lines = [f"{'metric':<{width}}  value"]
+    lines += [f"{name:<{width}}  {value_text(metrics[name])}" for name in sorted(metrics)]
+    return "\n".join(lines)
 
 
 def evaluate_results_file(results_file: str, ann_file: str) -> dict:
@@ -185,8 +245,7 @@ def main(argv=None) -> dict:
     runner = build_runner(cfg)
     metrics = runner.test()
     if is_main_process():
-        # mmengine's json handler also converts numpy numbers.
-        print(mmengine.dump(metrics, file_format="json", indent=2, sort_keys=True))
+        print(format_metrics_table(metrics))
         if args.out is not None and args.out.endswith(".json") and not writes_coco_results:
             mmengine.dump(metrics, args.out, indent=2, sort_keys=True)
     return metrics

@@ -177,16 +177,25 @@ def _batch_size(config: Path) -> int:
 
 
 def printed_metrics(output: str) -> str:
-    """The metrics tools/eval.py printed (an indented JSON object), in a few words."""
-    starts = [i for i, line in enumerate(output.splitlines(keepends=True)) if line == "{\n"]
+    """The metrics tools/eval.py printed, in a few words: the first four fractional
+    values of its table (a ``metric value`` header, then one ``name value`` line each,
+    sorted by name), as printed."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.split() == ["metric", "value"]]
     if not starts:
         return "no metrics printed"
-    text = "".join(output.splitlines(keepends=True)[starts[-1] :])
-    try:
-        metrics, _ = json.JSONDecoder().raw_decode(text)
-    except json.JSONDecodeError:
-        return "no metrics printed"
-    shown = [f"{key} {value:.3f}" for key, value in metrics.items() if isinstance(value, float)]
+    shown = []
+    for line in lines[starts[-1] + 1 :]:
+        parts = line.split()
+        if len(parts) != 2:
+            break
+        name, value = parts
+        try:
+            float(value)
+        except ValueError:
+            break
+        if "." in value:  # integers (image counts) are not metrics worth a word
+            shown.append(f"{name} {value}")
     return ", ".join(shown[:4]) or "evaluated"
 
 

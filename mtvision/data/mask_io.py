@@ -94,12 +94,15 @@ def check_mask_values(mask: np.ndarray, num_classes: int, ignore_index: int, sou
 class LoadMask:
     """Read ``seg_path`` into ``mask`` (H, W) uint8, class indices with 255 = ignore.
 
-    Runs after :class:`~mtvision.data.transforms.LoadImage` (it checks the mask
-    against the loaded image) and before the augmentations, which then move
-    image and mask together. Adds ``seg_path`` to ``meta``. A sample's
-    ``label_map`` (``{mask value: label}``, set by a dataset that selects a
-    subset of its classes) relabels the checked mask; values it does not list
-    become ``ignore_index``.
+    Runs after :class:`~mtvision.data.transforms.LoadImage`: it checks the
+    mask against the image file's size (``meta["ori_shape"]``, as loaded).
+    In training pipelines it comes before the augmentations, which then move
+    image and mask together. A test pipeline may put it after a resize (as
+    mmseg's test pipelines do): the mask then stays at the original size,
+    where predictions are scored, while the network sees the resized image.
+    Adds ``seg_path`` to ``meta``. A sample's ``label_map`` (``{mask value:
+    label}``, set by a dataset that selects a subset of its classes) relabels
+    the checked mask; values it does not list become ``ignore_index``.
 
     Args:
         num_classes: valid values are 0..num_classes-1 and ``ignore_index``.
@@ -133,7 +136,7 @@ class LoadMask:
                 "(pass LoadMask(num_classes=...))"
             )
         mask = load_index_mask(seg_path)
-        image_shape = tuple(results["image"].shape[:2])
+        image_shape = tuple(results.get("meta", {}).get("ori_shape", results["image"].shape[:2]))
         if mask.shape != image_shape:
             raise MaskLoadError(
                 f"cannot load mask {seg_path!r}: its size {mask.shape[1]}x{mask.shape[0]} (WxH) "

@@ -24,50 +24,11 @@ is expressible with stock albumentations:
 - horizontal flip -> ``HorizontalFlip``; resize to the input size ->
   ``Resize`` (bilinear, aspect ratio not kept, as in mmdet's SSD configs).
 
-Ready-to-paste pipelines for input size 320 (the SSDLite recipe; the order is
-the SSD paper's and torchvision's: photometric, zoom out, crop, flip, resize)::
-
-    train_pipeline = [
-        dict(type="LoadImage"),
-        dict(
-            type="Albumentations",
-            transforms=[
-                dict(type="RandomBrightnessContrast", brightness_limit=32 / 255,
-                     contrast_limit=0, p=0.5),
-                dict(type="OneOf", p=1.0, transforms=[
-                    dict(type="Sequential", p=1.0, transforms=[
-                        dict(type="RandomBrightnessContrast", brightness_limit=0,
-                             contrast_limit=0.5, p=0.5),
-                        dict(type="ColorJitter", brightness=0, contrast=0,
-                             saturation=(0.5, 1.5), hue=0, p=0.5),
-                        dict(type="ColorJitter", brightness=0, contrast=0, saturation=0,
-                             hue=18 / 360, p=0.5),
-                    ]),
-                    dict(type="Sequential", p=1.0, transforms=[
-                        dict(type="ColorJitter", brightness=0, contrast=0,
-                             saturation=(0.5, 1.5), hue=0, p=0.5),
-                        dict(type="ColorJitter", brightness=0, contrast=0, saturation=0,
-                             hue=18 / 360, p=0.5),
-                        dict(type="RandomBrightnessContrast", brightness_limit=0,
-                             contrast_limit=0.5, p=0.5),
-                    ]),
-                ]),
-                dict(type="ChannelShuffle", p=0.5),
-                dict(type="ZoomOut", ratio_range=(1.0, 4.0),
-                     fill=(123.675, 116.28, 103.53), p=0.5),
-                dict(type="MinIoURandomCrop", min_ious=(0.1, 0.3, 0.5, 0.7, 0.9),
-                     min_crop_size=0.3, aspect_ratio_range=(0.5, 2.0)),
-                dict(type="HorizontalFlip", p=0.5),
-                dict(type="Resize", height=320, width=320),
-            ],
-        ),
-        dict(type="PackInputs"),
-    ]
-    test_pipeline = [
-        dict(type="LoadImage"),
-        dict(type="Albumentations", transforms=[dict(type="Resize", height=320, width=320)]),
-        dict(type="PackInputs"),
-    ]
+The SSDLite recipe's pipelines (input size 320; the order is the SSD paper's
+and torchvision's: photometric, zoom out, crop, flip, resize) are
+``train_pipeline`` / ``test_pipeline`` in
+``configs/_base_/datasets/coco_detection.py``; tests/test_ssd_transforms.py
+builds and checks them from there.
 
 The test pipeline only resizes the whole image, so a detector maps its boxes
 back to the original image with ``meta["ori_shape"] / meta["img_shape"]``.

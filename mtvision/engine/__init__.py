@@ -5,8 +5,9 @@ extension points: the local-path checkpoint loader (weights-only unpickling,
 :mod:`~mtvision.engine.checkpoint`) and the local file backend (atomic writes,
 :mod:`~mtvision.utils.atomic_files`). It also registers
 :class:`~mtvision.engine.runner.Runner` as ``'mtvision.Runner'``,
-:class:`~mtvision.engine.resumable_sampler.ResumableSampler` and
-:class:`~mtvision.engine.train_progress.TrainProgressHook`.
+:class:`~mtvision.engine.resumable_sampler.ResumableSampler`,
+:class:`~mtvision.engine.train_progress.TrainProgressHook` and the multi-task
+evaluation loops ``MultiTaskValLoop`` / ``MultiTaskTestLoop`` (LOOPS).
 """
 
 from mtvision.engine.checkpoint import (
@@ -16,6 +17,7 @@ from mtvision.engine.checkpoint import (
 )
 from mtvision.engine.config import load_config
 from mtvision.engine.latest_checkpoint import find_resumable_checkpoint
+from mtvision.engine.multitask_loops import MultiTaskTestLoop, MultiTaskValLoop
 from mtvision.engine.resumable_sampler import ResumableSampler
 from mtvision.engine.runner import LAST_CHECKPOINT_NAME, Runner, build_runner
 from mtvision.engine.train_progress import TrainProgress, TrainProgressHook
@@ -24,6 +26,8 @@ from mtvision.utils.atomic_files import AtomicLocalBackend, atomic_publish, atom
 __all__ = [
     "CHECKPOINT_SAFE_GLOBALS",
     "LAST_CHECKPOINT_NAME",
+    "MultiTaskTestLoop",
+    "MultiTaskValLoop",
     "AtomicLocalBackend",
     "ResumableSampler",
     "Runner",

@@ -24,7 +24,9 @@ Where the valid keys come from:
   (``model.heads.detection.num_classes``).
 - dicts mmengine reads without a ``type``: the data loaders (torch's
   ``DataLoader`` arguments and mmengine's ``dataset``/``sampler``/
-  ``batch_sampler``/``collate_fn``/``worker_init_fn``/``num_batch_per_epoch``),
+  ``batch_sampler``/``collate_fn``/``worker_init_fn``/``num_batch_per_epoch``;
+  for the multi-task evaluation loops a dict of named loaders, and evaluators
+  as ``{entry: {head: metric or list}}``, each walked in turn),
   ``train_cfg``/``val_cfg``/``test_cfg`` (the loop's arguments; ``by_epoch``
   picks mmengine's epoch- or iteration-based loop), ``optim_wrapper`` (the
   wrapper's arguments plus ``optimizer``, ``constructor``, ``paramwise_cfg``
@@ -430,6 +432,10 @@ class _Checker:
     def dataloader(self, value: Any, path: str) -> None:
         if not isinstance(value, Mapping):
             return
+        if _is_loader_entries(value):  # a multi-task loop's {entry: data loader}
+            for name, loader in value.items():
+                self.dataloader(loader, f"{path}.{name}")
+            return
         valid = set(accepted_keys(DataLoader) or ()) | _MMENGINE_LOADER_KEYS
         self.keys(value, path, valid, "a data loader")
         self.typed(value.get("dataset"), f"{path}.dataset", mtv.DATASETS)
@@ -455,6 +461,15 @@ class _Checker:
         self.typed(value, path, mtv.LOOPS)
 
     def evaluator(self, value: Any, path: str) -> None:
+        if isinstance(value, Mapping) and "type" not in value and "metrics" not in value:
+            # a multi-task loop's {entry: {head: metric or metrics}}
+            for entry, heads in value.items():
+                if isinstance(heads, Mapping) and "type" not in heads:
+                    for head, metrics in heads.items():
+                        self.each(metrics, f"{path}.{entry}.{head}", mtv.METRICS)
+                else:  # the loop refuses it, saying the head level is missing
+                    self.each(heads, f"{path}.{entry}", mtv.METRICS)
+            return
         if isinstance(value, Mapping) and "metrics" in value:  # an Evaluator of metrics
             from mmengine.evaluator import Evaluator
             from mmengine.registry import EVALUATOR
@@ -517,6 +532,15 @@ class _Checker:
             return
         self.keys(value, path, _ENV_KEYS, "env_cfg")
         self.plain(value.get("mp_cfg"), f"{path}.mp_cfg", _MP_KEYS, "env_cfg.mp_cfg")
+
+
+def _is_loader_entries(value: Mapping) -> bool:
+    """``{entry name: data loader config}`` of mtvision's multi-task evaluation loops."""
+    return (
+        "dataset" not in value
+        and bool(value)
+        and all(isinstance(item, Mapping) and "dataset" in item for item in value.values())
+    )
 
 
 def _is_named_configs(value: Any) -> bool:

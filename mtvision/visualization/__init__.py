@@ -3,7 +3,7 @@
 Importing this package registers ``ShowPredictionsHook`` (HOOKS).
 """
 
-from mtvision.visualization.draw import draw_detections, draw_segmentation
+from mtvision.visualization.draw import draw_detections, draw_segmentation, draw_topk
 from mtvision.visualization.show_predictions_hook import ShowPredictionsHook
 
-__all__ = ["ShowPredictionsHook", "draw_detections", "draw_segmentation"]
+__all__ = ["ShowPredictionsHook", "draw_detections", "draw_segmentation", "draw_topk"]

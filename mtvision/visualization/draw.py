@@ -50,6 +50,51 @@ def draw_classification(
     return np.concatenate([picture, _caption(lines, size)], axis=0)
 
 
+def draw_topk(
+    image: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str] | None = None,
+    k: int = 5,
+    gt_label: int | None = None,
+    min_width: int = 160,
+) -> np.ndarray:
+    """Return ``image`` above a caption listing its ``k`` highest-scoring classes.
+
+    Args:
+        image: (H, W, 3) uint8 RGB (kept at its size, padded on the right with
+            black to ``min_width`` so the names fit).
+        scores: (K,) class scores (e.g. softmax probabilities).
+        classes: names by class index; ``None`` writes the indices.
+        k: how many classes to list (at most K), best first, one line each:
+            ``"1. circle 0.91"``.
+        gt_label: the true class: its line is green, a wrong first line red,
+            and a last line says ``"true: <name>"``.
+
+    Returns:
+        (H + caption height, max(W, min_width), 3) uint8 RGB.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")[: max(1, min(k, scores.size))]
+
+    def name(label: int) -> str:
+        return classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
+
+    lines = []
+    for rank, label in enumerate(order):
+        color = WHITE
+        if gt_label is not None and label == gt_label:
+            color = GREEN
+        elif gt_label is not None and rank == 0:
+            color = RED
+        lines.append((f"{rank + 1}. {name(int(label))} {scores[label]:.2f}", color))
+    if gt_label is not None:
+        lines.append((f"true: {name(int(gt_label))}", WHITE))
+    width = max(image.shape[1], min_width)
+    picture = np.zeros((image.shape[0], width, 3), np.uint8)
+    picture[:, : image.shape[1]] = image
+    return np.concatenate([picture, _caption(lines, width)], axis=0)
+
+
 def tile_grid(tiles: Sequence[np.ndarray], columns: int = 4, gap: int = 4) -> np.ndarray:
     """Arrange equally sized HWC tiles row by row on a white canvas."""
     if not tiles:

@@ -2,15 +2,26 @@
 
 Every picture is drawn on the original image, read again from
 ``meta["img_path"]``, because detection boxes and segmentation masks are
-predicted in original-image pixels. Files are named after the image:
+predicted in original-image pixels. A prediction may hold any of the three
+heads' fields (a multi-task model merges them); one picture shows them all,
+layered: the mask's colours, then the boxes, then the top-k classes below:
 
-- detection (predictions with ``boxes`` (K, 4) xyxy original pixels,
-  ``scores`` (K,), ``labels`` (K,)): ``<stem>.png``, boxes scoring at least
-  ``score_threshold`` with class names and scores;
-- segmentation (predictions with ``pred_mask`` (H, W) int class map at the
-  original size): ``<stem>.png``, the mask as a palette PNG (PIL mode "P",
-  the VOC colormap, as VOC's SegmentationClass files), and
-  ``<stem>_overlay.png``, the image blended with the mask's colours.
+- segmentation (``pred_mask`` (H, W) int class map at the original size):
+  ``<stem>.png`` is the mask as a palette PNG (PIL mode "P", the dataset's or
+  the VOC colours, as VOC's SegmentationClass files) and the picture is
+  ``<stem>_overlay.png``, the image blended with the mask's colours;
+- detection (``boxes`` (K, 4) xyxy original pixels, ``scores`` (K,),
+  ``labels`` (K,)): boxes scoring at least ``score_threshold`` with class
+  names and scores; the picture is ``<stem>.png`` unless there is a mask;
+- classification (``pred_score`` (K,)): the ``topk`` best classes with their
+  scores in a caption below the image (the true class, ``gt_label``, in green).
+
+Class names and palette come from the test dataset's ``metainfo``, per task
+(``metainfo["tasks"][head]`` for a joined dataset, see
+:mod:`mtvision.utils.metainfo`), read for each batch, so a multi-task test loop
+running several datasets names each one's classes. With several evaluation
+entries (:class:`~mtvision.engine.MultiTaskTestLoop`), each entry's pictures go
+into ``out_dir/<entry name>/``.
 
 Under torchrun every process writes the pictures of its own images (the
 sampler gives them disjoint images; a padding repeat rewrites the same file
@@ -32,8 +43,9 @@ from mtvision.data.image_io import load_image
 from mtvision.registry import HOOKS
 from mtvision.utils.arrays import to_numpy
 from mtvision.utils.atomic_files import atomic_write_bytes
+from mtvision.utils.metainfo import task_metainfo
 from mtvision.utils.palette import voc_colormap
-from mtvision.visualization.draw import draw_detections, draw_segmentation
+from mtvision.visualization.draw import draw_detections, draw_segmentation, draw_topk
 
 __all__ = ["ShowPredictionsHook"]
 
@@ -64,15 +76,16 @@ class ShowPredictionsHook(Hook):
     Args:
         out_dir: folder for the pictures (created).
         max_images: only images with ``meta["sample_idx"]`` below this are
-            drawn, i.e. the first ``max_images`` of the test set however many
+            drawn, i.e. the first ``max_images`` of each test set however many
             processes share it; ``None`` draws all.
         score_threshold: detections scoring below this are not drawn.
         alpha: colour weight of segmentation overlays.
-        classes: class names by label; ``None`` takes the test dataset's
-            ``metainfo["classes"]`` when testing starts.
+        topk: how many classes a classification caption lists.
+        classes: class names by label for every task; ``None`` takes each
+            task's ``classes`` from the test dataset's metainfo.
         palette: (N, 3) RGB colours of segmentation labels; ``None`` takes
-            ``metainfo["palette"]`` when the dataset has one, else the VOC
-            colormap.
+            the segmentation ``palette`` of the test dataset's metainfo when it
+            has one, else the VOC colormap.
     """
 
     priority = "LOW"
@@ -83,32 +96,41 @@ class ShowPredictionsHook(Hook):
         max_images: int | None = None,
         score_threshold: float = 0.3,
         alpha: float = 0.5,
+        topk: int = 5,
         classes: Sequence[str] | None = None,
         palette: Sequence[Sequence[int]] | None = None,
     ) -> None:
         if max_images is not None and max_images < 0:
             raise ValueError(f"max_images must be >= 0 or None, got {max_images}")
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
         self.out_dir = os.fspath(out_dir)
         self.max_images = max_images
         self.score_threshold = score_threshold
         self.alpha = alpha
+        self.topk = topk
         self.classes = None if classes is None else list(classes)
         self.palette = None if palette is None else np.asarray(palette, np.uint8).reshape(-1, 3)
         self.num_written = 0
 
-    def before_test(self, runner) -> None:
-        metainfo = getattr(runner.test_loop.dataloader.dataset, "metainfo", None) or {}
-        if self.classes is None and "classes" in metainfo:
-            self.classes = list(metainfo["classes"])
-        if self.palette is None and metainfo.get("palette") is not None:
-            self.palette = np.asarray(metainfo["palette"], np.uint8).reshape(-1, 3)
-
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        loop = runner.test_loop
+        metainfo = getattr(loop.dataloader.dataset, "metainfo", None) or {}
+        out_dir = self.out_dir
+        if len(getattr(loop, "entries", ())) > 1:
+            out_dir = os.path.join(self.out_dir, loop.current_entry)
         for prediction in outputs or ():
-            self.show(prediction)
+            self.show(prediction, metainfo, out_dir)
 
-    def show(self, prediction: dict) -> list[str]:
+    def show(
+        self, prediction: dict, metainfo: dict | None = None, out_dir: str | None = None
+    ) -> list[str]:
         """Write the picture(s) of one prediction; returns the paths written.
+
+        Args:
+            prediction: one image's prediction dict (see the module docstring).
+            metainfo: the test dataset's ``metainfo`` (class names, palette).
+            out_dir: folder to write to; default ``self.out_dir``.
 
         Returns ``[]`` for an image beyond ``max_images``.
         """
@@ -120,43 +142,79 @@ class ShowPredictionsHook(Hook):
             raise KeyError(
                 f"ShowPredictionsHook needs meta['img_path']; got meta keys {sorted(meta)}"
             )
+        if not any(key in prediction for key in ("boxes", "pred_mask", "pred_score")):
+            raise KeyError(
+                "ShowPredictionsHook draws detection ('boxes'), segmentation ('pred_mask') or "
+                f"classification ('pred_score') predictions; got keys {sorted(prediction)}"
+            )
         image = load_image(meta["img_path"])
-        stem = os.path.join(self.out_dir, os.path.splitext(os.path.basename(meta["img_path"]))[0])
+        out_dir = self.out_dir if out_dir is None else os.fspath(out_dir)
+        stem = os.path.join(out_dir, os.path.splitext(os.path.basename(meta["img_path"]))[0])
+        files: dict[str, bytes] = {}
+        picture, picture_path = image, f"{stem}.png"
+        if "pred_mask" in prediction:
+            mask = self._checked_mask(prediction["pred_mask"], image, meta["img_path"])
+            palette = self._palette(metainfo)
+            picture = draw_segmentation(image, mask, palette, self.alpha)
+            files[f"{stem}.png"] = _encode_palette_png(mask, palette)
+            picture_path = f"{stem}_overlay.png"
         if "boxes" in prediction:
-            drawn = draw_detections(
-                image,
+            picture = draw_detections(
+                picture,
                 to_numpy(prediction["boxes"]),
                 to_numpy(prediction["labels"]),
                 to_numpy(prediction["scores"]),
-                self.classes,
+                self._classes(metainfo, "detection"),
                 self.score_threshold,
             )
-            files = {f"{stem}.png": _encode_png(drawn)}
-        elif "pred_mask" in prediction:
-            mask = to_numpy(prediction["pred_mask"])
-            if mask.shape != image.shape[:2]:
-                raise ValueError(
-                    f"{meta['img_path']}: pred_mask is {mask.shape}, the image is "
-                    f"{image.shape[:2]}; masks must be at the original size"
-                )
-            if mask.size and (mask.min() < 0 or mask.max() > 255):
-                raise ValueError(
-                    f"{meta['img_path']}: pred_mask labels {mask.min()}..{mask.max()} do not fit "
-                    "a palette PNG (0..255)"
-                )
-            palette = self.palette if self.palette is not None else voc_colormap()
-            overlay = draw_segmentation(image, mask, palette, self.alpha)
-            files = {
-                f"{stem}.png": _encode_palette_png(mask, palette),
-                f"{stem}_overlay.png": _encode_png(overlay),
-            }
-        else:
-            raise KeyError(
-                "ShowPredictionsHook draws detection ('boxes') or segmentation ('pred_mask') "
-                f"predictions; got keys {sorted(prediction)}"
+        if "pred_score" in prediction:
+            picture = draw_topk(
+                picture,
+                to_numpy(prediction["pred_score"]),
+                self._classes(metainfo, "classification"),
+                self.topk,
+                prediction.get("gt_label"),
             )
-        os.makedirs(self.out_dir, exist_ok=True)
+        files[picture_path] = _encode_png(picture)
+        os.makedirs(out_dir, exist_ok=True)
         for path, data in files.items():
             atomic_write_bytes(path, data)
         self.num_written += 1
         return list(files)
+
+    @staticmethod
+    def _checked_mask(mask, image: np.ndarray, img_path: str) -> np.ndarray:
+        mask = to_numpy(mask)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"{img_path}: pred_mask is {mask.shape}, the image is {image.shape[:2]}; "
+                "masks must be at the original size"
+            )
+        if mask.size and (mask.min() < 0 or mask.max() > 255):
+            raise ValueError(
+                f"{img_path}: pred_mask labels {mask.min()}..{mask.max()} do not fit a palette "
+                "PNG (0..255)"
+            )
+        return mask
+
+    def _classes(self, metainfo: dict | None, task: str) -> list[str] | None:
+        if self.classes is not None:
+            return self.classes
+        classes = _task_meta(metainfo, task).get("classes")
+        return None if classes is None else list(classes)
+
+    def _palette(self, metainfo: dict | None) -> np.ndarray:
+        if self.palette is not None:
+            return self.palette
+        palette = _task_meta(metainfo, "segmentation").get("palette")
+        if palette is None:
+            return voc_colormap()
+        return np.asarray(palette, np.uint8).reshape(-1, 3)
+
+
+def _task_meta(metainfo: dict | None, task: str) -> dict:
+    """The task's metainfo, or {} when a multi-task dataset has none for it (numbers are drawn)."""
+    try:
+        return task_metainfo(metainfo, task)
+    except KeyError:
+        return {}
