@@ -3,11 +3,13 @@
 __version__ = "0.1.0"
 
 
-def create_model(name: str, **kwargs):
-    """Build a model by its registered name, e.g. ``create_model("mobilenet_v2", num_classes=5)``."""
+def create_model(name: str, checkpoint: str | None = None, **kwargs):
+    """Build a model by its registered name, e.g. ``create_model("mobilenet_v2", num_classes=5)``;
+    ``checkpoint=PATH`` loads weights (and a converted file's architecture), see
+    :func:`mtvision.models.named_models.create_model`."""
     from mtvision.models.named_models import create_model as _create_model
 
-    return _create_model(name, **kwargs)
+    return _create_model(name, checkpoint=checkpoint, **kwargs)
 
 
 def list_models() -> list[str]:

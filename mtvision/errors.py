@@ -17,6 +17,7 @@ __all__ = [
     "AnnotationError",
     "CheckpointError",
     "ConfigError",
+    "ConversionError",
     "ImageLoadError",
     "MaskLoadError",
     "ScalarLogError",
@@ -68,11 +69,18 @@ class ConfigError(ValueError):
     """A config that cannot be right; the message names the file and the key."""
 
 
+class ConversionError(ValueError):
+    """A weight file (e.g. ``.tflite``) that cannot be read, or whose graph does not
+    fit the model it is converted into; the message names the file, the op or layer,
+    and the problem."""
+
+
 #: What the command-line tools report as one line instead of a traceback.
 USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     AnnotationError,
     ConfigError,
     CheckpointError,
+    ConversionError,
     ImageLoadError,
     ScalarLogError,
     FileNotFoundError,

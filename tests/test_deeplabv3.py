@@ -308,11 +308,68 @@ def test_overfits_two_images():
     assert accuracy > (~foreground).float().mean().item() + 0.08
 
 
-def test_onnx_export_matches_torch(tmp_path):
-    model = _calibrated_segmentor(head="aspp")
+# The second variant: TF's padding and resize, as converted TF weights use them.
+@pytest.mark.parametrize(
+    "options", [dict(head="aspp"), dict(head="aspp", padding="same", align_corners=True)]
+)
+def test_onnx_export_matches_torch(tmp_path, options):
+    model = _calibrated_segmentor(**options)
     path = export_onnx(model, tmp_path / "deeplabv3.onnx", input_shape=(1, 3, 64, 80))
     inputs = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         scale = model(inputs)["segmentation"]["seg_logits"].abs().max().item()
     assert scale > 1.0
     assert check_onnx_matches(model, path, inputs) < 1e-4 * scale
+
+
+def test_align_corners_resizes_like_tf_deeplab():
+    """align_corners=True (TF-DeepLab's resize): feature k of a (H - 1) / 16 + 1 map lands
+    on pixel 16 k; the default keeps PyTorch's pixel-centre rule."""
+    model = _calibrated_segmentor(align_corners=True)
+    reference = _calibrated_segmentor()  # same seed, same weights
+    head, reference_head = model.heads["segmentation"], reference.heads["segmentation"]
+    assert head.align_corners and not reference_head.align_corners
+    inputs = DataPreprocessor()({"inputs": [_uint8_image(65, 49, seed=6)]})["inputs"]
+    with torch.no_grad():
+        outputs = model(inputs)["segmentation"]
+        logits = head.postprocess(outputs, (65, 49))["seg_logits"]
+        default = reference_head.postprocess(reference(inputs)["segmentation"], (65, 49))
+    head_logits = outputs["seg_logits"]
+    assert head_logits.shape[-2:] == (5, 4)  # (65 - 1) / 16 + 1, (49 - 1) / 16 + 1
+    torch.testing.assert_close(logits[..., ::16, ::16], head_logits, rtol=0, atol=1e-6)
+    expected = F.interpolate(head_logits, size=(65, 49), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    assert not torch.allclose(logits, default["seg_logits"], atol=1e-3)
+    # predict resizes to ori_shape by the same rule.
+    sample = {"meta": {"img_shape": (65, 49), "ori_shape": (130, 98)}}
+    with torch.no_grad():
+        (prediction,) = model(inputs, [sample], mode="predict")
+    resized = F.interpolate(logits, size=(130, 98), mode="bilinear", align_corners=True)
+    assert torch.equal(prediction["pred_mask"], resized[0].argmax(0))
+
+
+def test_align_corners_also_scales_the_test_time_views():
+    """Multi-scale test with align_corners=True: the images go to each scale, the logits
+    back to ori_shape, all by TF's corner-aligned rule (TF-DeepLab's multi-scale eval)."""
+    model = _calibrated_segmentor(align_corners=True, test_cfg=dict(scales=(0.75, 1.0)))
+    image, _ = _two_shapes_scene(0)
+    inputs = DataPreprocessor()({"inputs": [image]})["inputs"]
+    sample = {"meta": {"img_shape": (64, 64), "ori_shape": (69, 75)}}
+
+    def resize(x, size):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+    total = 0
+    with torch.no_grad():
+        (prediction,) = model(inputs, [sample], mode="predict")
+        for size in ((48, 48), (64, 64)):
+            view = resize(inputs, size) if size != (64, 64) else inputs
+            head_logits = model(view)["segmentation"]["seg_logits"]
+            total = total + resize(resize(head_logits, size), (69, 75)).softmax(1)[0]
+    assert len(prediction["pred_mask"].unique()) >= 2  # not a constant map
+    assert torch.equal(prediction["pred_mask"], total.argmax(0))
+    # With PyTorch's rule the prediction differs: the option reaches every resize.
+    reference = _calibrated_segmentor(test_cfg=dict(scales=(0.75, 1.0)))
+    with torch.no_grad():
+        (other,) = reference(inputs, [sample], mode="predict")
+    assert (other["pred_mask"] != prediction["pred_mask"]).float().mean() > 0.01

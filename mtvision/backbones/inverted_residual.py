@@ -29,6 +29,8 @@ class InvertedResidual(nn.Module):
         stride: 1 or 2, applied by the depthwise conv.
         expand_ratio: t in the paper's Table 2.
         dilation: atrous rate of the depthwise conv (padding equals it).
+        padding: ``"symmetric"`` or ``"same"`` (TF), see :class:`ConvNormAct`; only the
+            depthwise conv can differ.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class InvertedResidual(nn.Module):
         stride: int,
         expand_ratio: float,
         dilation: int = 1,
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -55,6 +58,7 @@ class InvertedResidual(nn.Module):
             stride=stride,
             dilation=dilation,
             groups=hidden_channels,
+            padding=padding,
         )
         self.project: ConvNormAct | None = ConvNormAct(
             hidden_channels, out_channels, kernel_size=1, activation=None

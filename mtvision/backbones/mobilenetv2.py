@@ -16,6 +16,10 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mtvision.backbones.inverted_residual import InvertedResidual
+from mtvision.backbones.pretrained_weights import (
+    PretrainedWeights,
+    mobilenet_v2_pretrained_weights,
+)
 from mtvision.layers.conv_norm_act import ConvNormAct
 from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
@@ -97,7 +101,11 @@ class MobileNetV2(BaseModule):
         norm_eval: keep every BatchNorm in eval mode during training.
         num_classes: build the classifier with this many outputs (tap ``"logits"``).
         dropout: dropout probability before the classifier's linear layer.
-        round_nearest: channel rounding divisor.
+        round_nearest: channel rounding divisor (TF-DeepLab's thinned MobileNetV2s
+            use 1: width 0.5 has 12 channels where 8 would give 16).
+        padding: ``"symmetric"`` (PyTorch, the default) or ``"same"`` (TensorFlow's
+            rule: the stride-2 convs pad 0 before and 1 after on even inputs), for
+            weights converted from TF; see :class:`~mtvision.layers.ConvNormAct`.
         init_cfg: mmengine initialisation config, e.g. ``dict(type="Pretrained",
             checkpoint=PATH, prefix="backbone.")`` to start from another model's
             backbone (applied by ``init_weights()``, which the Runner calls).
@@ -113,6 +121,7 @@ class MobileNetV2(BaseModule):
         num_classes: int | None = None,
         dropout: float = 0.2,
         round_nearest: int = 8,
+        padding: str = "symmetric",
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -128,9 +137,10 @@ class MobileNetV2(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.num_classes = num_classes
+        self.padding = padding
 
         in_channels = _make_divisible(STEM_CHANNELS * width_mult, round_nearest)
-        self.stem = ConvNormAct(3, in_channels, kernel_size=3, stride=2)
+        self.stem = ConvNormAct(3, in_channels, kernel_size=3, stride=2, padding=padding)
         current_stride = 2
         feature_info = [FeatureSpec("stem", in_channels, current_stride)]
 
@@ -151,7 +161,9 @@ class MobileNetV2(BaseModule):
                 else:
                     block_stride, dilation = stride, 1
                     current_stride *= stride
-                block = InvertedResidual(in_channels, out_channels, block_stride, t, dilation)
+                block = InvertedResidual(
+                    in_channels, out_channels, block_stride, t, dilation, padding=padding
+                )
                 if stage_name == EXPANSION_TAP_STAGE and block_index == 0:
                     # The expansion precedes the depthwise conv, so it has the input's stride.
                     feature_info.append(
@@ -344,6 +356,47 @@ class MobileNetV2(BaseModule):
             for dropped in self.dropped_modules
         )
 
+    def rename_torchvision_keys(
+        self, state_dict: Mapping[str, Tensor]
+    ) -> tuple[dict[str, Tensor], list[str], list[str]]:
+        """A torchvision ``mobilenet_v2`` state dict in this model's key names.
+
+        Returns ``(renamed, skipped, unplaced)``: the weights under this model's
+        keys (:meth:`torchvision_module_map`); the torchvision keys absent here on
+        purpose (``classifier.*`` without a classifier, the modules dropped past the
+        deepest tap); and the keys that map to nothing.
+        """
+        module_map = self.torchvision_module_map()
+        own_keys = set(self.state_dict())
+        renamed: dict[str, Tensor] = {}
+        skipped: list[str] = []
+        unplaced: list[str] = []
+        for key, value in state_dict.items():
+            module_path, _, tensor_name = key.rpartition(".")
+            our_key = f"{module_map.get(module_path)}.{tensor_name}"
+            if module_path in module_map and our_key in own_keys:
+                renamed[our_key] = value
+            elif self.classifier is None and key.startswith("classifier."):
+                skipped.append(key)
+            elif module_path in module_map and self._dropped_on_purpose(module_map[module_path]):
+                skipped.append(key)
+            else:
+                unplaced.append(key)
+        return renamed, skipped, unplaced
+
+    def pretrained_weights(
+        self, state_dict: Mapping[str, Tensor], source: str, meta: Mapping | None = None
+    ) -> PretrainedWeights:
+        """The weights of a pretrained file that this backbone takes, in its own key names.
+
+        What ``init_cfg=dict(type="Pretrained", checkpoint=PATH)`` (without ``prefix``)
+        loads into the backbone: an mtvision checkpoint (its ``backbone.*`` keys: a
+        classifier, a detector, a converted TFLite file), a torchvision
+        ``mobilenet_v2`` state dict, or this backbone's own state dict; see
+        :func:`mtvision.backbones.pretrained_weights.mobilenet_v2_pretrained_weights`.
+        """
+        return mobilenet_v2_pretrained_weights(self, state_dict, source, meta)
+
     def load_torchvision_state_dict(
         self, state_dict: Mapping[str, Tensor], strict: bool = True
     ) -> LoadResult:
@@ -362,21 +415,8 @@ class MobileNetV2(BaseModule):
         and unexpected keys when ``strict``, else they are skipped and returned.
         """
         state_dict = unwrap_state_dict(state_dict, "torchvision mobilenet_v2 weights")
-        module_map = self.torchvision_module_map()
         own_state = self.state_dict()
-        renamed: dict[str, Tensor] = {}
-        unexpected: list[str] = []
-        for key, value in state_dict.items():
-            module_path, _, tensor_name = key.rpartition(".")
-            our_key = f"{module_map.get(module_path)}.{tensor_name}"
-            if module_path in module_map and our_key in own_state:
-                renamed[our_key] = value
-            elif self.classifier is None and key.startswith("classifier."):
-                continue
-            elif module_path in module_map and self._dropped_on_purpose(module_map[module_path]):
-                continue
-            else:
-                unexpected.append(key)
+        renamed, _, unexpected = self.rename_torchvision_keys(state_dict)
         fit = check_state_dict_fits(
             own_state,
             renamed,

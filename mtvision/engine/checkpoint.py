@@ -17,6 +17,7 @@ and ``init_cfg=dict(type='Pretrained', ...)`` all go through it, and
 (:mod:`mtvision.utils.state_dict`).
 """
 
+import logging
 import os.path as osp
 import pickle
 import re
@@ -29,12 +30,11 @@ from mmengine.model.weight_init import PretrainedInit as MMEnginePretrainedInit
 from mmengine.model.weight_init import update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
-from mmengine.runner.checkpoint import load_state_dict
 from torch import nn
 
 from mtvision.errors import CheckpointError
 from mtvision.utils.state_dict import check_state_dict_fits as check_state_dict_fits_shared
-from mtvision.utils.state_dict import unwrap_state_dict
+from mtvision.utils.state_dict import summarize_keys, unwrap_state_dict
 
 try:
     from numpy._core import multiarray  # numpy >= 2
@@ -176,15 +176,33 @@ class PretrainedInit(MMEnginePretrainedInit):
     checkpoint of another model (or one whose weights sit under ``model``)
     leaves the module silently random. Here the checkpoint is unwrapped the
     same way as ``load_from``; shape mismatches, and weights that match not a
-    single key of the module, are a :class:`CheckpointError` naming the file;
-    missing and unexpected keys are logged, as mmengine does. ``prefix``
-    (e.g. ``"backbone."``) selects the keys of one sub-module.
+    single key of the module, are a :class:`CheckpointError` naming the file.
+
+    Which keys: ``prefix`` (e.g. ``"backbone."``) selects the keys of one
+    sub-module. Without it, a module that knows pretrained layouts (a
+    ``pretrained_weights(state_dict, source, meta)`` method, as
+    :meth:`MobileNetV2.pretrained_weights
+    <mtvision.backbones.MobileNetV2.pretrained_weights>` has: mtvision
+    checkpoints, converted TFLite files, torchvision state dicts) picks its own
+    part; any other module takes the keys as they are (a whole-model checkpoint on
+    the whole model).
+
+    One log line says what was loaded and what was not: the layout, how many of
+    the module's tensors were loaded, those left as initialised and the file's
+    keys not loaded, grouped by prefix with counts. Warnings the module raises
+    (folded BatchNorm without ``norm_eval``) are logged as warnings. A checkpoint
+    whose ``meta`` describes its preprocessing (converted files) leaves it on the
+    module as ``pretrained_preprocessing``; :class:`~mtvision.models.MultiTaskModel`
+    compares it with its data preprocessor.
     """
 
     def __call__(self, module: nn.Module) -> None:
         source = str(self.checkpoint)
         checkpoint = CheckpointLoader.load_checkpoint(source, map_location=self.map_location)
+        meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
+        meta = meta if isinstance(meta, Mapping) else {}
         state_dict = unwrap_state_dict(checkpoint, source)
+        skipped: list[str] = []
         if self.prefix:
             prefix = self.prefix if self.prefix.endswith(".") else f"{self.prefix}."
             selected = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
@@ -193,10 +211,32 @@ class PretrainedInit(MMEnginePretrainedInit):
                     f"{source}: no key starts with the prefix {prefix!r} (init_cfg prefix); "
                     f"keys start with {sorted({k.split('.')[0] + '.' for k in state_dict})[:10]}"
                 )
+            skipped = [k for k in state_dict if not k.startswith(prefix)]
             state_dict = selected
+            layout = f"its keys under {prefix!r}"
             source = f"{source} (prefix {prefix!r})"
-        print_log(f"load {type(module).__name__} from: {source}", logger="current")
-        check_state_dict_fits_shared(module, state_dict, source, strict=False)
-        load_state_dict(module, state_dict, strict=False, logger="current")
+            warnings: list[str] = []
+            preprocessing = meta.get("preprocessing")
+        elif hasattr(module, "pretrained_weights"):
+            weights = module.pretrained_weights(state_dict, source, meta)
+            state_dict, layout, skipped = weights.state_dict, weights.layout, weights.skipped
+            warnings, preprocessing = weights.warnings, weights.preprocessing
+        else:
+            layout = "its keys as they are"
+            warnings = []
+            preprocessing = meta.get("preprocessing")
+        fit = check_state_dict_fits_shared(module, state_dict, source, strict=False)
+        module.load_state_dict(state_dict, strict=False)
+        if isinstance(preprocessing, Mapping):
+            module.pretrained_preprocessing = dict(preprocessing)
+        total = len(module.state_dict())
+        print_log(
+            f"load {type(module).__name__} from {source} ({layout}): {len(fit.matched)} of "
+            f"{total} tensors loaded; left as initialised: {summarize_keys(fit.missing)}; in "
+            f"the file, not loaded: {summarize_keys([*skipped, *fit.unexpected])}",
+            logger="current",
+        )
+        for warning in warnings:
+            print_log(warning, logger="current", level=logging.WARNING)
         if hasattr(module, "_params_init_info"):
             update_init_info(module, init_info=self._get_init_info())

@@ -51,13 +51,20 @@ class DeepLabV3Head(BaseModule):
             half up.
         in_features: the one tap read; default ``("stage7",)``, the 320-channel map the
             paper's DeepLabv3 uses (not the 1280-channel ``final_conv``).
+        padding: ``"symmetric"`` or ``"same"`` (TF) for the ASPP's convs.
+        align_corners: how the head's bilinear resizes (logits to the input size and
+            to ``meta["ori_shape"]``, images to the test-time scales) map pixels.
+            ``False``: pixel centres (PyTorch's default, mmseg's); ``True``: corner
+            pixels aligned, as TF-DeepLab and its TFLite files resize (with a feature
+            map of (H - 1) / output_stride + 1 pixels, e.g. 33 for 513, feature k
+            lands on pixel k * output_stride).
         init_cfg: mmengine initialisation config (e.g. ``Pretrained`` with a prefix).
 
     Contract (see ``docs/architecture.md``), for an input batch of (H, W):
 
     - ``forward(features)``: ``{"seg_logits": (N, K, h, w)}`` at the tap's stride.
     - ``loss(outputs, data_samples, input_size=(H, W))``: ``{"loss_seg"}``, the logits
-      upsampled bilinearly to (H, W) (``align_corners=False``), cross-entropy against
+      upsampled bilinearly to (H, W) (``align_corners`` as set), cross-entropy against
       each sample's ``mask`` (uint8 (h, w), top-left aligned, ``ignore_index`` =
       ignore; the padding is ignored too), averaged over the labelled pixels of the
       samples that carry a mask, 0 when every pixel is ignored. Samples without a
@@ -83,6 +90,8 @@ class DeepLabV3Head(BaseModule):
         ignore_index: int = 255,
         test_cfg: dict | None = None,
         in_features: Sequence[str] | None = None,
+        padding: str = "symmetric",
+        align_corners: bool = False,
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -94,9 +103,10 @@ class DeepLabV3Head(BaseModule):
         (self.in_spec,) = select_specs(list(feature_info), self.in_features)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.align_corners = bool(align_corners)
         self.test_time_views = _test_time_views(test_cfg)
         rates = self.scaled_atrous_rates(atrous_rates, self.in_spec.stride) if aspp else ()
-        self.aspp = ASPP(self.in_spec.channels, channels, rates)
+        self.aspp = ASPP(self.in_spec.channels, channels, rates, padding=padding)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
         self._init_weights()
@@ -150,7 +160,7 @@ class DeepLabV3Head(BaseModule):
         if len(indices) < len(logits):
             logits = logits[indices]
         target = self._batch_target([data_samples[i] for i in indices], input_size, logits.device)
-        logits = upsample(logits, input_size).float()
+        logits = upsample(logits, input_size, self.align_corners).float()
         total = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
         num_labelled = (target != self.ignore_index).sum()
         return {"loss_seg": total / num_labelled.clamp(min=1)}
@@ -190,7 +200,7 @@ class DeepLabV3Head(BaseModule):
         The argmax follows the resize to each original image size, in :meth:`to_original`
         (for an input at the original size it is ``seg_logits.argmax(1)``).
         """
-        return {"seg_logits": upsample(outputs["seg_logits"], input_size)}
+        return {"seg_logits": upsample(outputs["seg_logits"], input_size, self.align_corners)}
 
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
         """Per image: logits cut to ``meta["img_shape"]``, resized to ``meta["ori_shape"]``,
@@ -200,7 +210,9 @@ class DeepLabV3Head(BaseModule):
         for index, sample in enumerate(data_samples):
             h, w = (int(s) for s in sample.get("meta", {}).get("img_shape", logits.shape[-2:]))
             image_logits = logits[index : index + 1, :, :h, :w]
-            probabilities.append(_probabilities_at_original_size(image_logits, sample, (h, w)))
+            probabilities.append(
+                _probabilities_at_original_size(image_logits, sample, (h, w), self.align_corners)
+            )
         return _label_maps(probabilities, data_samples)
 
     def predict(
@@ -232,7 +244,9 @@ class DeepLabV3Head(BaseModule):
             if flip:
                 logits = logits.flip(-1)
             probabilities = [
-                _probabilities_at_original_size(logits[index : index + 1], sample, image_size)
+                _probabilities_at_original_size(
+                    logits[index : index + 1], sample, image_size, self.align_corners
+                )
                 for index, sample in enumerate(data_samples)
             ]
             totals = (
@@ -244,12 +258,12 @@ class DeepLabV3Head(BaseModule):
 
 
 def _probabilities_at_original_size(
-    image_logits: Tensor, sample: dict, image_size: tuple[int, int]
+    image_logits: Tensor, sample: dict, image_size: tuple[int, int], align_corners: bool
 ) -> Tensor:
     """(1, K, h, w) logits of one image -> (K, H_o, W_o) softmax probabilities at
     ``meta["ori_shape"]`` (default ``image_size``)."""
     out_size = tuple(int(s) for s in sample.get("meta", {}).get("ori_shape", image_size))
-    return resize(image_logits, out_size).float().softmax(dim=1)[0]
+    return resize(image_logits, out_size, align_corners).float().softmax(dim=1)[0]
 
 
 def _label_maps(probabilities: list[Tensor], data_samples: Sequence[dict]) -> list[dict]:
@@ -262,13 +276,16 @@ def _label_maps(probabilities: list[Tensor], data_samples: Sequence[dict]) -> li
     return predictions
 
 
-def upsample(logits: Tensor, input_size: tuple[int, int]) -> Tensor:
-    """Bilinear (``align_corners=False``) upsampling of (N, K, h, w) to (N, K, *input_size).
+def upsample(logits: Tensor, input_size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """Bilinear upsampling of (N, K, h, w) to (N, K, *input_size) (``align_corners``: see
+    :class:`DeepLabV3Head`).
 
     Always interpolated (the head map is smaller than the input), so ONNX traces
     stay free of shape-dependent branches.
     """
-    return F.interpolate(logits, size=tuple(input_size), mode="bilinear", align_corners=False)
+    return F.interpolate(
+        logits, size=tuple(input_size), mode="bilinear", align_corners=align_corners
+    )
 
 
 def _test_time_views(test_cfg: dict | None) -> tuple[tuple[float, bool], ...]:

@@ -34,11 +34,18 @@ class SSDLiteExtras(nn.Module):
     Args:
         in_spec: the tap the first block reads (its name and channels).
         depths: output channels of the blocks, in order.
+        padding: ``"symmetric"`` or ``"same"`` (TF's rule) for the stride-2 depthwise
+            convs, see :class:`~mtvision.layers.ConvNormAct`.
 
     Weights: convs ~ N(0, 0.03) (torchvision's SSDLite init), BatchNorm weight 1, bias 0.
     """
 
-    def __init__(self, in_spec: FeatureSpec, depths: Sequence[int] = DEFAULT_DEPTHS) -> None:
+    def __init__(
+        self,
+        in_spec: FeatureSpec,
+        depths: Sequence[int] = DEFAULT_DEPTHS,
+        padding: str = "symmetric",
+    ) -> None:
         super().__init__()
         if not depths or any(depth < 2 or depth % 2 for depth in depths):
             raise ValueError(f"depths must be even numbers >= 2, got {list(depths)}")
@@ -51,7 +58,9 @@ class SSDLiteExtras(nn.Module):
             blocks.append(
                 nn.Sequential(
                     ConvNormAct(in_channels, hidden, kernel_size=1),
-                    ConvNormAct(hidden, hidden, kernel_size=3, stride=2, groups=hidden),
+                    ConvNormAct(
+                        hidden, hidden, kernel_size=3, stride=2, groups=hidden, padding=padding
+                    ),
                     ConvNormAct(hidden, depth, kernel_size=1),
                 )
             )

@@ -72,6 +72,8 @@ class SSDLiteHead(BaseModule):
         test_cfg: post-processing, defaults ``score_threshold=0.01`` (keep low for
             COCO mAP), ``topk_candidates=300`` (per class, before NMS),
             ``nms_iou_threshold=0.6``, ``max_detections=100``.
+        padding: ``"symmetric"`` or ``"same"`` (TF's rule) for the extra layers'
+            stride-2 convs (the predictors are stride 1, where both rules agree).
         init_cfg: mmengine initialisation config (e.g. ``Pretrained`` with a prefix).
 
     Contract (see ``docs/architecture.md``), for an input batch of (H, W):
@@ -114,6 +116,7 @@ class SSDLiteHead(BaseModule):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         test_cfg: dict | None = None,
+        padding: str = "symmetric",
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -129,7 +132,7 @@ class SSDLiteHead(BaseModule):
         if isinstance(anchor_generator, dict):
             anchor_generator = MODELS.build(anchor_generator)
 
-        self.extras = SSDLiteExtras(backbone_specs[-1], depths=extra_depths)
+        self.extras = SSDLiteExtras(backbone_specs[-1], depths=extra_depths, padding=padding)
         self.level_specs: list[FeatureSpec] = [*backbone_specs, *self.extras.feature_info]
         if anchor_generator.num_layers != len(self.level_specs):
             raise ValueError(

@@ -33,6 +33,8 @@ class ImagePooling(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
+        # TF-DeepLab pools with a fixed kernel of the crop's feature size (33x33 at 513),
+        # which is this global average at that size.
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv = ConvNormAct(in_channels, out_channels, kernel_size=1, activation="relu")
 
@@ -60,10 +62,17 @@ class ASPP(nn.Module):
         in_channels: C_in of the (N, C_in, H, W) input.
         out_channels: width of every branch and of the (N, out_channels, H, W) output.
         atrous_rates: dilations of the 3x3 branches; empty for the on-device head.
+        padding: ``"symmetric"`` or ``"same"`` (TF) for the convs, see
+            :class:`ConvNormAct`; the branches are stride 1 with odd kernels, where
+            both rules pad the same, so it only documents where the weights came from.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int = 256, atrous_rates: Sequence[int] = ()
+        self,
+        in_channels: int,
+        out_channels: int = 256,
+        atrous_rates: Sequence[int] = (),
+        padding: str = "symmetric",
     ) -> None:
         super().__init__()
         self.atrous_rates = tuple(int(rate) for rate in atrous_rates)
@@ -73,7 +82,14 @@ class ASPP(nn.Module):
             ConvNormAct(in_channels, out_channels, kernel_size=1, activation="relu")
         ]
         branches += [
-            ConvNormAct(in_channels, out_channels, kernel_size=3, dilation=rate, activation="relu")
+            ConvNormAct(
+                in_channels,
+                out_channels,
+                kernel_size=3,
+                dilation=rate,
+                activation="relu",
+                padding=padding,
+            )
             for rate in self.atrous_rates
         ]
         branches.append(ImagePooling(in_channels, out_channels))

@@ -20,6 +20,9 @@ def deeplabv3_mobilenet_v2(
     dropout: float = 0.1,
     ignore_index: int = 255,
     test_cfg: dict | None = None,
+    padding: str = "symmetric",
+    align_corners: bool = False,
+    data_preprocessor: dict | None = None,
     **backbone_kwargs,
 ) -> MultiTaskModel:
     """DeepLabv3 on MobileNetV2's 320-channel ``stage7`` (Table 7): a MultiTaskModel with one
@@ -29,7 +32,10 @@ def deeplabv3_mobilenet_v2(
     ``head="ondevice"``: 1x1 + image-pooling branches (the paper's pick);
     ``head="aspp"``: adds 3x3 branches at ``atrous_rates`` (stated at output stride
     16, doubled at 8). ``test_cfg=dict(scales=..., flip=...)`` for the multi-scale +
-    flip test. Extra keyword arguments go to the backbone. 21 classes, on-device
+    flip test. ``padding`` (``"same"``: TF's rule) goes to the backbone and the head,
+    ``align_corners`` to the head's resizes (TF-DeepLab's weights need both, see
+    docs/pretrained.md); ``data_preprocessor`` replaces the default (ImageNet
+    mean/std). Extra keyword arguments go to the backbone. 21 classes, on-device
     head: 2,113,557 parameters (paper: 2.11M).
     """
     if head not in HEAD_VARIANTS:
@@ -39,6 +45,7 @@ def deeplabv3_mobilenet_v2(
             type="MobileNetV2",
             width_mult=width_mult,
             output_stride=output_stride,
+            padding=padding,
             **backbone_kwargs,
         ),
         heads=dict(
@@ -51,6 +58,9 @@ def deeplabv3_mobilenet_v2(
                 dropout=dropout,
                 ignore_index=ignore_index,
                 test_cfg=test_cfg,
+                padding=padding,
+                align_corners=align_corners,
             )
         ),
+        data_preprocessor=data_preprocessor,
     )

@@ -13,6 +13,7 @@ def _mobilenet_v2_classifier(width_mult: float):
         num_classes: int = 1000,
         dropout: float = 0.2,
         label_smoothing: float = 0.0,
+        data_preprocessor: dict | None = None,
         **backbone_kwargs,
     ) -> MultiTaskModel:
         return MultiTaskModel(
@@ -25,12 +26,14 @@ def _mobilenet_v2_classifier(width_mult: float):
                     label_smoothing=label_smoothing,
                 )
             ),
+            data_preprocessor=data_preprocessor,
         )
 
     build.__doc__ = (
         f"MobileNetV2 (width {width_mult}) image classifier: a MultiTaskModel with one "
         "``classification`` head on ``final_conv``; extra keyword arguments go to the "
-        "backbone (output_stride, frozen_stages, ...). 3,504,872 parameters at width 1.0 "
+        "backbone (output_stride, frozen_stages, padding, ...); ``data_preprocessor`` replaces "
+        "the default (ImageNet mean/std). 3,504,872 parameters at width 1.0 "
         "and 1000 classes, as torchvision's mobilenet_v2."
     )
     return build

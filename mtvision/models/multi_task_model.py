@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel, ModuleDict
 from torch import Tensor, nn
 
@@ -183,7 +185,7 @@ class MultiTaskModel(BaseModel):
             if (h, w) != (height, width):
                 images = images[:, :, :h, :w]
             group_samples = [samples[i] for i in indices]
-            features = {PLAIN_VIEW: self.backbone(images)}
+            features: dict[tuple, dict[str, Tensor]] = {PLAIN_VIEW: self.backbone(images)}
             for name in self._active:
                 head = self.heads[name]
                 views = getattr(head, "test_time_views", (PLAIN_VIEW,))
@@ -191,12 +193,16 @@ class MultiTaskModel(BaseModel):
                     outputs = head(features[PLAIN_VIEW])
                     head_predictions = head.predict(outputs, group_samples, input_size=(h, w))
                 else:
+                    # The head's resize rule scales the images too (TF-DeepLab: align_corners).
+                    align_corners = bool(getattr(head, "align_corners", False))
                     view_outputs = []
                     for view in views:
-                        if view not in features:
-                            features[view] = self.backbone(_view(images, *view))
+                        # At scale 1 the resize is the identity under either rule.
+                        key = view if view[0] == 1.0 else (*view, align_corners)
+                        if key not in features:
+                            features[key] = self.backbone(_view(images, *view, align_corners))
                         view_size = _view_size((h, w), view[0])
-                        view_outputs.append((head(features[view]), view_size))
+                        view_outputs.append((head(features[key]), view_size))
                     head_predictions = head.predict_views(view_outputs, group_samples, (h, w))
                 for index, head_prediction in zip(indices, head_predictions, strict=True):
                     _merge(predictions[index], head_prediction, name)
@@ -206,6 +212,25 @@ class MultiTaskModel(BaseModel):
         return predictions
 
     # ------------------------------------------------------------ weights
+
+    def init_weights(self) -> None:
+        """mmengine's initialisation (the ``init_cfg`` of the model and of its parts, e.g.
+        ``backbone.init_cfg=dict(type="Pretrained", checkpoint=PATH)``), then a check
+        that the data preprocessor normalises as the pretrained weights expect: a file
+        that states its preprocessing (a converted TFLite checkpoint: RGB, mean/std
+        127.5) and a preprocessor with other mean/std give a logged warning."""
+        super().init_weights()
+        for part in (self, self.backbone):
+            expected = getattr(part, "pretrained_preprocessing", None)
+            if expected:
+                problem = _preprocessing_mismatch(self.data_preprocessor, expected)
+                if problem:
+                    print_log(
+                        f"the pretrained weights of {type(part).__name__} expect {problem}: set "
+                        "model.data_preprocessor's mean/std to match (configs/finetune/ do)",
+                        logger="current",
+                        level=logging.WARNING,
+                    )
 
     def load_torchvision_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Load a torchvision ``mobilenet_v2`` state dict (same width).
@@ -282,10 +307,39 @@ def _view_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, int(size[0] * scale + 0.5)), max(1, int(size[1] * scale + 0.5))
 
 
-def _view(images: Tensor, scale: float, flip: bool) -> Tensor:
-    """``images`` resized by ``scale`` (bilinear) and, with ``flip``, mirrored left-right."""
-    scaled = resize(images, _view_size(tuple(images.shape[-2:]), scale))
+def _view(images: Tensor, scale: float, flip: bool, align_corners: bool = False) -> Tensor:
+    """``images`` resized by ``scale`` (bilinear, ``align_corners`` as the head resizes) and,
+    with ``flip``, mirrored left-right."""
+    scaled = resize(images, _view_size(tuple(images.shape[-2:]), scale), align_corners)
     return scaled.flip(-1) if flip else scaled
+
+
+def _preprocessing_mismatch(preprocessor: nn.Module, expected: Mapping) -> str | None:
+    """What differs between ``expected`` (``{"color_order", "mean", "std"}``, 0-255 units)
+    and the normalisation ``preprocessor`` applies, in words; ``None`` when they agree."""
+    mean, std = getattr(preprocessor, "mean", None), getattr(preprocessor, "std", None)
+    ours = (
+        (
+            [round(v, 4) for v in mean.flatten().tolist()],
+            [round(v, 4) for v in std.flatten().tolist()],
+        )
+        if isinstance(mean, Tensor) and isinstance(std, Tensor)
+        else None
+    )
+    want = (list(expected.get("mean", ())), list(expected.get("std", ())))
+    swaps_channels = bool(getattr(preprocessor, "_channel_conversion", False))
+    close = ours is not None and all(
+        len(a) == len(b) and torch.allclose(torch.tensor(a), torch.tensor(b, dtype=torch.float))
+        for a, b in zip(ours, want, strict=True)
+    )
+    if close and not swaps_channels:
+        return None
+    given = "no normalisation" if ours is None else f"mean {ours[0]}, std {ours[1]}"
+    order = " with its channels swapped" if swaps_channels else ""
+    return (
+        f"{expected.get('color_order', 'RGB')} inputs normalised with mean {want[0]}, std "
+        f"{want[1]}; the model's data_preprocessor applies {given}{order}"
+    )
 
 
 def _merge(prediction: dict, head_prediction: dict, head_name: str) -> None:

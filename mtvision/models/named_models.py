@@ -27,13 +27,48 @@ def register_model(name: str):
     return decorator
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the model registered as ``name`` with the builder's keyword arguments."""
+def create_model(name: str, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """Build the model registered as ``name`` with the builder's keyword arguments.
+
+    ``checkpoint``: an mtvision checkpoint file (``state_dict`` + ``meta``, e.g. a
+    training run's ``last.pth`` or a file written by ``tools/convert_weights.py``),
+    read with ``weights_only=True`` and loaded strictly through the loader every
+    mtvision weight loader shares (:mod:`mtvision.utils.state_dict`); the model is
+    returned in eval mode. When the checkpoint's ``meta["model"]`` names its builder
+    (``{"name": ..., "kwargs": {...}}``, as converted checkpoints do), those keyword
+    arguments are the defaults, so ``create_model(name, checkpoint=path)`` rebuilds
+    the architecture and preprocessing the weights need; explicit keyword arguments
+    override them.
+
+    Raises:
+        KeyError: unknown ``name``.
+        FileNotFoundError, CheckpointError: the checkpoint is missing, unreadable,
+            made for another builder, or does not fit the model (keys and shapes
+            listed in one line).
+    """
     import mtvision.models  # noqa: F401  (registers the builders)
 
     if name not in _MODEL_BUILDERS:
         raise KeyError(f"unknown model {name!r}; available: {list_models()}")
-    return _MODEL_BUILDERS[name](**kwargs)
+    if checkpoint is None:
+        return _MODEL_BUILDERS[name](**kwargs)
+
+    from mtvision.engine.checkpoint import load_checkpoint_file
+    from mtvision.errors import CheckpointError
+    from mtvision.utils.state_dict import check_state_dict_fits, unwrap_state_dict
+
+    contents = load_checkpoint_file(checkpoint, map_location="cpu")
+    state_dict = unwrap_state_dict(contents, str(checkpoint))
+    meta = contents.get("meta") if isinstance(contents.get("meta"), dict) else {}
+    described = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    if described.get("name", name) != name:
+        raise CheckpointError(
+            f"{checkpoint}: holds weights for create_model({described['name']!r}), not {name!r}"
+        )
+    model = _MODEL_BUILDERS[name](**{**described.get("kwargs", {}), **kwargs})
+    check_state_dict_fits(model, state_dict, str(checkpoint))
+    model.load_state_dict(state_dict, strict=False)  # strictness checked above
+    return model.eval()
 
 
 def list_models() -> list[str]:

@@ -19,6 +19,8 @@ def ssdlite320_mobilenet_v2(
     anchor_generator: dict | None = None,
     cls_loss: str = "softmax",
     test_cfg: dict | None = None,
+    padding: str = "symmetric",
+    data_preprocessor: dict | None = None,
     **backbone_kwargs,
 ) -> MultiTaskModel:
     """SSDLite on MobileNetV2, meant for 320x320 inputs: a MultiTaskModel with one
@@ -26,14 +28,17 @@ def ssdlite320_mobilenet_v2(
 
     ``num_classes`` foreground classes; ``anchor_generator``, ``cls_loss`` and
     ``test_cfg`` as in ``SSDLiteHead``; ``output_stride=16`` dilates the backbone's
-    last stage (maps 20, 20, 10, 5, 3, 2 at 320x320). Extra keyword arguments go
-    to the backbone. Width 1.0, 80 classes: 4,337,013 parameters (paper: 4.3M).
+    last stage (maps 20, 20, 10, 5, 3, 2 at 320x320). ``padding`` (``"same"``: TF's
+    rule, for a backbone converted from TF) goes to the backbone and the head;
+    ``data_preprocessor`` replaces the default (ImageNet mean/std). Extra keyword
+    arguments go to the backbone. Width 1.0, 80 classes: 4,337,013 parameters (paper: 4.3M).
     """
     return MultiTaskModel(
         backbone=dict(
             type="MobileNetV2",
             width_mult=width_mult,
             output_stride=output_stride,
+            padding=padding,
             **backbone_kwargs,
         ),
         heads=dict(
@@ -43,8 +48,10 @@ def ssdlite320_mobilenet_v2(
                 anchor_generator=anchor_generator,
                 cls_loss=cls_loss,
                 test_cfg=test_cfg,
+                padding=padding,
             )
         ),
+        data_preprocessor=data_preprocessor,
         bn_eps=SSDLITE_BN_EPS,
         bn_momentum=SSDLITE_BN_MOMENTUM,
     )

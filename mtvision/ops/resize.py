@@ -6,10 +6,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of (N, C, h, w) to (N, C, *size) with ``align_corners=False``
-    (pixel centres, PyTorch's and mmseg's convention); ``x`` itself at the same size."""
+def resize(x: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """Bilinear resize of (N, C, h, w) to (N, C, *size); ``x`` itself at the same size.
+
+    ``align_corners=False`` maps pixel centres (PyTorch's and mmseg's convention);
+    ``True`` aligns the corner pixels, as TF-DeepLab (and its TFLite files) resize.
+    """
     size = tuple(int(s) for s in size)
     if tuple(x.shape[-2:]) == size:
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)

@@ -46,6 +46,7 @@ __all__ = [
     "check_state_dict_fits",
     "compare_state_dicts",
     "strip_uniform_prefixes",
+    "summarize_keys",
     "unwrap_state_dict",
 ]
 
@@ -210,6 +211,19 @@ def check_state_dict_fits(
             + "; ".join(problems)
         )
     return fit
+
+
+def summarize_keys(keys: Sequence[str], depth: int = 2) -> str:
+    """Keys grouped by their first ``depth`` name parts, with counts, for one log line:
+    ``"heads.classification.* (2), backbone.final_conv.* (6)"``; ``"none"`` when empty."""
+    groups: dict[str, int] = {}
+    for key in keys:
+        parts = str(key).split(".")
+        group = ".".join(parts[:depth]) + (".*" if len(parts) > depth else "")
+        groups[group] = groups.get(group, 0) + 1
+    if not groups:
+        return "none"
+    return ", ".join(f"{group} ({count})" for group, count in groups.items())
 
 
 def _listed(keys: list[str]) -> str:
