@@ -10,6 +10,7 @@ import json
 import os
 import os.path as osp
 import signal
+import time
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -283,3 +284,10 @@ def loader_options(*settings: str) -> list[str]:
         for loader in ("train_dataloader", "val_dataloader", "test_dataloader")
         for setting in settings
     ]
+
+
+def minutes_since(start: float) -> str:
+    """Wall time since ``start`` (a ``time.perf_counter()`` value) as ``"M min S s"``,
+    for the slow learning tests to print next to their metrics (``pytest -s``)."""
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    return f"{minutes} min {seconds} s"

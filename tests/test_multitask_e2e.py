@@ -2,9 +2,10 @@
 train -> eval (one table, COCO results, pictures) -> training curves."""
 
 import json
+import time
 
 import pytest
-from engine_toy import load_tool
+from engine_toy import load_tool, minutes_since
 
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
@@ -38,7 +39,9 @@ def _options(root, *extra_loader_settings):
 
 def _train_eval_plot(options, tmp_path, show_limit):
     work_dir = tmp_path / "work"
+    start = time.perf_counter()
     runner = train_tool.main([DEMO_CONFIG, "--work-dir", str(work_dir), "--cfg-options", *options])
+    print(f"multi-task training: {minutes_since(start)}")
     results = tmp_path / "results.json"
     metrics = eval_tool.main(
         [DEMO_CONFIG, str(work_dir / "last.pth"), "--work-dir", str(tmp_path / "eval")]
@@ -83,8 +86,7 @@ def test_demo_recipe_learns_every_task(tmp_path):
     runner, metrics, _, curves = _train_eval_plot(_options(root), tmp_path, show_limit=2)
     _assert_eval_reproduces_validation(runner, metrics)
     print(
-        "multi-task demo: "
-        + ", ".join(f"{name} {metrics[name]:.4f}" for name in sorted(metrics))
+        "multi-task demo: " + ", ".join(f"{name} {metrics[name]:.4f}" for name in sorted(metrics))
     )
     # Chance on the 300 val images: top-1 1/6 (0.17 +- 0.02); box AP ~0; mIoU 0.116 for
     # everything background (background IoU 0.814, 0 for the 6 shapes). The recipe got
