@@ -39,7 +39,7 @@ def test_the_demo_configs_cut_to_a_few_iterations_train_and_evaluate(tmp_path, m
     )
     monkeypatch.chdir(tmp_path)  # the demo configs read data/demo relative to the working dir
     train, evaluate = load_tool("train").main, load_tool("eval").main
-    assert len(gpu_check.DEMO_CONFIGS) == 3
+    assert len(gpu_check.DEMO_CONFIGS) == 4  # classifier, segmenter, multi-task, detector
     for config in gpu_check.DEMO_CONFIGS:
         stem = Path(config).stem
         derived = tmp_path / f"{stem}.py"
