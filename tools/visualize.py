@@ -35,8 +35,8 @@ from mtvision.errors import ConfigError
 from mtvision.registry import DATASETS
 from mtvision.utils.arrays import to_numpy
 from mtvision.utils.metainfo import task_metainfo
-from mtvision.utils.palette import voc_colormap
 from mtvision.visualization.draw import draw_classification, draw_prediction, tile_grid
+from mtvision.visualization.show_predictions_hook import task_classes, task_palette
 
 #: What the grid can be written as (OpenCV's encoders, matched case-insensitively).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -106,14 +106,8 @@ def draw_tile(input_image: torch.Tensor, prediction: dict, metainfo: dict) -> np
         image = input_image.permute(1, 2, 0).numpy().copy()
         return draw_classification(image, classes, prediction, TILE_SIZE)
     image, prediction = _scaled(load_image(prediction["meta"]["img_path"]), prediction, TILE_SIZE)
-    classes = {}
-    for task in ("detection", "classification"):
-        with contextlib.suppress(KeyError):
-            classes[task] = task_metainfo(metainfo, task).get("classes")
-    palette = None
-    if "pred_mask" in prediction:
-        palette = task_metainfo(metainfo, "segmentation").get("palette")
-        palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
+    classes = {task: task_classes(metainfo, task) for task in ("detection", "classification")}
+    palette = task_palette(metainfo) if "pred_mask" in prediction else None
     return draw_prediction(image, prediction, classes, palette)
 
 

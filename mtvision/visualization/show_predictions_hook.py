@@ -47,7 +47,7 @@ from mtvision.utils.metainfo import task_metainfo
 from mtvision.utils.palette import voc_colormap
 from mtvision.visualization.draw import draw_prediction
 
-__all__ = ["ShowPredictionsHook"]
+__all__ = ["ShowPredictionsHook", "task_classes", "task_palette"]
 
 
 def _encode_png(rgb: np.ndarray) -> bytes:
@@ -190,18 +190,10 @@ class ShowPredictionsHook(Hook):
         return mask
 
     def _classes(self, metainfo: dict | None, task: str) -> list[str] | None:
-        if self.classes is not None:
-            return self.classes
-        classes = _task_meta(metainfo, task).get("classes")
-        return None if classes is None else list(classes)
+        return self.classes if self.classes is not None else task_classes(metainfo, task)
 
     def _palette(self, metainfo: dict | None) -> np.ndarray:
-        if self.palette is not None:
-            return self.palette
-        palette = _task_meta(metainfo, "segmentation").get("palette")
-        if palette is None:
-            return voc_colormap()
-        return np.asarray(palette, np.uint8).reshape(-1, 3)
+        return self.palette if self.palette is not None else task_palette(metainfo)
 
 
 def _task_meta(metainfo: dict | None, task: str) -> dict:
@@ -210,3 +202,19 @@ def _task_meta(metainfo: dict | None, task: str) -> dict:
         return task_metainfo(metainfo, task)
     except KeyError:
         return {}
+
+
+def task_classes(metainfo: dict | None, task: str) -> list[str] | None:
+    """Class names of ``task`` (``"detection"``, ``"classification"``, ...) in a
+    dataset's metainfo, or None when it has none (label numbers are drawn)."""
+    classes = _task_meta(metainfo, task).get("classes")
+    return None if classes is None else list(classes)
+
+
+def task_palette(metainfo: dict | None) -> np.ndarray:
+    """(N, 3) uint8 RGB colours of the segmentation labels: the metainfo's
+    ``palette``, else the PASCAL VOC colour map."""
+    palette = _task_meta(metainfo, "segmentation").get("palette")
+    if palette is None:
+        return voc_colormap()
+    return np.asarray(palette, np.uint8).reshape(-1, 3)
