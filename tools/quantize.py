@@ -140,12 +140,27 @@ def config_test_datasets(cfg) -> list[tuple[str, object]]:
             raise ConfigError(
                 f"{cfg.filename}: test_dataloader{'.' + name if name else ''} has no dataset"
             )
-        dataset = DATASETS.build(entry["dataset"])
+        dataset = DATASETS.build(_unserialized(entry["dataset"]))
         kind = type(dataset).__name__
         root = getattr(dataset, "data_root", None)
         where = f"{kind} at {root}" if root else kind
         datasets.append((f"test entry {name!r} ({where})" if name else where, dataset))
     return datasets
+
+
+def _unserialized(config: dict) -> dict:
+    """mmengine's ``serialize_data`` off: the calibration reads in this process, and
+    serialising an empty data list fails with a bare numpy error instead of the
+    "no images" message."""
+    from mmengine.dataset import BaseDataset as MMEngineBaseDataset
+
+    from mtvision.registry import DATASETS
+
+    kind = config.get("type")
+    kind = DATASETS.get(kind) if isinstance(kind, str) else kind
+    if isinstance(kind, type) and issubclass(kind, MMEngineBaseDataset):
+        return {**config, "serialize_data": False}
+    return config
 
 
 def draw(sizes: Sequence[int], count: int, seed: int) -> list[tuple[int, int]]:
