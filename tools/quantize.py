@@ -34,10 +34,9 @@ from tqdm import tqdm
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
-from mtvision.errors import CheckpointError, ConfigError
+from mtvision.errors import ConfigError, ExportError
+from mtvision.export.deploy import METADATA_KEY
 from mtvision.export.quantize import QuantizationSettings, quantize_onnx
-
-DEPLOY_METADATA_KEY = "mtvision"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,7 +80,7 @@ def graph_input(path: str) -> tuple[tuple[int, int] | None, int | None]:
     ``"mtvision"`` metadata, else the input's static shape, ``None`` when dynamic;
     ``batch`` the input's fixed batch size or ``None`` when dynamic.
 
-    Raises ``CheckpointError`` naming the file when it is no ONNX model or its one
+    Raises ``ExportError`` naming the file when it is no ONNX model or its one
     image input is not uint8 (N, 3, H, W).
     """
     try:
@@ -89,7 +88,7 @@ def graph_input(path: str) -> tuple[tuple[int, int] | None, int | None]:
     except FileNotFoundError:
         raise
     except Exception as error:  # protobuf's DecodeError and friends: not an ONNX file
-        raise CheckpointError(f"{path}: not a readable ONNX model ({error})") from None
+        raise ExportError(f"{path}: not a readable ONNX model ({error})") from None
     initializers = {tensor.name for tensor in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in initializers]
     tensor = inputs[0].type.tensor_type if len(inputs) == 1 else None
@@ -108,14 +107,14 @@ def graph_input(path: str) -> tuple[tuple[int, int] | None, int | None]:
             f"{v.name} {onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower()}"
             for v in inputs
         ]
-        raise CheckpointError(
+        raise ExportError(
             f"{path}: expected one uint8 (N, 3, H, W) image input (a deployed graph, "
             f"tools/export_onnx.py), got inputs {found}"
         )
     size = (dims[2], dims[3]) if dims[2] and dims[3] else None
     props = {prop.key: prop.value for prop in model.metadata_props}
-    if DEPLOY_METADATA_KEY in props:
-        metadata = json.loads(props[DEPLOY_METADATA_KEY])
+    if METADATA_KEY in props:
+        metadata = json.loads(props[METADATA_KEY])
         if "input_size" in metadata:
             given = metadata["input_size"]
             size = None if given is None else (int(given[0]), int(given[1]))
