@@ -35,7 +35,8 @@ SIZE = 32
 
 
 class TinyDeployed(nn.Module):
-    """uint8 (N, 3, 32, 32) -> normalise -> conv 3x3 s2 + BN + ReLU6 -> inverted residual
+    """uint8 (N, 3, 32, 32) -> normalise -> TF "SAME" pad (0 before, 1 after) + conv 3x3
+    s2 + BN + ReLU6 -> inverted residual
     (1x1 expand, depthwise 3x3, 1x1 project, + input) -> two tails: global pool -> Linear
     -> softmax -> top-3 (``scores``, ``labels``); 1x1 conv logits -> bilinear resize to
     the input -> argmax (``mask``, uint8)."""
@@ -43,7 +44,7 @@ class TinyDeployed(nn.Module):
     def __init__(self, classes: int = 5) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16))
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 0, bias=False), nn.BatchNorm2d(16))
         self.expand = nn.Conv2d(16, 32, 1)
         self.depthwise = nn.Conv2d(32, 32, 3, padding=1, groups=32)
         self.project = nn.Conv2d(32, 16, 1)
@@ -57,7 +58,7 @@ class TinyDeployed(nn.Module):
 
     def forward(self, images):
         x = (images.float() - 127.5) / 127.5
-        x = F.relu6(self.stem(x))
+        x = F.relu6(self.stem(F.pad(x, (0, 1, 0, 1))))
         x = x + self.project(F.relu6(self.depthwise(F.relu6(self.expand(x)))))
         scores, labels = self.fc(x.mean((2, 3))).softmax(1).topk(3, dim=1)
         logits = F.interpolate(self.seg(x), size=images.shape[-2:], mode="bilinear")
@@ -125,6 +126,16 @@ def test_convolutions_are_qdq_with_per_channel_weight_scales(int8_graph):
     assert len(quantized) == 4
     assert record["float_nodes"] == ["/model/seg/Conv", "/model/fc/Gemm"]
     assert record["calibration_images"] == 32 and record["per_channel"] is True
+
+
+def test_same_padding_is_folded_into_the_convolution(float_graph, int8_graph):
+    path, record = int8_graph
+    assert [n.op_type for n in onnx.load(float_graph).graph.node].count("Pad") == 1
+    model = onnx.load(path)
+    assert "Pad" not in [node.op_type for node in model.graph.node]
+    stem = next(node for node in model.graph.node if node.op_type == "Conv")
+    assert [list(a.ints) for a in stem.attribute if a.name == "pads"] == [[0, 0, 1, 1]]
+    assert record["folded_pads"] == 1
 
 
 def test_postprocessing_stays_float(float_graph, int8_graph):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -53,6 +54,7 @@ __all__ = [
     "QUANTIZATION_METADATA_KEY",
     "QuantizationSettings",
     "UInt8ImageReader",
+    "fold_pads_into_convs",
     "postprocessing_nodes",
     "quantize_onnx",
 ]
@@ -106,6 +108,8 @@ class QuantizationSettings:
         preprocess: run onnxruntime's ``quant_pre_process`` (shape inference and
             graph optimisation) first.
         percentile: with ``method="percentile"``, the percentile of |x| kept.
+        fold_pads: fold zero ``Pad`` nodes into the convolutions after them
+            (:func:`fold_pads_into_convs`).
     """
 
     method: str = "minmax"
@@ -116,6 +120,7 @@ class QuantizationSettings:
     exclude_first_conv: bool = False
     preprocess: bool = True
     percentile: float = 99.999
+    fold_pads: bool = True
     op_types: tuple[str, ...] = field(default=COMPUTE_OP_TYPES)
 
     def __post_init__(self) -> None:
@@ -226,6 +231,73 @@ def _last_multiply_adds(model: onnx.ModelProto) -> list[str]:
     return last
 
 
+def _constant(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    for tensor in model.graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def fold_pads_into_convs(model: onnx.ModelProto) -> int:
+    """Move each zero ``Pad`` that feeds only a ``Conv`` into that Conv's ``pads``; returns
+    how many were folded. Exact in float: a Conv's own padding is zeros too.
+
+    Why: TF's "SAME" padding (mtvision's ``padding="same"``, the converted TFLite
+    models) exports as a ``Pad`` before each stride-2 convolution, and onnxruntime runs
+    a Pad between int8 convolutions in float (dequantise, pad, quantise: three passes
+    over the tensor); inside the Conv it is the quantised kernel's own zero padding.
+    Only constant-mode pads of value 0 on the spatial axes of a 4-D tensor, with
+    constant amounts, into a Conv without ``auto_pad``, are folded.
+    """
+    graph = model.graph
+    consumers = _consumers(graph)
+    outputs = {value.name for value in graph.output}
+    folded = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or pad.output[0] in outputs:
+            continue
+        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+        amounts = _constant(model, pad.input[1]) if len(pad.input) > 1 else None
+        value = _constant(model, pad.input[2]) if len(pad.input) > 2 and pad.input[2] else 0
+        axes = len(pad.input) > 3 and pad.input[3]
+        users = consumers.get(pad.output[0], [])
+        if (
+            mode != "constant"
+            or axes
+            or amounts is None
+            or amounts.shape != (8,)
+            or value is None
+            or np.any(np.asarray(value) != 0)
+            or np.any(amounts < 0)
+            or np.any(amounts[[0, 1, 4, 5]] != 0)
+            or len(users) != 1
+            or users[0].op_type != "Conv"
+            or users[0].input[0] != pad.output[0]
+        ):
+            continue
+        conv = users[0]
+        attributes = {a.name: a for a in conv.attribute}
+        if "auto_pad" in attributes and attributes["auto_pad"].s not in (b"", b"NOTSET"):
+            continue
+        old = list(attributes["pads"].ints) if "pads" in attributes else [0, 0, 0, 0]
+        new = [old[0] + amounts[2], old[1] + amounts[3], old[2] + amounts[6], old[3] + amounts[7]]
+        if "pads" in attributes:
+            conv.attribute.remove(attributes["pads"])
+        conv.attribute.append(onnx.helper.make_attribute("pads", [int(p) for p in new]))
+        conv.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        if any(tensor.name in pad.input[1:] for pad in folded):
+            graph.initializer.remove(tensor)
+    return len(folded)
+
+
 def _first_conv(model: onnx.ModelProto) -> list[str]:
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]
     return convs[:1]
@@ -332,6 +404,7 @@ def quantize_onnx(
             quant_pre_process(named, float_path, skip_symbolic_shape=True)
         model = onnx.load(float_path)
         _name_nodes(model)
+        folded_pads = fold_pads_into_convs(model) if settings.fold_pads else 0
         onnx.save(model, float_path)
 
         excluded = postprocessing_nodes(model)
@@ -375,6 +448,7 @@ def quantize_onnx(
         "op_types": list(settings.op_types),
         "float_nodes": float_compute,
         "postprocessing_nodes": len(excluded),
+        "folded_pads": folded_pads,
     }
     if settings.method != "percentile":
         record.pop("percentile")
