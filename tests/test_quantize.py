@@ -215,6 +215,55 @@ def test_bad_calibration_input_is_refused(float_graph, tmp_path):
     assert reader.get_next()["input"].shape == (1, 3, 8, 8) and reader.get_next() is None
 
 
+def test_deployed_multitask_graph_keeps_every_head_tail_float(tmp_path):
+    """The multi-task demo model (random weights, BN statistics set) deployed at 96 px:
+    top-k, box decoding, NonMaxSuppression, the logits' resize and argmax stay float,
+    every convolution but the heads' last ones is int8, and all outputs keep their
+    names and types."""
+    from mmengine.registry import init_default_scope
+
+    from mtvision.engine import load_config
+    from mtvision.export import export_deploy_onnx
+    from mtvision.registry import MODELS
+    from mtvision.utils.parity import randomize_batch_norms_
+
+    cfg = load_config("configs/demo/multitask_shapes.py")
+    init_default_scope("mtvision")
+    model = randomize_batch_norms_(MODELS.build(cfg.model), seed=1, input_size=96).eval()
+    source = export_deploy_onnx(model, tmp_path / "multitask.onnx", (96, 96))
+    target = tmp_path / "multitask.int8.onnx"
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(4, 3, 6, 6, generator=generator) * 255
+    images = F.interpolate(coarse, size=(96, 96), mode="bilinear").round().byte().numpy()
+    record = quantize_onnx(source, target, [images[:2], images[2:]])
+
+    quantized = onnx.load(target)
+    producer = {out: node for node in quantized.graph.node for out in node.output}
+    tails = ("TopK", "Softmax", "NonMaxSuppression", "Exp", "Resize", "ArgMax")
+    tail_nodes = [node for node in quantized.graph.node if node.op_type in tails]
+    assert {node.op_type for node in tail_nodes} == set(tails)
+    for node in tail_nodes:
+        feeding = [producer[name].op_type for name in node.input if name in producer]
+        assert "DequantizeLinear" not in feeding, node.name
+    int8_convs = sum(
+        node.op_type == "Conv" and producer.get(node.input[1], node).op_type == "DequantizeLinear"
+        for node in quantized.graph.node
+    )
+    convs = sum(node.op_type == "Conv" for node in quantized.graph.node)
+    # The float ones: 6 class + 6 box predictors' last convolutions and the seg logits.
+    assert convs - int8_convs == 13 == len(record["float_nodes"]) - 1  # + the fc Gemm
+    want = _run_images(source, images)
+    got = _run_images(target, images)
+    assert list(want) == list(got)
+    assert all(want[name].dtype == got[name].dtype for name in want)
+
+
+def _run_images(path, images) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"images": images}), strict=True))
+
+
 # ------------------------------------------------------------------ tools/quantize.py
 
 
