@@ -332,10 +332,13 @@ def test_tool_multitask_entries_and_dynamic_size(tiny_shapes, tmp_path, capsys):
     assert [tuple(b.shape) for b in batches] == [(1, 3, 160, 160)] * 2 and resized == []
     # A fixed 64 graph: the pipeline's 160 images are resized to it, and said so.
     out = tmp_path / "mt.int8.onnx"
-    quantize_tool.main(
+    record = quantize_tool.main(
         ["configs/demo/multitask_shapes.py", str(_tool_graph(tmp_path, 64)), "--out", str(out)]
-        + ["--calib", "3", "--cfg-options", *options]
+        + ["--calib", "3", "--per-tensor", "--int8-last-layers", "--no-fold-pads"]
+        + ["--cfg-options", *options]
     )
+    assert record["float_nodes"] == [] and record["folded_pads"] == 0
+    assert record["per_channel"] is False
     err = capsys.readouterr().err
     assert "note: 3 of 3 calibration images were resized from the test pipeline's size " in err
     assert "(e.g. 160x160) to the graph's 64x64" in err

@@ -2,7 +2,8 @@
 
     python tools/quantize.py CONFIG FILE.onnx --out FILE.int8.onnx --calib N
         [--seed S] [--batch-size B] [--method minmax|percentile|entropy]
-        [--activation-type uint8|int8] [--cfg-options KEY=VALUE ...]
+        [--activation-type uint8|int8] [--per-tensor] [--int8-last-layers]
+        [--no-fold-pads] [--cfg-options KEY=VALUE ...]
 
 ``FILE.onnx`` takes uint8 RGB images (N, 3, H, W): the deployed graph of
 ``tools/export_onnx.py`` (normalisation inside). ``N`` calibration images are
@@ -65,6 +66,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("uint8", "int8"),
         default=QuantizationSettings.activation_type,
         help=f"activation type (default {QuantizationSettings.activation_type})",
+    )
+    parser.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="one weight scale per tensor instead of per output channel (far less accurate "
+        "on MobileNetV2's folded BatchNorms; docs/quantization.md)",
+    )
+    parser.add_argument(
+        "--int8-last-layers",
+        action="store_true",
+        help="quantise the heads' last layers too (logits, box codes; default: float)",
+    )
+    parser.add_argument(
+        "--no-fold-pads",
+        action="store_true",
+        help="keep TF-SAME Pad nodes apart from their convolutions (slower)",
     )
     add_cfg_options_argument(parser, "test_dataloader.dataset.data_root=/data/val")
     args = parser.parse_args(argv)
@@ -212,7 +229,13 @@ def main(argv=None) -> dict:
     picks = draw(sizes, args.calib, args.seed)
     batch_size = fixed_batch or (args.batch_size if size is not None else 1)
     resized: list = []
-    settings = QuantizationSettings(method=args.method, activation_type=args.activation_type)
+    settings = QuantizationSettings(
+        method=args.method,
+        activation_type=args.activation_type,
+        per_channel=not args.per_tensor,
+        float_last_layers=not args.int8_last_layers,
+        fold_pads=not args.no_fold_pads,
+    )
     with tqdm(total=len(picks), desc="calibration", unit="img", file=sys.stderr) as bar:
         record = quantize_onnx(
             args.onnx,
@@ -231,7 +254,8 @@ def main(argv=None) -> dict:
     print(
         f"wrote {args.out}: int8 QDQ, {record['method']} calibration on "
         f"{record['calibration_images']} images, {record['activation_type']} activations, "
-        f"per-channel int8 weights; float: {record['postprocessing_nodes']} post-processing "
+        f"per-{'channel' if record['per_channel'] else 'tensor'} int8 weights; float: "
+        f"{record['postprocessing_nodes']} post-processing "
         f"nodes and {len(record['float_nodes'])} last layers"
     )
     return record
