@@ -413,7 +413,11 @@ def _head_task(name: str, head) -> str:
     if task is None:
         from mtvision.heads import ClassifierHead, DeepLabV3Head, SSDLiteHead
 
-        kinds = {ClassifierHead: CLASSIFICATION, SSDLiteHead: DETECTION, DeepLabV3Head: SEGMENTATION}
+        kinds = {
+            ClassifierHead: CLASSIFICATION,
+            SSDLiteHead: DETECTION,
+            DeepLabV3Head: SEGMENTATION,
+        }
         task = next((t for kind, t in kinds.items() if isinstance(head, kind)), name)
     if task not in TASK_FIELDS:
         raise ValueError(
@@ -478,4 +482,3 @@ def _dataset_metainfo(dataset: Mapping) -> dict | None:
         if "palette" in meta and len(meta["palette"]) < len(meta["classes"]):
             meta.pop("palette")
     return meta or None
-
