@@ -153,8 +153,9 @@ class Inferencer:
         dataset_meta = None
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
-            meta = load_checkpoint_file(checkpoint, map_location="cpu").get("meta") or {}
-            dataset_meta = meta.get("dataset_meta") or None
+            loaded = load_checkpoint_file(checkpoint, map_location="cpu")
+            meta = loaded.get("meta") if isinstance(loaded, Mapping) else None
+            dataset_meta = (meta or {}).get("dataset_meta") or None
         if backend == "torch":
             if checkpoint is None:
                 raise ValueError("backend 'torch' needs a checkpoint")
