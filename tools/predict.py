@@ -45,7 +45,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -63,16 +63,16 @@ NO_CHECKPOINT = "-"
 JPEG_QUALITY = 95
 
 
-@dataclass(frozen=True)
-class ImageJob:
+class ImageJob(NamedTuple):
     """One input image: where it is read from and the output stem (path under DIR, no suffix)."""
 
     path: str
     stem: str
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
+    """An input that is not predicted on, and why."""
+
     path: str
     reason: str
 
