@@ -21,12 +21,14 @@ from inference_toy import (
 )
 from mmengine.dataset import Compose
 from PIL import Image
+from torchvision.ops import box_iou
 
 import mtvision
 from mtvision.apis import Inferencer
 from mtvision.data.image_io import load_image
 from mtvision.engine import load_config
-from mtvision.errors import CheckpointError, ImageLoadError
+from mtvision.errors import CheckpointError, ExportError, ImageLoadError
+from mtvision.export import export_deploy_onnx
 from mtvision.registry import TRANSFORMS
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
@@ -185,3 +187,64 @@ def test_multitask_results_per_head(tmp_path):
     picture = inferencer.draw(load_image(path), result)
     assert picture.shape[1] == 160 and picture.shape[0] > 100  # caption below, padded width
     assert not np.array_equal(picture[:100, :140], load_image(path))
+
+
+def matched_detections(reference: dict, other: dict, iou: float = 0.99, score_tol: float = 1e-4):
+    """How many of ``reference``'s detections ``other`` has too: same label, score within
+    ``score_tol``, box IoU at least ``iou`` (order may differ among near-equal scores)."""
+    if not reference["boxes"] or not other["boxes"]:
+        return 0
+    ious = box_iou(torch.tensor(reference["boxes"]), torch.tensor(other["boxes"]))
+    same_label = torch.tensor(reference["labels"])[:, None] == torch.tensor(other["labels"])
+    close = (torch.tensor(reference["scores"])[:, None] - torch.tensor(other["scores"])).abs()
+    return int(((ious >= iou) & same_label & (close <= score_tol)).any(dim=1).sum())
+
+
+def test_onnxruntime_backend_gives_the_torch_format_and_numbers(tmp_path):
+    checkpoint = tmp_path / "multitask.pth"
+    model = save_random_checkpoint(MULTITASK, checkpoint)
+    onnx_file = str(tmp_path / "multitask.onnx")
+    export_deploy_onnx(model, onnx_file, (160, 160), classes={"detection": list(SHAPES)})
+    path = str(tmp_path / "sideways.jpg")
+    write_exif_rotated_jpeg(path, textured_image(90, 150))
+
+    torch_inferencer = Inferencer(MULTITASK, str(checkpoint), score_threshold=0.5)
+    onnx_inferencer = Inferencer(
+        MULTITASK, backend="onnxruntime", model=onnx_file, score_threshold=0.5
+    )
+    expected, result = torch_inferencer(path), onnx_inferencer(path)
+
+    assert set(result) == set(expected)
+    for head in result:
+        assert set(result[head]) == set(expected[head])
+        for field, value in result[head].items():
+            assert type(value) is type(expected[head][field]), (head, field)
+    assert result["classification"]["labels"] == expected["classification"]["labels"]
+    np.testing.assert_allclose(
+        result["classification"]["scores"], expected["classification"]["scores"], atol=1e-5
+    )
+    detections = expected["detection"]
+    assert len(result["detection"]["boxes"]) == len(detections["boxes"]) > 5
+    assert matched_detections(detections, result["detection"]) >= 0.95 * len(detections["boxes"])
+    # Class names: the ONNX file's (recorded at export) over the config's (none for COCO).
+    assert result["detection"]["label_names"] == [SHAPES[i] for i in result["detection"]["labels"]]
+    assert detections["label_names"] == [str(i) for i in detections["labels"]]
+    mask, expected_mask = result["segmentation"]["mask"], expected["segmentation"]["mask"]
+    assert mask.dtype == np.uint8 and mask.shape == expected_mask.shape == (150, 90)
+    # The graph takes the argmax at the input size and resizes the class map; torch resizes
+    # the logits first: random weights put class borders everywhere, so a few pixels differ.
+    assert (mask == expected_mask).mean() > 0.95
+
+
+def test_onnx_file_that_does_not_fit_the_config(tmp_path):
+    detector = save_random_checkpoint(DETECTOR, tmp_path / "detector.pth")
+    small = str(tmp_path / "detector_128.onnx")
+    export_deploy_onnx(detector, small, (128, 128))
+    with pytest.raises(
+        ExportError, match=r"takes 128x128 images .*ssdlite_shapes.py gives 160x160"
+    ):
+        Inferencer(DETECTOR, backend="onnxruntime", model=small)
+    with pytest.raises(ExportError, match=r"detector_128.onnx has the heads \['detection'\] but"):
+        Inferencer(CLASSIFIER, backend="onnxruntime", model=small)
+    with pytest.raises(ValueError, match="needs model=FILE.onnx"):
+        Inferencer(DETECTOR, backend="onnxruntime")

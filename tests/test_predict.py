@@ -18,6 +18,7 @@ from PIL import Image
 from mtvision.apis import Inferencer
 from mtvision.data.image_io import load_image
 from mtvision.engine.cli import run_cli
+from mtvision.export import export_deploy_onnx
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -156,3 +157,27 @@ def test_nothing_predictable_and_bad_checkpoint_are_errors(detector_checkpoint, 
     assert stderr.strip().splitlines() == [f"error: checkpoint file not found: {missing}"]
     with pytest.raises(SystemExit):
         predict_tool.parse_args([DETECTOR, "-", str(image), "--out-dir", "x"])
+
+
+def test_onnxruntime_backend_writes_the_same_files(detector_checkpoint, tmp_path, capsys):
+    model = Inferencer(DETECTOR, detector_checkpoint).model
+    onnx_file = str(tmp_path / "detector.onnx")
+    export_deploy_onnx(model, onnx_file, (160, 160), classes={"detection": list(SHAPES)})
+    image = tmp_path / "photos" / "wide.png"
+    image.parent.mkdir()
+    Image.fromarray(textured_image(50, 130)).save(image)
+
+    documents = {}
+    for backend, extra in (("torch", []), ("onnxruntime", ["--model", onnx_file])):
+        out = tmp_path / backend
+        checkpoint = detector_checkpoint if backend == "torch" else "-"
+        argv = [DETECTOR, checkpoint, str(image.parent), "--out-dir", str(out), "--backend"]
+        status, _, _ = run_tool([*argv, backend, *extra, "--score-thr", "0.5"], capsys)
+        assert status == 0
+        assert sorted(p.name for p in (out / "photos").iterdir()) == ["wide.jpg", "wide.json"]
+        documents[backend] = json.loads((out / "photos" / "wide.json").read_text())
+    torch_doc, onnx_doc = documents["torch"], documents["onnxruntime"]
+    assert list(onnx_doc) == list(torch_doc)
+    assert onnx_doc["label_names"] == [SHAPES[label] for label in onnx_doc["labels"]]
+    assert len(onnx_doc["boxes"]) == len(torch_doc["boxes"]) > 0
+    np.testing.assert_allclose(sorted(onnx_doc["scores"]), sorted(torch_doc["scores"]), atol=1e-4)

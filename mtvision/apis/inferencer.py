@@ -32,10 +32,10 @@ A result is, per head (``task`` from the head):
 
 A model with one head returns that head's dict; a model with several returns
 ``{head name: that head's dict}``. Numbers are Python ``int``/``float`` lists
-(JSON-ready); only the mask is an array. Class names come from the checkpoint's
-``meta["dataset_meta"]`` (what training saves), else the ONNX file's metadata, else
-the config's dataset ``classes``/``metainfo``; without any, ``label_names`` are the
-label numbers as text.
+(JSON-ready); only the mask is an array. Class names come from the ONNX file's
+metadata (backend ``"onnxruntime"``), else the checkpoint's ``meta["dataset_meta"]``
+(what training saves), else the config's dataset ``classes``/``metainfo``; without
+any, ``label_names`` are the label numbers as text.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from mmengine.registry import init_default_scope
 from mtvision.data.image_io import load_image
 from mtvision.engine import load_checkpoint_file, load_config
 from mtvision.engine.model_loading import build_model_from_checkpoint
-from mtvision.errors import ConfigError
+from mtvision.errors import ConfigError, ExportError
+from mtvision.export.deploy_config import pipeline_output_size
 from mtvision.registry import DATASETS, TRANSFORMS
 from mtvision.utils.arrays import to_numpy
 from mtvision.utils.metainfo import TASKS_KEY, task_metainfo
@@ -82,6 +83,7 @@ class HeadInfo:
     task: str
     classes: tuple[str, ...] | None
     palette: np.ndarray | None = None  # (N, 3) uint8 RGB, segmentation only
+    max_topk: int | None = None  # classes a deployed graph returns (None: all)
 
     def label_name(self, label: int) -> str:
         if self.classes is not None and 0 <= label < len(self.classes):
@@ -163,7 +165,8 @@ class Inferencer:
                 raise ValueError("model= is the ONNX file of backend 'onnxruntime'")
             self.model = build_model_from_checkpoint(cfg, checkpoint).to(self.device)
             tasks = {name: _head_task(name, head) for name, head in self.model.heads.items()}
-            onnx_classes: dict[str, list[str] | None] = {}
+            file_classes: dict[str, Sequence[str] | None] = {}
+            max_topk: dict[str, int] = {}
         else:
             if model is None:
                 raise ValueError("backend 'onnxruntime' needs model=FILE.onnx")
@@ -171,19 +174,26 @@ class Inferencer:
                 raise ValueError(f"backend 'onnxruntime' runs on the CPU, not {device}")
             from mtvision.export import OnnxRuntimeModel
 
-            self.model = OnnxRuntimeModel(os.fspath(model))
+            config_source = cfg.filename or "the config"
+            self.model = OnnxRuntimeModel(
+                os.fspath(model), model=cfg.model, config_source=config_source
+            )
             heads_meta = self.model.metadata["heads"]
             tasks = {name: head["task"] for name, head in heads_meta.items()}
-            onnx_classes = {name: head.get("classes") for name, head in heads_meta.items()}
+            file_classes = {name: head.get("classes") for name, head in heads_meta.items()}
+            max_topk = _graph_topk(self.model)
+        # The file that runs names its classes first, then the checkpoint, then the config.
         metainfo = dataset_meta or _config_metainfo(cfg)
         self.heads = {
-            name: _head_info(name, task, metainfo, onnx_classes.get(name))
+            name: _head_info(name, task, file_classes.get(name), metainfo, max_topk.get(name))
             for name, task in tasks.items()
         }
         self.entries = [
             _Entry(_inference_pipeline(pipeline), heads)
             for pipeline, heads in _assign_heads(test_entries(cfg), tuple(self.heads))
         ]
+        if backend == "onnxruntime":
+            _check_input_size(self.model, test_entries(cfg), cfg.filename or "the config")
 
     @property
     def multi_head(self) -> bool:
@@ -256,8 +266,8 @@ class Inferencer:
         return [result[head] for result in merged]
 
     def _predict(self, inputs, data_samples, heads: tuple[str, ...]) -> list[dict]:
-        if self.backend == "onnxruntime":
-            return self.model.predict(inputs, data_samples)
+        # Both backends: test_step takes the uint8 pipeline outputs (the torch model
+        # normalises in its data preprocessor, the ONNX graph inside itself).
         with torch.no_grad(), self.model.active_heads(heads):
             return self.model.test_step({"inputs": inputs, "data_samples": data_samples})
 
@@ -265,7 +275,9 @@ class Inferencer:
         """One head's fields of a ``MultiTaskModel.predict`` dict as a result dict."""
         if head.task == CLASSIFICATION:
             scores = to_numpy(prediction["pred_score"], np.float64).reshape(-1)
-            order = np.argsort(-scores, kind="stable")[: min(self.topk, scores.size)]
+            # A deployed graph returns its own top-k only (the other scores are 0).
+            k = min(self.topk, scores.size, head.max_topk or scores.size)
+            order = np.argsort(-scores, kind="stable")[:k]
             labels = [int(label) for label in order]
             return {
                 "labels": labels,
@@ -409,39 +421,66 @@ def _source(item, default: str | None) -> str | None:
 
 
 def _head_task(name: str, head) -> str:
-    """The task of a head: its ``task`` attribute, else its class, else its name."""
+    """The task of a head (its ``task`` attribute)."""
     task = getattr(head, "task", None)
-    if task is None:
-        from mtvision.heads import ClassifierHead, DeepLabV3Head, SSDLiteHead
-
-        kinds = {
-            ClassifierHead: CLASSIFICATION,
-            SSDLiteHead: DETECTION,
-            DeepLabV3Head: SEGMENTATION,
-        }
-        task = next((t for kind, t in kinds.items() if isinstance(head, kind)), name)
     if task not in TASK_FIELDS:
         raise ValueError(
-            f"head {name!r} ({type(head).__name__}): unknown task {task!r}; the inferencer "
-            f"knows {sorted(TASK_FIELDS)}"
+            f"head {name!r} ({type(head).__name__}): task {task!r} has no result format; the "
+            f"inferencer knows {sorted(TASK_FIELDS)}"
         )
     return task
 
 
 def _head_info(
-    name: str, task: str, metainfo: Mapping | None, onnx_classes: Sequence[str] | None
+    name: str,
+    task: str,
+    file_classes: Sequence[str] | None,
+    metainfo: Mapping | None,
+    max_topk: int | None = None,
 ) -> HeadInfo:
     try:
         meta = task_metainfo(metainfo, name)
     except KeyError:  # a multi-task dataset without this head's task: label numbers
         meta = {}
-    classes = meta.get("classes") or onnx_classes
+    classes = file_classes or meta.get("classes")
     palette = None
     if task == SEGMENTATION:
         palette = meta.get("palette")
         palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
         palette = palette.reshape(-1, 3)
-    return HeadInfo(name, task, None if classes is None else tuple(classes), palette)
+    classes = None if classes is None else tuple(str(c) for c in classes)
+    return HeadInfo(name, task, classes, palette, max_topk)
+
+
+def _graph_topk(onnx_model) -> dict[str, int]:
+    """Classes each classification head of a deployed graph returns (its ``scores`` width)."""
+    shapes = {output.name: output.shape for output in onnx_model.session.get_outputs()}
+    topk = {}
+    for name, info in onnx_model.metadata["heads"].items():
+        if info["task"] == CLASSIFICATION:
+            width = shapes[info["outputs"]["scores"]][-1]
+            topk[name] = width if isinstance(width, int) else int(info["num_classes"])
+    return topk
+
+
+def _check_input_size(onnx_model, entries, config_source: str) -> None:
+    """A graph fixed to one input size needs test pipelines that resize to it.
+
+    Raises:
+        ExportError: naming the file, the config and both sizes.
+    """
+    if onnx_model.input_size is None:
+        return
+    for pipeline, _ in entries:
+        size = pipeline_output_size(pipeline)
+        if size != tuple(onnx_model.input_size):
+            given = "images at their own size" if size is None else f"{size[0]}x{size[1]} images"
+            height, width = onnx_model.input_size
+            raise ExportError(
+                f"{onnx_model.onnx_file} takes {height}x{width} images (H x W) but the test "
+                f"pipeline of {config_source} gives {given}; export it from this config "
+                "(tools/export_onnx.py) or predict with the config it was exported from"
+            )
 
 
 def _config_metainfo(cfg: Config) -> dict | None:
