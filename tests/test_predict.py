@@ -57,17 +57,23 @@ def test_folders_globs_and_bad_files(detector_checkpoint, tmp_path, capsys):
     single = tmp_path / "elsewhere" / "cat.png"
     single.parent.mkdir()
     Image.fromarray(textured_image(40, 70, seed=4)).save(single)
+    namesake = tmp_path / "other" / "cat.png"  # given directly too: same output name
+    namesake.parent.mkdir()
+    Image.fromarray(textured_image(44, 30, seed=5)).save(namesake)
     out = tmp_path / "out"
 
-    argv = [DETECTOR, detector_checkpoint, str(photos), str(single), str(tmp_path / "gone.jpg")]
+    argv = [DETECTOR, detector_checkpoint, str(photos), str(single), str(namesake)]
+    argv += [str(tmp_path / "gone.jpg")]
     argv += [str(tmp_path / "elsewhere" / "*.png"), "--out-dir", str(out), "--score-thr", "0.05"]
     status, stdout, stderr = run_tool(argv, capsys)
 
     assert status == 0
-    # The folder's own picture, the one in the other folder, the single file (the glob
-    # matches it again: predicted once); the hidden folder is left out.
+    # The folder's two pictures under its name, the single files (the glob matches one
+    # again: predicted once) as cat and cat-2; the hidden folder is left out.
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == [
+        "cat-2.jpg",
+        "cat-2.json",
         "cat.jpg",
         "cat.json",
         "photos/day/cat.jpg",
@@ -75,7 +81,7 @@ def test_folders_globs_and_bad_files(detector_checkpoint, tmp_path, capsys):
         "photos/night/cat.jpg",
         "photos/night/cat.json",
     ]
-    assert "predicted 3 images into" in stdout and "skipped 3" in stdout
+    assert "predicted 4 images into" in stdout and "skipped 3" in stdout
     skip_lines = [line for line in stderr.splitlines() if line.startswith("skipped ")]
     assert len(skip_lines) == 3
     assert any("notes.txt: not an image file" in line for line in skip_lines)
@@ -100,6 +106,8 @@ def test_folders_globs_and_bad_files(detector_checkpoint, tmp_path, capsys):
     assert np.abs(picture.astype(int) - upright).max() > 100  # boxes drawn in bright colours
     night = json.loads((out / "photos/night/cat.json").read_text())
     assert (night["width"], night["height"]) == (50, 80)
+    assert json.loads((out / "cat-2.json").read_text())["image"] == str(namesake)
+    assert json.loads((out / "cat.json").read_text())["image"] == str(single)
 
 
 def test_multitask_mask_png_and_json_per_head(tmp_path, capsys):
