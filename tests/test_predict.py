@@ -142,6 +142,17 @@ def test_multitask_mask_png_and_json_per_head(tmp_path, capsys):
     assert sum(document["segmentation"]["areas"]) == 90 * 120
     picture = load_image(out / "street.jpg")
     assert picture.shape[0] > 90 and picture.shape[1] == 160  # top-3 caption below the image
+    caption_height = picture.shape[0] - 90
+
+    # A picture size below the image's: drawn at half size, the numbers unchanged.
+    small = tmp_path / "small"
+    argv = [MULTITASK, str(checkpoint), str(image_path), "--out-dir", str(small), "--topk", "3"]
+    status, _, _ = run_tool([*argv, "--picture-size", "60"], capsys)
+    assert status == 0
+    assert load_image(small / "street.jpg").shape == (45 + caption_height, 160, 3)
+    assert json.loads((small / "street.json").read_text()) == document
+    with Image.open(small / "street_mask.png") as png:
+        assert png.size == (120, 90)
 
 
 def test_nothing_predictable_and_bad_checkpoint_are_errors(detector_checkpoint, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
     python tools/predict.py CONFIG CHECKPOINT INPUT... --out-dir DIR
         [--backend torch|onnxruntime --model FILE.onnx] [--score-thr T] [--topk K]
-        [--device cpu] [--cfg-options KEY=VALUE ...] [--no-progress]
+        [--picture-size N] [--device cpu] [--cfg-options KEY=VALUE ...] [--no-progress]
 
 ``INPUT``: image files, folders (walked recursively, in sorted order; hidden files
 and folders are left out) and glob patterns (``"photos/**/*.jpg"``, quoted so the
@@ -14,9 +14,11 @@ For each image, in ``DIR`` (a file found in a folder keeps its path below that
 folder, ``DIR/<folder name>/<sub/dirs>/<stem>.*``; a file given directly is
 ``DIR/<stem>.*``; a name already written in this run gets ``-2``, ``-3``, ...):
 
-- ``<stem>.jpg``: the picture, at the image's size: boxes with class names and
-  scores, the mask's colours, the top-k classes in a caption below; a multi-task
-  model draws every head on it;
+- ``<stem>.jpg``: the picture: boxes with class names and scores, the mask's
+  colours, the top-k classes in a caption below; a multi-task model draws every
+  head on it. A photo larger than ``--picture-size`` (default 1280 pixels on
+  the longer side) is drawn scaled down to it, so lines and labels stay
+  readable; ``--picture-size 0`` draws at the image's own size;
 - ``<stem>_mask.png``: with a segmentation head, the class map as a palette PNG
   (the dataset's or VOC's colours, as VOC's ``SegmentationClass`` files; pixel
   value = class index); ``<stem>_<head>_mask.png`` with several such heads;
@@ -95,6 +97,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="keep (and draw) detections scoring at least T (default: 0.3)",
     )
     parser.add_argument("--topk", type=int, default=5, help="classes listed per image")
+    parser.add_argument(
+        "--picture-size",
+        type=int,
+        default=1280,
+        metavar="N",
+        help="draw pictures with their longer side at most N pixels (default: 1280; "
+        "0: the image's own size); the JSON is in original pixels either way",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (backend torch)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cfg_options_argument(parser, "model.heads.detection.test_cfg.max_detections=20")
@@ -107,6 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--backend torch needs a CHECKPOINT")
     if args.topk < 1:
         parser.error(f"--topk must be at least 1, got {args.topk}")
+    if args.picture_size < 0:
+        parser.error(f"--picture-size must be >= 0, got {args.picture_size}")
     return args
 
 
@@ -200,7 +212,12 @@ def format_json(value, indent: str = "") -> str:
 
 
 def write_outputs(
-    inferencer: Inferencer, job: ImageJob, image: np.ndarray, result: dict, out_dir: str
+    inferencer: Inferencer,
+    job: ImageJob,
+    image: np.ndarray,
+    result: dict,
+    out_dir: str,
+    picture_size: int | None = None,
 ) -> list[str]:
     """Write the picture, the mask PNG(s) and the JSON of one image; returns their paths."""
     base = os.path.join(out_dir, job.stem)
@@ -220,7 +237,7 @@ def write_outputs(
         (numbers,) = numbers.values()
     height, width = image.shape[:2]
     document = {"image": job.path, "width": width, "height": height, **numbers}
-    picture = inferencer.draw(image, result)
+    picture = inferencer.draw(image, result, max_size=picture_size)
     files[base + ".jpg"] = _encode(picture, ".jpg", cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY)
     files[base + ".json"] = (format_json(document) + "\n").encode("utf-8")
     os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
@@ -257,7 +274,7 @@ def main(argv=None) -> dict:
             tqdm.write(f"skipped {job.path}: {reason}", file=sys.stderr)
             continue
         (result,) = inferencer.predict_images([image], [job.path])
-        write_outputs(inferencer, job, image, result, args.out_dir)
+        write_outputs(inferencer, job, image, result, args.out_dir, args.picture_size or None)
         written.append(job.path)
     print(f"predicted {len(written)} images into {args.out_dir}, skipped {len(skipped)}")
     if not written:

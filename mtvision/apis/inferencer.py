@@ -44,6 +44,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -313,15 +314,26 @@ class Inferencer:
             }
         raise ValueError(f"head {head.name!r}: no result format for task {head.task!r}")
 
-    def draw(self, image: np.ndarray, result: Mapping) -> np.ndarray:
+    def draw(self, image: np.ndarray, result: Mapping, max_size: int | None = None) -> np.ndarray:
         """One picture of a result on its (H, W, 3) uint8 RGB image: the mask's colours,
         the boxes with class names and scores, the top-k classes in a caption below
         (:func:`~mtvision.visualization.draw.draw_prediction`); every head of a
-        multi-head result on the same picture."""
+        multi-head result on the same picture.
+
+        ``max_size``: draw on the image scaled down so that its longer side is at most
+        this many pixels (boxes and mask scaled with it), so that lines and labels stay
+        readable on a large photo; ``None`` draws at the image's own size.
+        """
         per_head = result if self.multi_head else {next(iter(self.heads)): result}
+        height, width = image.shape[:2]
+        scale = 1.0
+        if max_size is not None and max(height, width) > max_size:
+            scale = max_size / max(height, width)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         prediction: dict = {}
         classes: dict[str, tuple[str, ...] | None] = {}
-        palette = None
+        palette, topk = None, self.topk
         for name, head_result in per_head.items():
             head = self.heads[name]
             classes[head.task] = head.classes
@@ -330,16 +342,22 @@ class Inferencer:
                 scores = np.zeros(size)
                 scores[head_result["labels"]] = head_result["scores"]
                 prediction["pred_score"] = scores
+                topk = max(1, len(head_result["labels"]))
             elif head.task == DETECTION:
-                prediction["boxes"] = np.asarray(head_result["boxes"], np.float64).reshape(-1, 4)
+                boxes = np.asarray(head_result["boxes"], np.float64).reshape(-1, 4)
+                prediction["boxes"] = boxes * scale
                 prediction["scores"] = np.asarray(head_result["scores"], np.float64)
                 prediction["labels"] = np.asarray(head_result["labels"], np.int64)
             elif head.task == SEGMENTATION:
-                prediction["pred_mask"] = head_result["mask"]
+                mask = head_result["mask"]
+                if scale != 1.0:
+                    size = (image.shape[1], image.shape[0])
+                    mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+                prediction["pred_mask"] = mask
                 palette = head.palette
         # Every kept detection is drawn: the results are already thresholded.
         return draw_prediction(
-            image, prediction, classes, palette, score_threshold=-np.inf, topk=self.topk
+            image, prediction, classes, palette, score_threshold=-np.inf, topk=topk
         )
 
 
