@@ -6,6 +6,8 @@ depend on training, and the expected numbers come from the model itself run
 through the dataset path (LoadImage -> test pipeline -> test_step).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,12 +28,15 @@ from torchvision.ops import box_iou
 import mtvision
 from mtvision.apis import Inferencer
 from mtvision.data.image_io import load_image
+from mtvision.data.voc_segmentation import VOC_CLASSES
 from mtvision.engine import load_config
 from mtvision.errors import CheckpointError, ExportError, ImageLoadError
 from mtvision.export import export_deploy_onnx
 from mtvision.registry import TRANSFORMS
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_predictions(config: str, model, path: str, entry: str | None = None) -> dict:
@@ -248,3 +253,47 @@ def test_onnx_file_that_does_not_fit_the_config(tmp_path):
         Inferencer(CLASSIFIER, backend="onnxruntime", model=small)
     with pytest.raises(ValueError, match="needs model=FILE.onnx"):
         Inferencer(DETECTOR, backend="onnxruntime")
+
+
+def test_each_head_runs_on_its_evaluation_entrys_pipeline(tmp_path):
+    """A multi-task config with one test entry per dataset: each head sees the image as its
+    entry's pipeline makes it (classification: resize + centre crop; detection: resize;
+    segmentation: the whole image), as in evaluation."""
+    config = tmp_path / "recipe.py"
+    bases = [
+        str(REPO / "configs/_base_/models/multitask_mobilenet_v2.py"),
+        str(REPO / "configs/_base_/datasets/multitask_coco_voc_imagenet.py"),
+        str(REPO / "configs/_base_/default_runtime.py"),
+    ]
+    config.write_text(f"_base_ = {bases!r}\nmodel = dict(backbone=dict(width_mult=0.35))\n")
+    checkpoint = tmp_path / "multitask.pth"
+    model = save_random_checkpoint(str(config), checkpoint)
+    path = str(tmp_path / "photo.png")
+    Image.fromarray(textured_image(100, 140)).save(path)
+
+    inferencer = Inferencer(str(config), str(checkpoint), score_threshold=0.0)
+    assert [entry.heads for entry in inferencer.entries] == [
+        ("classification",),
+        ("detection",),
+        ("segmentation",),
+    ]
+    result = inferencer(path)
+    for entry, head in (
+        ("imagenet", "classification"),
+        ("coco", "detection"),
+        ("voc", "segmentation"),
+    ):
+        with model.active_heads([head]):
+            expected = reference_predictions(str(config), model, path, entry=entry)
+        if head == "classification":
+            top = torch.topk(expected["pred_score"], 5)
+            assert result[head]["labels"] == top.indices.tolist()
+            np.testing.assert_allclose(result[head]["scores"], top.values.numpy(), atol=1e-6)
+        elif head == "detection":
+            order = torch.argsort(expected["scores"], descending=True, stable=True)
+            np.testing.assert_allclose(result[head]["boxes"], expected["boxes"][order], atol=1e-4)
+        else:
+            assert np.array_equal(result[head]["mask"], expected["pred_mask"].numpy())
+    # VOC's class names from the dataset class (the config names none).
+    names = [VOC_CLASSES[label] for label in result["segmentation"]["labels"]]
+    assert result["segmentation"]["label_names"] == names
