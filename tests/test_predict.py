@@ -107,6 +107,14 @@ def test_folders_globs_and_bad_files(detector_checkpoint, tmp_path, capsys):
     night = json.loads((out / "photos/night/cat.json").read_text())
     assert (night["width"], night["height"]) == (50, 80)
     assert json.loads((out / "cat-2.json").read_text())["image"] == str(namesake)
+
+    # Predicting into a folder inside the input folder, twice: its pictures are not inputs.
+    inside = photos / "predictions"
+    for _ in range(2):
+        status, stdout, _ = run_tool(
+            [DETECTOR, detector_checkpoint, str(photos), "--out-dir", str(inside)], capsys
+        )
+        assert status == 0 and "predicted 2 images" in stdout
     assert json.loads((out / "cat.json").read_text())["image"] == str(single)
 
 

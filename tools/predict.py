@@ -5,7 +5,7 @@
         [--picture-size N] [--device cpu] [--cfg-options KEY=VALUE ...] [--no-progress]
 
 ``INPUT``: image files, folders (walked recursively, in sorted order; hidden files
-and folders are left out) and glob patterns (``"photos/**/*.jpg"``, quoted so the
+and folders, and ``DIR`` when it lies inside, are left out) and glob patterns (``"photos/**/*.jpg"``, quoted so the
 tool expands them, ``**`` included). Any size, any EXIF orientation (images are
 turned upright as viewers show them, :mod:`mtvision.data.image_io`). A progress
 bar counts the images on stderr.
@@ -126,17 +126,28 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _folder_files(folder: str) -> Iterator[str]:
-    """Every file below ``folder``, sorted, hidden files and folders left out."""
+def _folder_files(folder: str, exclude: str | None = None) -> Iterator[str]:
+    """Every file below ``folder``, sorted, hidden files and folders and the folder
+    ``exclude`` (the output folder) left out."""
+    excluded = None if exclude is None else os.path.realpath(exclude)
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not _is_hidden(d) and os.path.realpath(os.path.join(root, d)) != excluded
+        )
         for name in sorted(files):
             if not _is_hidden(name):
                 yield os.path.join(root, name)
 
 
-def collect_images(inputs: list[str]) -> tuple[list[ImageJob], list[Skipped]]:
-    """The images to predict on, with unique output stems, and the inputs skipped."""
+def collect_images(
+    inputs: list[str], out_dir: str | None = None
+) -> tuple[list[ImageJob], list[Skipped]]:
+    """The images to predict on, with unique output stems, and the inputs skipped.
+
+    A folder's walk leaves ``out_dir`` out, so predicting into a folder inside an
+    input folder never reads the pictures of an earlier run."""
     jobs: list[ImageJob] = []
     skipped: list[Skipped] = []
     taken: set[str] = set()
@@ -156,7 +167,7 @@ def collect_images(inputs: list[str]) -> tuple[list[ImageJob], list[Skipped]]:
 
     def add_folder(folder: str) -> None:
         name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
-        for path in _folder_files(folder):
+        for path in _folder_files(folder, out_dir):
             if not path.lower().endswith(IMAGE_EXTENSIONS):
                 skipped.append(Skipped(path, "not an image file (by its extension)"))
                 continue
@@ -249,7 +260,7 @@ def write_outputs(
 def main(argv=None) -> dict:
     """Predict as the command line says; returns ``{"written": [...], "skipped": [...]}``."""
     args = parse_args(argv)
-    jobs, skipped = collect_images(args.inputs)
+    jobs, skipped = collect_images(args.inputs, args.out_dir)
     for item in skipped:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     checkpoint = None if args.checkpoint == NO_CHECKPOINT else args.checkpoint
