@@ -66,14 +66,8 @@ __all__ = ["BACKENDS", "HeadInfo", "Inferencer", "test_entries"]
 
 BACKENDS = ("torch", "onnxruntime")
 CLASSIFICATION, DETECTION, SEGMENTATION = "classification", "detection", "segmentation"
-#: The fields ``MultiTaskModel.predict`` gives for each task.
-TASK_FIELDS = {
-    CLASSIFICATION: ("pred_score", "pred_label", "gt_label"),
-    DETECTION: ("boxes", "scores", "labels"),
-    SEGMENTATION: ("pred_mask", "gt_mask"),
-}
-#: The pipeline step the inferencer replaces by its own loading (paths and arrays).
-LOAD_IMAGE = "LoadImage"
+#: The tasks whose ``MultiTaskModel.predict`` fields have a result format here.
+TASKS = (CLASSIFICATION, DETECTION, SEGMENTATION)
 
 
 @dataclass(frozen=True)
@@ -189,12 +183,13 @@ class Inferencer:
             name: _head_info(name, task, file_classes.get(name), metainfo, max_topk.get(name))
             for name, task in tasks.items()
         }
+        entries = test_entries(cfg)
+        if backend == "onnxruntime":
+            _check_input_size(self.model, entries, cfg.filename or "the config")
         self.entries = [
             _Entry(_inference_pipeline(pipeline), heads)
-            for pipeline, heads in _assign_heads(test_entries(cfg), tuple(self.heads))
+            for pipeline, heads in _assign_heads(entries, tuple(self.heads))
         ]
-        if backend == "onnxruntime":
-            _check_input_size(self.model, test_entries(cfg), cfg.filename or "the config")
 
     @property
     def multi_head(self) -> bool:
@@ -222,7 +217,8 @@ class Inferencer:
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
             images = [self.load(item, start + i) for i, item in enumerate(batch)]
-            results += self.predict_images(images, [_source(item, None) for item in batch])
+            sources = [_source(item) or f"<input {start + i}>" for i, item in enumerate(batch)]
+            results += self.predict_images(images, sources)
         return results[0] if single else results
 
     @staticmethod
@@ -247,7 +243,8 @@ class Inferencer:
     def predict_images(
         self, images: Sequence[np.ndarray], sources: Sequence[str | None] | None = None
     ) -> list[dict]:
-        """Results of (H, W, 3) uint8 RGB images (already loaded), one dict each."""
+        """Results of (H, W, 3) uint8 RGB images (already loaded, e.g. by :meth:`load`),
+        one dict each; ``sources`` name them in error messages (file paths)."""
         sources = list(sources) if sources is not None else [None] * len(images)
         merged: list[dict] = [{} for _ in images]
         for entry in self.entries:
@@ -434,17 +431,18 @@ def _start_sample(image: np.ndarray, source: str | None, index: int) -> dict:
     return {"img_path": img_path, "image": image, "meta": meta}
 
 
-def _source(item, default: str | None) -> str | None:
-    return os.fspath(item) if isinstance(item, str | os.PathLike) else default
+def _source(item) -> str | None:
+    """The file an input was read from (None for an array)."""
+    return os.fspath(item) if isinstance(item, str | os.PathLike) else None
 
 
 def _head_task(name: str, head) -> str:
     """The task of a head (its ``task`` attribute)."""
     task = getattr(head, "task", None)
-    if task not in TASK_FIELDS:
+    if task not in TASKS:
         raise ValueError(
             f"head {name!r} ({type(head).__name__}): task {task!r} has no result format; the "
-            f"inferencer knows {sorted(TASK_FIELDS)}"
+            f"inferencer knows {list(TASKS)}"
         )
     return task
 
