@@ -233,6 +233,14 @@ def test_dynamic_size_is_refused_for_a_detector(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_dynamic_size_is_refused_for_tf_same_padding(tmp_path):
+    model = mtvision.create_model(
+        "deeplabv3_mobilenet_v2", num_classes=3, width_mult=0.35, padding="same"
+    )
+    with pytest.raises(ExportError, match=r"pads TF-'same' .* pass input_size"):
+        export_deploy_onnx(model, tmp_path / "x.onnx", None)
+
+
 def test_wrong_input_size_names_both_sizes(detector_file):
     _, path = detector_file
     with pytest.raises(ExportError, match=r"takes 96x128 images .* got 100x100"):

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mtvision.errors import ExportError
+from mtvision.layers.same_padding import SamePad2d
 from mtvision.utils.atomic_files import atomic_write_bytes
 
 METADATA_KEY = "mtvision"
@@ -141,8 +142,9 @@ def export_deploy_onnx(
         model: a MultiTaskModel (any heads); put in eval mode for the trace and restored.
         path: the ONNX file, written atomically after ``onnx.checker`` passed.
         input_size: (H, W) the graph is fixed to; ``None`` makes height and width
-            dynamic, which only a segmentation-only model allows (anchors depend on
-            the input size, and a classifier is trained at one).
+            dynamic, which only a segmentation-only model with PyTorch's symmetric
+            padding allows (anchors depend on the input size, a classifier is trained
+            at one, and TF-"same" padding amounts are fixed when traced).
         classes: head name -> class names, recorded in the metadata (``None``: ids only).
         topk, seg_logits: see :class:`DeployModel`.
         opset: ONNX opset (NonMaxSuppression needs >= 11).
@@ -151,7 +153,8 @@ def export_deploy_onnx(
     Returns ``path`` as a string.
 
     Raises:
-        ExportError: dynamic size for a model with a non-segmentation head, a bad
+        ExportError: dynamic size for a model with a non-segmentation head or with
+            TF-"same" padding, a bad
             ``input_size``, or any :class:`DeployModel` error.
     """
     path = os.fspath(path)
@@ -162,6 +165,12 @@ def export_deploy_onnx(
             raise ExportError(
                 f"heads {fixed} need a fixed input size (detection anchors and a "
                 "classifier's training size); pass input_size=(H, W)"
+            )
+        same_padded = [name for name, m in model.named_modules() if isinstance(m, SamePad2d)]
+        if same_padded:
+            raise ExportError(
+                f"{type(model).__name__} pads TF-'same' ({same_padded[0]}, ...): the amounts "
+                "depend on the input size and are fixed when traced; pass input_size=(H, W)"
             )
         example_size = (256, 256)
     else:
