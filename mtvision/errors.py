@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ConversionError",
+    "ExportError",
     "ImageLoadError",
     "MaskLoadError",
     "ScalarLogError",
@@ -75,12 +76,19 @@ class ConversionError(ValueError):
     and the problem."""
 
 
+class ExportError(ValueError):
+    """A model that cannot be exported as asked, or an exported (ONNX) file that cannot
+    be used, or does not fit the config it is used with; the message names the file (or
+    head) and the problem, e.g. both input sizes or both class counts."""
+
+
 #: What the command-line tools report as one line instead of a traceback.
 USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     AnnotationError,
     ConfigError,
     CheckpointError,
     ConversionError,
+    ExportError,
     ImageLoadError,
     ScalarLogError,
     FileNotFoundError,

@@ -11,6 +11,7 @@ import os
 import os.path as osp
 import signal
 import time
+from pathlib import Path
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -291,3 +292,20 @@ def minutes_since(start: float) -> str:
     for the slow learning tests to print next to their metrics (``pytest -s``)."""
     minutes, seconds = divmod(round(time.perf_counter() - start), 60)
     return f"{minutes} min {seconds} s"
+
+
+def deployed_eval(config: str, checkpoint, options: list[str], out_dir, *export_args: str):
+    """Export ``checkpoint`` with tools/export_onnx.py (torch vs onnxruntime checked on 8
+    test images, every head required to agree fully) and evaluate the file with
+    ``tools/eval.py --backend onnxruntime``. Returns ``(onnx_path, agreements, metrics)``."""
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / "deployed.onnx"
+    agreements = load_tool("export_onnx").main(
+        [config, str(checkpoint), "--out", str(onnx_path), "--min-agreement", "1.0",
+         *export_args, "--cfg-options", *options]
+    )  # fmt: skip
+    metrics = load_tool("eval").main(
+        [config, str(onnx_path), "--backend", "onnxruntime", "--work-dir",
+         str(out_dir / "eval_onnx"), "--cfg-options", *options]
+    )  # fmt: skip
+    return onnx_path, agreements, metrics

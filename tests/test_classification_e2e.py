@@ -5,7 +5,7 @@ import time
 
 import cv2
 import pytest
-from engine_toy import load_tool, loader_options, minutes_since
+from engine_toy import deployed_eval, load_tool, loader_options, minutes_since
 
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
@@ -102,6 +102,16 @@ def test_demo_recipe_learns_the_shapes(tmp_path):
     assert metrics["accuracy/top1"] == pytest.approx(top1, abs=1e-9)
     # Chance is 1/6; 300 val images put chance-level top-1 at 0.17 +- 0.02.
     assert top1 >= 0.35
+
+    # Deployed (top-5 inside): the same top-1 on 8 val images and the same accuracy.
+    _, agreements, onnx_metrics = deployed_eval(
+        DEMO_CONFIG, tmp_path / "work" / "last.pth", options, tmp_path
+    )
+    print(
+        f"classification demo deployed (onnxruntime float): top-1 {onnx_metrics['accuracy/top1']:.4f}"
+    )
+    assert agreements == {"classification": 1.0}
+    assert onnx_metrics["accuracy/top1"] == pytest.approx(metrics["accuracy/top1"], abs=1e-3)
 
 
 @pytest.mark.parametrize(

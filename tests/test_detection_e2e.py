@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from engine_toy import load_tool, loader_options, minutes_since
+from engine_toy import deployed_eval, load_tool, loader_options, minutes_since
 
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
@@ -72,6 +72,14 @@ def test_train_eval_show_demo_config(small_coco, tmp_path):
     assert all(len(r["bbox"]) == 4 and 0 < r["score"] <= 1 for r in results)
     assert len(sorted(show_dir.glob("*.png"))) == 3
 
+    # The deployed graph (NMS inside) scores as the checkpoint does.
+    _, agreements, onnx_metrics = deployed_eval(
+        DEMO_CONFIG, work_dir / "last.pth", options, tmp_path
+    )
+    assert agreements == {"detection": 1.0}
+    for key in ("coco/bbox_mAP", "coco/bbox_mAP_50"):
+        assert onnx_metrics[key] == pytest.approx(metrics[key], abs=1e-3)
+
 
 @pytest.mark.slow
 def test_demo_recipe_learns_to_detect_the_shapes(tmp_path):
@@ -98,3 +106,16 @@ def test_demo_recipe_learns_to_detect_the_shapes(tmp_path):
     )
     assert metrics["coco/bbox_mAP_50"] == pytest.approx(map50, abs=1e-12)
     assert map50 >= MIN_DEMO_MAP50
+
+    # Deployed: the same boxes (IoU >= 0.99, scores within 1e-4) on 8 val images and the
+    # same COCO AP within 0.001.
+    _, agreements, onnx_metrics = deployed_eval(
+        DEMO_CONFIG, tmp_path / "work" / "last.pth", options, tmp_path
+    )
+    print(
+        f"detection demo deployed (onnxruntime float): AP {onnx_metrics['coco/bbox_mAP']:.4f}, "
+        f"AP@.5 {onnx_metrics['coco/bbox_mAP_50']:.4f}"
+    )
+    assert agreements == {"detection": 1.0}
+    for key in ("coco/bbox_mAP", "coco/bbox_mAP_50"):
+        assert onnx_metrics[key] == pytest.approx(metrics[key], abs=1e-3)

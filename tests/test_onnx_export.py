@@ -108,7 +108,7 @@ def test_tool_bakes_the_data_preprocessor_into_the_graph(demo_checkpoint, tmp_pa
     out = tmp_path / "demo.onnx"
     size = ["--input-size", str(DEMO_SIZE), str(DEMO_SIZE)]
     max_diff = export_tool.main(
-        [DEMO_CONFIG, str(checkpoint), "--out", str(out), "--with-preprocess", *size]
+        [DEMO_CONFIG, str(checkpoint), "--out", str(out), "--raw", "--with-preprocess", *size]
     )
     assert "max abs diff" in capsys.readouterr().out
     assert max_diff < 1e-3

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from engine_toy import load_tool, loader_options, minutes_since
+from engine_toy import deployed_eval, load_tool, loader_options, minutes_since
 from PIL import Image
 
 from mtvision.engine import load_config
@@ -100,3 +100,12 @@ def test_demo_recipe_learns_the_shapes(tmp_path):
     # Chance on this val set: every pixel background scores mIoU 0.116 (background IoU
     # 0.814, 0 for the 6 shapes); uniform random labels score 0.042.
     assert val_miou >= 0.45
+
+    # Deployed (any image size, argmax inside): the same class maps on 8 val images and
+    # the same mIoU (whole images: no resize, so the class map is the prediction).
+    _, agreements, onnx_metrics = deployed_eval(
+        DEMO_CONFIG, work_dir / "last.pth", options, tmp_path, "--dynamic-size"
+    )
+    print(f"segmentation demo deployed (onnxruntime float): mIoU {onnx_metrics['seg/mIoU']:.4f}")
+    assert agreements["segmentation"] >= 0.9999
+    assert onnx_metrics["seg/mIoU"] == pytest.approx(metrics["seg/mIoU"], abs=1e-3)

@@ -3,6 +3,7 @@
     python tools/eval.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--show-dir DIR [--show-limit N] [--show-score-thr T]]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
+    python tools/eval.py CONFIG FILE.onnx --backend onnxruntime [--threads N] [...]
     python tools/eval.py --predictions RESULTS.json --ann ANNOTATIONS.json
 
 Runs the test loop and prints one table of all metrics, one per line. A
@@ -30,6 +31,16 @@ every image of the annotation file counts (an image without results has its
 objects missed). It prints the 12 COCO box statistics and a per-category table.
 
 The checkpoint must fit the model exactly.
+
+``--backend onnxruntime`` (the default for a ``.onnx`` file) evaluates a deployed
+graph written by ``tools/export_onnx.py`` (or ``tools/quantize.py``) with the
+same dataloader, pipeline and metrics: the model is replaced by
+:class:`~mtvision.export.OnnxRuntimeModel`, which runs the file on the test
+pipeline's uint8 images and maps its outputs back to the original images as the
+heads do. The file's heads and class counts must match the config's model, and
+its input size the test pipeline's (an error names both). A segmentation graph
+without ``seg_logits`` gives class maps at the input size, resized to the
+original by nearest neighbour.
 """
 
 import argparse
@@ -46,6 +57,7 @@ from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
 from mtvision.errors import ConfigError
 from mtvision.evaluation.coco_metric import CocoMetric, load_coco_results
+from mtvision.export import OnnxRuntimeModel
 from mtvision.registry import METRICS
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -59,6 +71,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("config", nargs="?", help="config file path")
     parser.add_argument(
         "checkpoint", nargs="?", help="checkpoint file, e.g. work_dirs/NAME/last.pth"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        help="torch (a checkpoint) or onnxruntime (a deployed .onnx file); default by suffix",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="onnxruntime: intra-op threads (default: its own choice)"
     )
     parser.add_argument("--work-dir", help="where logs go")
     parser.add_argument(
@@ -114,6 +134,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         return args
     if args.config is None or args.checkpoint is None:
         parser.error("CONFIG and CHECKPOINT are required (or use --predictions with --ann)")
+    if args.backend is None:
+        args.backend = "onnxruntime" if args.checkpoint.endswith(".onnx") else "torch"
+    if args.backend == "torch" and args.checkpoint.endswith(".onnx"):
+        parser.error(f"{args.checkpoint} is an ONNX file: use --backend onnxruntime")
+    if args.threads is not None and args.backend != "onnxruntime":
+        parser.error("--threads goes with --backend onnxruntime")
+    if args.backend == "onnxruntime" and args.launcher != "none":
+        parser.error("--backend onnxruntime runs in one process (--launcher none)")
     if args.out is not None and not args.out.endswith((".json", *PICKLE_SUFFIXES)):
         parser.error(
             f"--out {args.out}: use a .json (COCO results or metrics) or .pkl (predictions) file"
@@ -232,7 +260,17 @@ def main(argv=None) -> dict:
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
-    cfg.load_from, cfg.resume = args.checkpoint, False
+    if args.backend == "onnxruntime":
+        cfg.model = dict(
+            type=OnnxRuntimeModel.__name__,
+            onnx_file=args.checkpoint,
+            model=cfg.model,
+            threads=args.threads,
+            config_source=args.config,
+        )
+        cfg.load_from, cfg.resume = None, False
+    else:
+        cfg.load_from, cfg.resume = args.checkpoint, False
     writes_coco_results = args.out is not None and _route_out(cfg, args.out)
     if args.show_dir is not None:
         show_hook = dict(

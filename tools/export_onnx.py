@@ -1,25 +1,33 @@
-"""Export a trained checkpoint to ONNX and check it against torch with onnxruntime.
+"""Export a trained checkpoint to ONNX for deployment and check it against torch with onnxruntime.
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx
-        [--input-size H W] [--opset 17] [--with-preprocess] [--static-batch]
+        [--input-size H W | --dynamic-size] [--topk 5] [--seg-logits]
+        [--score-thr T] [--max-detections D] [--check-images 8] [--opset 17]
         [--cfg-options KEY=VALUE ...]
+    python tools/export_onnx.py CONFIG CHECKPOINT --out raw.onnx --raw
+        [--with-preprocess] [--static-batch] [--tolerance 1e-4] [--input-size H W]
 
-The graph is the model's tensor forward: the raw outputs of every head, named
-``<head>.<output>`` (a classifier gives ``classification.cls_logits``, (N, K);
-detection and segmentation give their raw scores and box codes / low-resolution
-logits, without post-processing). Its input ``input`` is (N, 3, H, W), the
-batch axis dynamic unless ``--static-batch``:
+Default: the deployed graph (``mtvision.export.export_deploy_onnx``): input
+``images``, uint8 RGB (N, 3, H, W) at the config's test input size (its test
+pipeline's ``Resize``/``CenterCrop``; ``--input-size`` overrides), mean/std
+inside; outputs the final results of every head: classification ``scores`` /
+``labels`` (top-k), detection ``boxes`` (xyxy, input pixels), ``scores``,
+``labels``, ``num_detections`` (decoding, score threshold, per-class top-k and
+class-aware NMS inside, as ONNX NonMaxSuppression), segmentation ``mask``
+(uint8 class map at the input size; ``--seg-logits`` adds the logits). A model
+with several heads names them ``<head>.<field>``. ``--dynamic-size`` (only for
+a segmentation-only model) leaves height and width free. The metadata records
+input size, mean/std, heads, classes (from the checkpoint) and the sources.
 
-- default: float32, RGB, already normalised with the ImageNet mean/std of the
-  config's data preprocessor (``(pixel - mean) / std`` in 0-255 units), as the
-  model sees it in training;
-- ``--with-preprocess``: uint8 RGB pixels; the cast and the normalisation are
-  part of the graph.
+After writing, ``--check-images`` test images (through the config's test
+pipeline; random images when the test set cannot be read) run through torch
+and onnxruntime and each head's agreement is printed (top-1 labels, matched
+boxes with IoU >= 0.99 and scores within 1e-4, equal pixels). Below
+``--min-agreement`` (default 0.99) is an error.
 
-Resizing is never in the graph: feed images at ``--input-size``. After writing
-the file, a random batch of two goes through torch and onnxruntime and the
-largest absolute difference is printed; a difference above ``--tolerance``
-(relative to the largest output magnitude) is an error.
+``--raw``: the model's raw tensor forward (``<head>.<output>`` before
+post-processing; ``--with-preprocess`` for uint8 input), checked by max abs
+difference against torch on a random batch (``--tolerance``, relative).
 """
 
 from __future__ import annotations
@@ -31,11 +39,23 @@ import torch
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_loading import build_model_from_checkpoint
-from mtvision.export import Uint8Input, check_onnx_matches, export_onnx, flatten_outputs
+from mtvision.errors import ExportError
+from mtvision.export import (
+    DeployModel,
+    OnnxRuntimeModel,
+    Uint8Input,
+    check_onnx_matches,
+    export_deploy_onnx,
+    export_onnx,
+    flatten_outputs,
+)
+from mtvision.export.deploy_config import checkpoint_classes, test_input_size
+from mtvision.export.parity import deployed_outputs, head_agreement, max_score_difference
+from mtvision.export.sample_images import test_images
 
 
-class ExportMismatchError(RuntimeError):
-    """onnxruntime's outputs differ from torch's by more than the tolerance."""
+class ExportMismatchError(ExportError):
+    """onnxruntime's outputs differ from torch's by more than allowed."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,38 +67,65 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--input-size",
         nargs=2,
         type=int,
-        default=(224, 224),
         metavar=("H", "W"),
-        help="input height and width (default 224 224; the demo config trains at 64 64)",
+        help="input height and width (default: the config's test pipeline size)",
+    )
+    parser.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="any height and width (segmentation-only models)",
+    )
+    parser.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument(
+        "--seg-logits", action="store_true", help="also output the upsampled logits"
+    )
+    parser.add_argument(
+        "--score-thr", type=float, help="detection score threshold (default: the config's)"
+    )
+    parser.add_argument(
+        "--max-detections", type=int, help="detections per image (default: the config's)"
+    )
+    parser.add_argument(
+        "--check-images", type=int, default=8, help="test images to compare torch and ONNX on"
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.99,
+        help="least agreement per head between torch and onnxruntime (default 0.99)",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    parser.add_argument("--raw", action="store_true", help="export the raw tensor forward")
     parser.add_argument(
         "--with-preprocess",
         action="store_true",
-        help="take uint8 RGB input and normalise inside the graph",
+        help="--raw: take uint8 RGB input and normalise inside the graph",
     )
     parser.add_argument(
-        "--static-batch", action="store_true", help="fix the batch size to 1 in the graph"
+        "--static-batch", action="store_true", help="--raw: fix the batch size to 1"
     )
     parser.add_argument(
         "--tolerance",
         type=float,
         default=1e-4,
-        help="largest allowed |onnx - torch| relative to max |torch output| (default 1e-4)",
+        help="--raw: largest |onnx - torch| relative to max |torch output| (default 1e-4)",
     )
     add_cfg_options_argument(parser, "model.heads.classification.num_classes=6")
     args = parser.parse_args(argv)
-    if min(args.input_size) < 1:
+    if args.input_size is not None and min(args.input_size) < 1:
         parser.error(f"--input-size must be positive, got {args.input_size}")
+    if args.dynamic_size and (args.input_size is not None or args.raw):
+        parser.error("--dynamic-size goes with neither --input-size nor --raw")
+    if not args.raw and (args.with_preprocess or args.static_batch):
+        parser.error("--with-preprocess and --static-batch go with --raw")
+    if args.topk < 1 or args.check_images < 0:
+        parser.error("--topk must be >= 1 and --check-images >= 0")
     return args
 
 
-def main(argv=None) -> float:
-    """Export and verify as the command line says; returns the max abs difference."""
-    args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    model = build_model_from_checkpoint(cfg, args.checkpoint)
-    height, width = args.input_size
+def export_raw(args, model) -> float:
+    """The raw tensor forward, checked by max abs difference; returns it."""
+    height, width = args.input_size or (224, 224)
     if args.with_preprocess:
         model = Uint8Input.from_data_preprocessor(model).eval()
         input_dtype = torch.uint8
@@ -111,6 +158,85 @@ def main(argv=None) -> float:
             f"{args.tolerance:g} x max |output| {scale:.3g}"
         )
     return max_diff
+
+
+def _set_detection_options(model, score_thr: float | None, max_detections: int | None) -> None:
+    for head in model.heads.values():
+        if getattr(head, "task", None) != "detection":
+            continue
+        if score_thr is not None:
+            head.test_cfg["score_threshold"] = float(score_thr)
+        if max_detections is not None:
+            head.test_cfg["max_detections"] = int(max_detections)
+
+
+def main(argv=None):
+    """Export and verify as the command line says. Returns the raw export's max abs
+    difference with ``--raw``, else ``{head: agreement}``."""
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_model_from_checkpoint(cfg, args.checkpoint)
+    if args.raw:
+        return export_raw(args, model)
+
+    _set_detection_options(model, args.score_thr, args.max_detections)
+    if args.dynamic_size:
+        input_size = None
+    else:
+        input_size = tuple(args.input_size) if args.input_size else test_input_size(cfg)
+        if input_size is None:
+            raise ExportError(
+                f"{args.config}: the test pipeline does not resize to one size; pass "
+                "--input-size H W (or --dynamic-size for a segmentation model)"
+            )
+    classes = checkpoint_classes(args.checkpoint, model.heads)
+    export_deploy_onnx(
+        model,
+        args.out,
+        input_size,
+        classes=classes,
+        topk=args.topk,
+        seg_logits=args.seg_logits,
+        opset=args.opset,
+        source={"config": args.config, "checkpoint": args.checkpoint},
+    )
+    size_text = "any size" if input_size is None else f"{input_size[0]}x{input_size[1]}"
+    print(f"wrote {args.out}: uint8 RGB images (N, 3, H, W) at {size_text}")
+    if args.check_images == 0:
+        return {}
+
+    images, origin = test_images(cfg, args.check_images, input_size)
+    deployed = OnnxRuntimeModel(args.out)
+    torch_model = DeployModel(model, topk=args.topk, seg_logits=args.seg_logits).eval()
+    agreements = {name: [] for name in deployed.heads}
+    for image in images:
+        batch = image.unsqueeze(0)
+        expected = deployed_outputs(torch_model, batch)
+        actual = deployed.run(batch)
+        for name, info in deployed.heads.items():
+            agreements[name].append(
+                (
+                    head_agreement(info["task"], expected[name], actual[name]),
+                    max_score_difference(info["task"], expected[name], actual[name]),
+                )
+            )
+    result = {}
+    for name, values in agreements.items():
+        agreement = sum(v[0] for v in values) / len(values)
+        result[name] = agreement
+        task = deployed.heads[name]["task"]
+        extra = f", max top-k score difference {max(v[1] for v in values):.2g}"
+        print(
+            f"  {name} ({task}): torch vs onnxruntime agreement {agreement:.4f} on "
+            f"{len(values)} {origin}" + (extra if task == "classification" else "")
+        )
+    low = {name: value for name, value in result.items() if value < args.min_agreement}
+    if low:
+        raise ExportMismatchError(
+            f"{args.out}: onnxruntime agrees with torch on {low}, below --min-agreement "
+            f"{args.min_agreement}"
+        )
+    return result
 
 
 if __name__ == "__main__":

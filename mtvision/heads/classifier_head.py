@@ -39,8 +39,10 @@ class ClassifierHead(BaseModule):
       no loss.
     - ``predict(outputs, data_samples)``: per image ``pred_score`` (K,) softmax
       probabilities, ``pred_label`` (int), and ``gt_label`` when the sample has a label.
+    - ``deploy(outputs, input_size, topk=5)``: the deployed graph's outputs (top-k).
     """
 
+    task = "classification"
     in_features: tuple[str, ...] = ("final_conv",)
 
     def __init__(
@@ -106,18 +108,18 @@ class ClassifierHead(BaseModule):
         scores = outputs["cls_logits"].float().softmax(dim=1)
         return {"pred_score": scores, "pred_label": scores.argmax(dim=1)}
 
+    def deploy(
+        self, outputs: dict[str, Tensor], input_size: tuple[int, int] | None = None, topk: int = 5
+    ) -> dict[str, Tensor]:
+        """What an exported graph returns: ``{"scores": (N, k) float32 softmax probabilities,
+        highest first, "labels": (N, k) int64}`` with ``k = min(topk, K)``."""
+        scores = outputs["cls_logits"].float().softmax(dim=1)
+        top_scores, top_labels = scores.topk(min(int(topk), self.num_classes), dim=1)
+        return {"scores": top_scores, "labels": top_labels}
+
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-        """One dict per image: ``pred_score`` (K,), ``pred_label`` int, ``gt_label`` if known."""
-        predictions = [
-            {"pred_score": score, "pred_label": label}
-            for score, label in zip(
-                results["pred_score"], results["pred_label"].tolist(), strict=True
-            )
-        ]
-        for prediction, sample in zip(predictions, data_samples, strict=True):
-            if "label" in sample:
-                prediction["gt_label"] = int(sample["label"])
-        return predictions
+        """:func:`classification_to_original`."""
+        return classification_to_original(results, data_samples)
 
     def predict(
         self,
@@ -148,3 +150,18 @@ class ClassifierHead(BaseModule):
         self.fc.load_state_dict(
             {k.removeprefix("classifier.1."): v for k, v in torchvision_head.items()}
         )
+
+
+def classification_to_original(
+    results: dict[str, Tensor], data_samples: Sequence[dict]
+) -> list[dict]:
+    """One dict per image of ``{"pred_score": (N, K), "pred_label": (N,)}``: ``pred_score``
+    (K,), ``pred_label`` int, and ``gt_label`` when the sample has a ``label``."""
+    predictions = [
+        {"pred_score": score, "pred_label": label}
+        for score, label in zip(results["pred_score"], results["pred_label"].tolist(), strict=True)
+    ]
+    for prediction, sample in zip(predictions, data_samples, strict=True):
+        if "label" in sample:
+            prediction["gt_label"] = int(sample["label"])
+    return predictions

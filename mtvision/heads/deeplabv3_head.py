@@ -75,8 +75,11 @@ class DeepLabV3Head(BaseModule):
       a mask. The images must fill the input (the composing model cuts each group
       of images of one ``img_shape`` out of the padded batch before the backbone
       runs, so padding changes neither the image-pooling average nor the border).
+    - ``deploy(outputs, input_size, with_logits=False)``: the deployed graph's outputs,
+      the class map at the input size (one view; ``test_time_views`` do not apply).
     """
 
+    task = "segmentation"
     in_features: tuple[str, ...] = ("stage7",)
 
     def __init__(
@@ -202,18 +205,23 @@ class DeepLabV3Head(BaseModule):
         """
         return {"seg_logits": upsample(outputs["seg_logits"], input_size, self.align_corners)}
 
+    def deploy(
+        self, outputs: dict[str, Tensor], input_size: tuple[int, int], with_logits: bool = False
+    ) -> dict[str, Tensor]:
+        """What an exported graph returns: ``{"mask": (N, H, W) uint8}``, the argmax of the
+        logits upsampled to the (H, W) input (:meth:`postprocess`), plus ``"seg_logits"``
+        (N, K, H, W) float32 when ``with_logits``. Needs K <= 256."""
+        if self.num_classes > 256:
+            raise ValueError(f"a uint8 class map holds 256 classes, not {self.num_classes}")
+        logits = self.postprocess(outputs, input_size)["seg_logits"]
+        results = {"mask": logits.argmax(dim=1).to(torch.uint8)}
+        if with_logits:
+            results["seg_logits"] = logits
+        return results
+
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-        """Per image: logits cut to ``meta["img_shape"]``, resized to ``meta["ori_shape"]``,
-        ``pred_mask`` = argmax of their softmax; ``gt_mask`` when the sample has a mask."""
-        logits = results["seg_logits"]
-        probabilities = []
-        for index, sample in enumerate(data_samples):
-            h, w = (int(s) for s in sample.get("meta", {}).get("img_shape", logits.shape[-2:]))
-            image_logits = logits[index : index + 1, :, :h, :w]
-            probabilities.append(
-                _probabilities_at_original_size(image_logits, sample, (h, w), self.align_corners)
-            )
-        return _label_maps(probabilities, data_samples)
+        """:func:`logits_to_original` with the head's ``align_corners``."""
+        return logits_to_original(results, data_samples, self.align_corners)
 
     def predict(
         self, outputs: dict[str, Tensor], data_samples: Sequence[dict], input_size: tuple[int, int]
@@ -255,6 +263,46 @@ class DeepLabV3Head(BaseModule):
                 else [total + p for total, p in zip(totals, probabilities, strict=True)]
             )
         return _label_maps(totals, data_samples)
+
+
+def logits_to_original(
+    results: dict[str, Tensor], data_samples: Sequence[dict], align_corners: bool = False
+) -> list[dict]:
+    """Per image of ``{"seg_logits": (N, K, H, W)}`` at the input size: logits cut to
+    ``meta["img_shape"]``, resized to ``meta["ori_shape"]``, ``pred_mask`` = argmax of
+    their softmax; ``gt_mask`` when the sample has a mask."""
+    logits = results["seg_logits"]
+    probabilities = []
+    for index, sample in enumerate(data_samples):
+        h, w = (int(s) for s in sample.get("meta", {}).get("img_shape", logits.shape[-2:]))
+        image_logits = logits[index : index + 1, :, :h, :w]
+        probabilities.append(
+            _probabilities_at_original_size(image_logits, sample, (h, w), align_corners)
+        )
+    return _label_maps(probabilities, data_samples)
+
+
+def class_map_to_original(masks: Tensor, data_samples: Sequence[dict]) -> list[dict]:
+    """Per image of a deployed graph's (N, H, W) class maps at the input size: the map cut
+    to ``meta["img_shape"]`` and resized to ``meta["ori_shape"]`` by nearest neighbour
+    (``pred_mask`` int64); ``gt_mask`` when the sample has a mask.
+
+    Equal to :func:`logits_to_original` when the test pipeline does not resize;
+    otherwise labels can differ along class borders (the logits are not there to
+    interpolate)."""
+    predictions = []
+    for index, sample in enumerate(data_samples):
+        meta = sample.get("meta", {})
+        h, w = (int(s) for s in meta.get("img_shape", masks.shape[-2:]))
+        out_size = tuple(int(s) for s in meta.get("ori_shape", (h, w)))
+        mask = masks[index : index + 1, None, :h, :w]
+        if (h, w) != out_size:
+            mask = F.interpolate(mask.float(), size=out_size, mode="nearest")
+        prediction = {"pred_mask": mask[0, 0].long()}
+        if "mask" in sample:
+            prediction["gt_mask"] = sample["mask"]
+        predictions.append(prediction)
+    return predictions
 
 
 def _probabilities_at_original_size(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, sigmoid_focal_loss
+from torchvision.ops import clip_boxes_to_image, sigmoid_focal_loss
 
 from mtvision.heads.data_samples import annotated_samples, sample_source, zero_loss
 from mtvision.heads.ssdlite_extras import DEFAULT_DEPTHS, SSDLiteExtras
@@ -19,6 +19,7 @@ from mtvision.layers.feature_spec import FeatureSpec, select_specs
 from mtvision.ops.anchors import GridAnchorGenerator
 from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import SSDMatcher
+from mtvision.ops.nms import class_aware_nms
 from mtvision.registry import MODELS
 
 SOFTMAX = "softmax"
@@ -99,6 +100,7 @@ class SSDLiteHead(BaseModule):
     parameters (paper Table 5: 2.1M for the "SSDLite head").
     """
 
+    task = "detection"
     in_features: tuple[str, ...] = ("layer15_expansion", "final_conv")
 
     def __init__(
@@ -323,28 +325,26 @@ class SSDLiteHead(BaseModule):
         batch_size, num_anchors, num_classes = scores.shape
         device = scores.device
 
-        # Per image and class the top-k anchors: (N, C, k), then the score threshold.
-        top_scores, top_anchors = scores.transpose(1, 2).topk(
-            min(cfg["topk_candidates"], num_anchors), dim=2
+        # Per image and class only the top-k anchors stay candidates (scores of the others
+        # set to 0, below any threshold), so NMS sees the boxes it would see after a gather
+        # and the same code runs in torch and as ONNX NonMaxSuppression.
+        scores = scores.transpose(1, 2)  # (N, C, A)
+        kth_score = scores.topk(min(cfg["topk_candidates"], num_anchors), dim=2).values[..., -1:]
+        scores = torch.where(scores >= kth_score, scores, torch.zeros_like(scores))
+        selected = class_aware_nms(boxes, scores, cfg["nms_iou_threshold"], cfg["score_threshold"])
+        kept_images, class_ids, anchor_ids = selected.unbind(1)
+        candidate_scores = scores[kept_images, class_ids, anchor_ids]
+        order = candidate_scores.argsort(descending=True)
+        kept_images, class_ids = kept_images[order], class_ids[order]
+        candidate_scores, candidate_boxes = (
+            candidate_scores[order],
+            boxes[kept_images, anchor_ids[order]],
         )
-        keep = top_scores > cfg["score_threshold"]
-        image_ids = torch.arange(batch_size, device=device).view(-1, 1, 1).expand_as(top_anchors)
-        class_ids = torch.arange(num_classes, device=device).view(1, -1, 1).expand_as(top_anchors)
-        image_ids, class_ids = image_ids[keep], class_ids[keep]
-        candidate_scores = top_scores[keep]
-        candidate_boxes = boxes[image_ids, top_anchors[keep]]
-        kept = batched_nms(
-            candidate_boxes,
-            candidate_scores,
-            image_ids * num_classes + class_ids,
-            cfg["nms_iou_threshold"],
-        )
-        # batched_nms sorts by score; each detection's rank within its own image.
-        kept_images = image_ids[kept]
+        # Each detection's rank within its own image (detections are sorted by score).
         in_image = kept_images.unsqueeze(1) == torch.arange(batch_size, device=device)
         rank = (in_image.long().cumsum(dim=0) * in_image).sum(dim=1) - 1
         selected = rank < cfg["max_detections"]
-        kept, kept_images, rank = kept[selected], kept_images[selected], rank[selected]
+        kept_images, rank = kept_images[selected], rank[selected]
 
         max_detections = cfg["max_detections"]
         results = {
@@ -355,37 +355,48 @@ class SSDLiteHead(BaseModule):
             ),
             "num_detections": (in_image[selected].long()).sum(dim=0),
         }
-        results["boxes"][kept_images, rank] = candidate_boxes[kept]
-        results["scores"][kept_images, rank] = candidate_scores[kept]
-        results["labels"][kept_images, rank] = class_ids[kept]
+        results["boxes"][kept_images, rank] = candidate_boxes[selected]
+        results["scores"][kept_images, rank] = candidate_scores[selected]
+        results["labels"][kept_images, rank] = class_ids[selected]
         return results
 
+    def deploy(self, outputs: dict[str, Tensor], input_size: tuple[int, int]) -> dict[str, Tensor]:
+        """What an exported graph returns: :meth:`postprocess`'s padded detections (its NMS
+        exports as ONNX ``NonMaxSuppression``)."""
+        return self.postprocess(outputs, input_size)
+
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-        """Per image the first ``num_detections`` detections, boxes clipped to
-        ``meta["img_shape"]`` and scaled to ``meta["ori_shape"]``."""
-        predictions = []
-        counts = results["num_detections"].tolist()
-        for index, (count, sample) in enumerate(zip(counts, data_samples, strict=True)):
-            boxes = results["boxes"][index, :count]
-            meta = sample.get("meta")
-            if meta is not None and "img_shape" in meta:
-                img_shape = tuple(int(v) for v in meta["img_shape"])
-                ori_shape = tuple(int(v) for v in meta.get("ori_shape", img_shape))
-                boxes = clip_boxes_to_image(boxes, img_shape)
-                scale_y = ori_shape[0] / img_shape[0]
-                scale_x = ori_shape[1] / img_shape[1]
-                boxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-            predictions.append(
-                {
-                    "boxes": boxes,
-                    "scores": results["scores"][index, :count],
-                    "labels": results["labels"][index, :count],
-                }
-            )
-        return predictions
+        """:func:`detections_to_original`."""
+        return detections_to_original(results, data_samples)
 
     def predict(
         self, outputs: dict[str, Tensor], data_samples: Sequence[dict], input_size: tuple[int, int]
     ) -> list[dict]:
         """:meth:`postprocess`, then :meth:`to_original`."""
         return self.to_original(self.postprocess(outputs, input_size), data_samples)
+
+
+def detections_to_original(results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
+    """Per image the first ``num_detections`` of :meth:`SSDLiteHead.postprocess`'s padded
+    results, boxes clipped to ``meta["img_shape"]`` and scaled to ``meta["ori_shape"]``
+    (without a meta, boxes stay in input pixels)."""
+    predictions = []
+    counts = results["num_detections"].tolist()
+    for index, (count, sample) in enumerate(zip(counts, data_samples, strict=True)):
+        boxes = results["boxes"][index, :count]
+        meta = sample.get("meta")
+        if meta is not None and "img_shape" in meta:
+            img_shape = tuple(int(v) for v in meta["img_shape"])
+            ori_shape = tuple(int(v) for v in meta.get("ori_shape", img_shape))
+            boxes = clip_boxes_to_image(boxes, img_shape)
+            scale_y = ori_shape[0] / img_shape[0]
+            scale_x = ori_shape[1] / img_shape[1]
+            boxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+        predictions.append(
+            {
+                "boxes": boxes,
+                "scores": results["scores"][index, :count],
+                "labels": results["labels"][index, :count],
+            }
+        )
+    return predictions

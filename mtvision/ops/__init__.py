@@ -1,4 +1,4 @@
-"""Ops as plain functions and small classes: anchors, box coding, matching, resizing."""
+"""Ops as plain functions and small classes: anchors, box coding, matching, NMS, resizing."""
 
 from mtvision.ops.anchors import (
     DefaultBoxGenerator,
@@ -8,6 +8,7 @@ from mtvision.ops.anchors import (
 )
 from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import BACKGROUND, SSDMatcher
+from mtvision.ops.nms import class_aware_nms
 from mtvision.ops.resize import resize
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "GridAnchorGenerator",
     "SSDAnchorGenerator",
     "SSDMatcher",
+    "class_aware_nms",
     "linear_scales",
     "resize",
 ]

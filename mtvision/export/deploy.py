@@ -1,0 +1,265 @@
+"""The deployed graph: uint8 images in, final results out, for any set of heads.
+
+:class:`DeployModel` puts a :class:`~mtvision.models.MultiTaskModel` (every
+mtvision model; a single-task model has one head) between the cast and
+normalisation of uint8 RGB images and each head's ``deploy`` post-processing
+(top-k; decoding + class-aware NMS; upsampling + argmax), so
+:func:`export_deploy_onnx` writes one ONNX file whose outputs are what a user
+reads: no NumPy post-processing after onnxruntime, as with TFLite's
+``TFLite_Detection_PostProcess`` graphs or mmdeploy's end-to-end models.
+
+Output names (see ``docs/export.md``): a head's fields (``scores``/``labels``;
+``boxes``/``scores``/``labels``/``num_detections``; ``mask`` and optionally
+``seg_logits``) as they are for a single-head model, ``"<head>.<field>"`` when
+the model has several heads. The file's ``metadata_props`` hold, under the key
+``"mtvision"``, a JSON description (input size, mean/std, heads with their
+task, classes and outputs) that :func:`read_deploy_metadata` returns.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from mtvision.errors import ExportError
+from mtvision.utils.atomic_files import atomic_write_bytes
+
+METADATA_KEY = "mtvision"
+METADATA_FORMAT = 1
+INPUT_NAME = "images"
+TASKS = ("classification", "detection", "segmentation")
+
+
+class DeployModel(nn.Module):
+    """``model`` as deployed: uint8 (N, 3, H, W) RGB images -> each head's final outputs.
+
+    Args:
+        model: a :class:`~mtvision.models.MultiTaskModel` whose heads have a ``task``
+            (``"classification"``, ``"detection"`` or ``"segmentation"``) and a
+            ``deploy(outputs, input_size, ...)`` method; its data preprocessor's mean
+            and std are baked in. Run in eval mode.
+        topk: classes returned by a classification head.
+        seg_logits: also return a segmentation head's upsampled logits.
+
+    ``forward(images)`` returns a tuple in :attr:`output_names` order (ONNX outputs
+    are positional); :meth:`outputs` returns ``{head: {field: Tensor}}``.
+
+    Raises:
+        ExportError: a head without ``task``/``deploy``, or a preprocessor without
+            mean/std or one that swaps channels.
+    """
+
+    def __init__(self, model: nn.Module, topk: int = 5, seg_logits: bool = False) -> None:
+        super().__init__()
+        heads = getattr(model, "heads", None)
+        if heads is None or not hasattr(model, "backbone"):
+            raise ExportError(f"{type(model).__name__} is not a MultiTaskModel (backbone + heads)")
+        self.model = model
+        self.head_names = tuple(model.active_head_names)
+        self.tasks = {}
+        for name in self.head_names:
+            task = getattr(heads[name], "task", None)
+            if task not in TASKS or not hasattr(heads[name], "deploy"):
+                raise ExportError(
+                    f"head {name!r} ({type(heads[name]).__name__}) has no deployable "
+                    f"post-processing (a task in {TASKS} and a deploy method)"
+                )
+            self.tasks[name] = task
+        self.topk = int(topk)
+        self.seg_logits = bool(seg_logits)
+        mean, std = _normalisation(model)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def _head_options(self, task: str) -> dict:
+        if task == "classification":
+            return {"topk": self.topk}
+        if task == "segmentation":
+            return {"with_logits": self.seg_logits}
+        return {}
+
+    def outputs(self, images: Tensor) -> dict[str, dict[str, Tensor]]:
+        """``{head: {field: Tensor}}`` of the uint8 (N, 3, H, W) batch."""
+        inputs = (images.float() - self.mean) / self.std
+        input_size = (images.shape[-2], images.shape[-1])
+        features = self.model.backbone(inputs)
+        return {
+            name: self.model.heads[name].deploy(
+                self.model.heads[name](features), input_size, **self._head_options(task)
+            )
+            for name, task in self.tasks.items()
+        }
+
+    def output_map(self, images: Tensor) -> dict[str, dict[str, str]]:
+        """``{head: {field: ONNX output name}}`` for a batch like ``images``."""
+        with torch.no_grad():
+            outputs = self.outputs(images)
+        several = len(outputs) > 1
+        return {
+            head: {field: f"{head}.{field}" if several else field for field in fields}
+            for head, fields in outputs.items()
+        }
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return tuple(t for fields in self.outputs(images).values() for t in fields.values())
+
+
+def _normalisation(model: nn.Module) -> tuple[list[float], list[float]]:
+    preprocessor = getattr(model, "data_preprocessor", None)
+    mean = getattr(preprocessor, "mean", None)
+    std = getattr(preprocessor, "std", None)
+    if mean is None or std is None:
+        raise ExportError(f"{type(model).__name__}'s data_preprocessor does not normalise")
+    if getattr(preprocessor, "_channel_conversion", False):
+        raise ExportError(
+            "the data_preprocessor swaps BGR/RGB; the deployed graph takes RGB: "
+            "export a model that reads RGB"
+        )
+    return mean.flatten().tolist(), std.flatten().tolist()
+
+
+def export_deploy_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    input_size: Sequence[int] | None,
+    classes: Mapping[str, Sequence[str] | None] | None = None,
+    topk: int = 5,
+    seg_logits: bool = False,
+    opset: int = 17,
+    source: Mapping[str, str] | None = None,
+) -> str:
+    """Write ``model``'s deployed graph (:class:`DeployModel`) to an ONNX file at ``path``.
+
+    Args:
+        model: a MultiTaskModel (any heads); put in eval mode for the trace and restored.
+        path: the ONNX file, written atomically after ``onnx.checker`` passed.
+        input_size: (H, W) the graph is fixed to; ``None`` makes height and width
+            dynamic, which only a segmentation-only model allows (anchors depend on
+            the input size, and a classifier is trained at one).
+        classes: head name -> class names, recorded in the metadata (``None``: ids only).
+        topk, seg_logits: see :class:`DeployModel`.
+        opset: ONNX opset (NonMaxSuppression needs >= 11).
+        source: recorded as the metadata's ``source`` (e.g. config and checkpoint paths).
+
+    Returns ``path`` as a string.
+
+    Raises:
+        ExportError: dynamic size for a model with a non-segmentation head, a bad
+            ``input_size``, or any :class:`DeployModel` error.
+    """
+    path = os.fspath(path)
+    deploy = DeployModel(model, topk=topk, seg_logits=seg_logits)
+    if input_size is None:
+        fixed = [name for name, task in deploy.tasks.items() if task != "segmentation"]
+        if fixed:
+            raise ExportError(
+                f"heads {fixed} need a fixed input size (detection anchors and a "
+                "classifier's training size); pass input_size=(H, W)"
+            )
+        example_size = (256, 256)
+    else:
+        example_size = tuple(int(v) for v in input_size)
+        if len(example_size) != 2 or min(example_size) < 1:
+            raise ExportError(f"input_size must be (H, W) positive, got {tuple(input_size)}")
+    example = torch.randint(0, 256, (2, 3, *example_size), dtype=torch.uint8)
+
+    was_training = model.training
+    model.eval()
+    try:
+        output_map = deploy.output_map(example)
+        output_names = [name for fields in output_map.values() for name in fields.values()]
+        dynamic_axes = {INPUT_NAME: {0: "batch"}}
+        if input_size is None:
+            dynamic_axes[INPUT_NAME].update({2: "height", 3: "width"})
+        for name in output_names:
+            dynamic_axes[name] = {0: "batch"}
+            if input_size is None and name.split(".")[-1] in ("mask", "seg_logits"):
+                axes = (1, 2) if name.endswith("mask") else (2, 3)
+                dynamic_axes[name].update({axes[0]: "height", axes[1]: "width"})
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter is chosen on purpose (see mtvision.export.onnx_export).
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            warnings.filterwarnings("ignore", message=".*Exporting aten::index operator.*")
+            torch.onnx.export(
+                deploy,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+    finally:
+        model.train(was_training)
+
+    graph = onnx.load_from_string(buffer.getvalue())
+    heads = {}
+    for name, task in deploy.tasks.items():
+        head = model.heads[name]
+        names = None if classes is None or classes.get(name) is None else list(classes[name])
+        if names is not None and len(names) != head.num_classes:
+            raise ExportError(
+                f"head {name!r} has {head.num_classes} classes but {len(names)} class names "
+                f"were given"
+            )
+        heads[name] = {
+            "task": task,
+            "num_classes": int(head.num_classes),
+            "classes": names,
+            "outputs": output_map[name],
+        }
+        if task == "segmentation":
+            heads[name]["align_corners"] = bool(getattr(head, "align_corners", False))
+    metadata = {
+        "format": METADATA_FORMAT,
+        "input_name": INPUT_NAME,
+        "input_size": None if input_size is None else list(example_size),
+        "mean": deploy.mean.flatten().tolist(),
+        "std": deploy.std.flatten().tolist(),
+        "heads": heads,
+        "source": dict(source or {}),
+    }
+    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(metadata)})
+    onnx.checker.check_model(graph, full_check=True)
+    atomic_write_bytes(path, graph.SerializeToString())
+    return path
+
+
+def read_deploy_metadata(path: str | os.PathLike) -> dict:
+    """The ``"mtvision"`` metadata of a deployed ONNX file (see :func:`export_deploy_onnx`).
+
+    Raises:
+        ExportError: the file cannot be read as ONNX, or has no mtvision metadata
+            (e.g. a raw-output export); the message names the file.
+    """
+    path = os.fspath(path)
+    try:
+        graph = onnx.load(path, load_external_data=False)
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such ONNX file") from None
+    except Exception as error:  # onnx raises DecodeError and friends for a corrupt file
+        raise ExportError(f"{path}: not a readable ONNX file ({error})") from None
+    props = {prop.key: prop.value for prop in graph.metadata_props}
+    if METADATA_KEY not in props:
+        raise ExportError(
+            f"{path}: no '{METADATA_KEY}' metadata; export it with tools/export_onnx.py "
+            "(the deployed graph with post-processing)"
+        )
+    try:
+        metadata = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{path}: its '{METADATA_KEY}' metadata is not JSON ({error})") from None
+    return metadata

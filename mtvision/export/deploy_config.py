@@ -1,0 +1,63 @@
+"""What a config and a checkpoint say about deployment: the test input size and class names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mtvision.engine.checkpoint import load_checkpoint_file
+from mtvision.utils.metainfo import task_metainfo
+
+#: Albumentations transforms whose output size is their ``height`` x ``width``.
+_FIXED_SIZE_TRANSFORMS = ("Resize", "CenterCrop", "Crop", "RandomCrop", "LongestMaxSizePad")
+
+
+def test_dataloaders(cfg) -> dict[str, dict]:
+    """The config's test dataloader(s): ``{"test": loader}`` or, for a multi-task config,
+    ``{entry: loader}`` (``test_dataloader = dict(coco=..., voc=...)``)."""
+    loader = cfg.get("test_dataloader")
+    if loader is None:
+        return {}
+    if "dataset" in loader:
+        return {"test": loader}
+    return {name: value for name, value in loader.items() if isinstance(value, Mapping)}
+
+
+def pipeline_output_size(pipeline) -> tuple[int, int] | None:
+    """(H, W) every image has after ``pipeline`` (its last fixed-size Albumentations
+    step: ``Resize``, ``CenterCrop``, ...), or None when sizes vary (no such step)."""
+    size = None
+    for step in pipeline or ():
+        if not isinstance(step, Mapping) or step.get("type") != "Albumentations":
+            continue
+        for transform in step.get("transforms", ()):
+            if isinstance(transform, Mapping) and transform.get("type") in _FIXED_SIZE_TRANSFORMS:
+                if "height" in transform and "width" in transform:
+                    size = (int(transform["height"]), int(transform["width"]))
+    return size
+
+
+def test_input_size(cfg) -> tuple[int, int] | None:
+    """The (H, W) of the config's test images: the first test dataloader whose pipeline
+    fixes one (a multi-task config's entries may differ: whole-image segmentation
+    has none), else None."""
+    for loader in test_dataloaders(cfg).values():
+        size = pipeline_output_size(loader.get("dataset", {}).get("pipeline"))
+        if size is not None:
+            return size
+    return None
+
+
+def checkpoint_classes(checkpoint_path: str, head_names) -> dict[str, list[str] | None]:
+    """Class names of each head from the checkpoint's ``meta["dataset_meta"]`` (what a
+    Runner or ``tools/convert_weights.py`` wrote), None where it has none."""
+    checkpoint = load_checkpoint_file(checkpoint_path, map_location="cpu")
+    meta = checkpoint.get("meta", {}) if isinstance(checkpoint, Mapping) else {}
+    dataset_meta = meta.get("dataset_meta") if isinstance(meta, Mapping) else None
+    classes = {}
+    for name in head_names:
+        try:
+            names = task_metainfo(dataset_meta, name).get("classes")
+        except KeyError:
+            names = None
+        classes[name] = None if names is None else [str(n) for n in names]
+    return classes

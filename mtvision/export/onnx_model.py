@@ -1,0 +1,239 @@
+"""A deployed ONNX file run by onnxruntime behind the same ``predict`` as the torch model.
+
+:class:`OnnxRuntimeModel` reads the metadata :func:`~mtvision.export.export_deploy_onnx`
+writes, runs the graph on uint8 images and maps its outputs back to the
+original images with the same functions the heads use
+(:func:`~mtvision.heads.ssdlite_head.detections_to_original`, ...), so its
+predictions have exactly the fields of :meth:`MultiTaskModel.predict
+<mtvision.models.MultiTaskModel.predict>` and every metric, the show hook and
+``tools/predict.py`` take them unchanged. Registered in ``MODELS``, it also
+stands in for the model under mmengine's test loop: ``tools/eval.py CONFIG
+FILE.onnx --backend onnxruntime`` evaluates the deployed file with the
+config's dataloader and metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from mtvision.errors import ExportError
+from mtvision.export.deploy import read_deploy_metadata
+from mtvision.heads.classifier_head import classification_to_original
+from mtvision.heads.deeplabv3_head import class_map_to_original, logits_to_original
+from mtvision.heads.ssdlite_head import detections_to_original
+from mtvision.registry import MODELS
+
+
+@MODELS.register_module()
+class OnnxRuntimeModel(BaseModel):
+    """A deployed ONNX file (uint8 images in, final results out) on onnxruntime's CPU provider.
+
+    Args:
+        onnx_file: written by :func:`~mtvision.export.export_deploy_onnx`
+            (``tools/export_onnx.py``), float or int8 (``tools/quantize.py``).
+        model: optional config dict (or built model) of the torch model the file is
+            meant to stand for; its heads' names and class counts must match the
+            file's (:func:`check_deploy_matches`).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        config_source: how to name the config in errors (e.g. its path).
+
+    Attributes: ``metadata`` (the file's JSON metadata), ``input_size`` ((H, W), or
+    None when the graph takes any size), ``session``.
+
+    Raises:
+        ExportError: the file is missing, unreadable, has no mtvision metadata, or
+            does not match ``model``; the message names the file (and the config).
+    """
+
+    def __init__(
+        self,
+        onnx_file: str | os.PathLike,
+        model: dict | nn.Module | None = None,
+        threads: int | None = None,
+        config_source: str = "the config",
+        data_preprocessor: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.onnx_file = os.fspath(onnx_file)
+        self.metadata = read_deploy_metadata(self.onnx_file)
+        size = self.metadata.get("input_size")
+        self.input_size = None if size is None else (int(size[0]), int(size[1]))
+        self.heads = dict(self.metadata["heads"])
+        if model is not None:
+            if isinstance(model, Mapping):
+                model = MODELS.build(dict(model))
+            check_deploy_matches(self.metadata, model, self.onnx_file, config_source)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                self.onnx_file, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ExportError(f"{self.onnx_file}: onnxruntime cannot load it ({error})") from None
+        self._active = tuple(self.heads)
+
+    # ---------------------------------------------------------- head selection
+
+    @property
+    def active_head_names(self) -> tuple[str, ...]:
+        return self._active
+
+    @contextlib.contextmanager
+    def active_heads(self, names: Iterable[str] | None):
+        """Restrict :meth:`predict` to ``names`` (as :meth:`MultiTaskModel.active_heads`)."""
+        names = tuple(self.heads) if names is None else tuple(names)
+        unknown = [name for name in names if name not in self.heads]
+        if unknown:
+            raise KeyError(
+                f"{self.onnx_file} has no head named {unknown}; it has {list(self.heads)}"
+            )
+        previous, self._active = self._active, names
+        try:
+            yield self
+        finally:
+            self._active = previous
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, images: Tensor | np.ndarray) -> dict[str, dict[str, Tensor]]:
+        """The graph's outputs ``{head: {field: Tensor}}`` for uint8 (N, 3, H, W) RGB images.
+
+        Raises:
+            ExportError: images that are not uint8 (N, 3, H, W), or whose size is not
+                the graph's fixed input size (both sizes named).
+        """
+        array = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != 3:
+            raise ExportError(
+                f"{self.onnx_file} takes uint8 (N, 3, H, W) RGB images, got "
+                f"{array.dtype} {tuple(array.shape)}"
+            )
+        if self.input_size is not None and tuple(array.shape[-2:]) != self.input_size:
+            raise ExportError(
+                f"{self.onnx_file} takes {self.input_size[0]}x{self.input_size[1]} images "
+                f"(H x W) but got {array.shape[2]}x{array.shape[3]}: the config's test "
+                "pipeline must resize to the exported input size"
+            )
+        values = self.session.run(None, {self.metadata["input_name"]: np.ascontiguousarray(array)})
+        by_name = {
+            out.name: value for out, value in zip(self.session.get_outputs(), values, strict=True)
+        }
+        return {
+            head: {
+                field: torch.from_numpy(by_name[name]) for field, name in info["outputs"].items()
+            }
+            for head, info in self.heads.items()
+        }
+
+    def predict(
+        self, inputs: Sequence[Tensor], data_samples: Sequence[dict] | None = None
+    ) -> list[dict]:
+        """One dict per image with the fields of the active heads, as
+        :meth:`MultiTaskModel.predict` gives them (original pixels), plus ``meta``.
+
+        ``inputs``: uint8 (3, H, W) RGB tensors (the test pipeline's output, each
+        image at its own size); images of one size run as one batch.
+        """
+        samples = list(data_samples) if data_samples is not None else [{} for _ in inputs]
+        if len(samples) != len(inputs):
+            raise ValueError(f"got {len(samples)} data samples for {len(inputs)} images")
+        predictions: list[dict] = [{} for _ in inputs]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(inputs):
+            groups.setdefault(tuple(image.shape[-2:]), []).append(index)
+        for indices in groups.values():
+            batch = torch.stack([torch.as_tensor(inputs[i]) for i in indices])
+            outputs = self.run(batch)
+            group_samples = [_image_sample(samples[i], inputs[i]) for i in indices]
+            for name in self._active:
+                head_predictions = self._to_original(name, outputs[name], group_samples)
+                for index, prediction in zip(indices, head_predictions, strict=True):
+                    clash = sorted(set(predictions[index]) & set(prediction))
+                    if clash:
+                        raise ValueError(
+                            f"head {name!r} predicts {clash}, which another active head "
+                            "predicts too; run such heads one at a time with active_heads"
+                        )
+                    predictions[index].update(prediction)
+        for prediction, sample in zip(predictions, samples, strict=True):
+            if "meta" in sample:
+                prediction["meta"] = sample["meta"]
+        return predictions
+
+    def _to_original(
+        self, name: str, outputs: dict[str, Tensor], samples: list[dict]
+    ) -> list[dict]:
+        info = self.heads[name]
+        task = info["task"]
+        if task == "classification":
+            scores = torch.zeros(len(samples), int(info["num_classes"]))
+            scores.scatter_(1, outputs["labels"], outputs["scores"].float())
+            results = {"pred_score": scores, "pred_label": outputs["labels"][:, 0]}
+            return classification_to_original(results, samples)
+        if task == "detection":
+            return detections_to_original(outputs, samples)
+        if "seg_logits" in outputs:
+            return logits_to_original(outputs, samples, bool(info.get("align_corners", False)))
+        return class_map_to_original(outputs["mask"], samples)
+
+    # ------------------------------------------------- mmengine's model contract
+
+    def forward(self, inputs, data_samples=None, mode: str = "predict"):
+        if mode != "predict":
+            raise ValueError(
+                f"{self.onnx_file} is a deployed graph: it only predicts, not {mode!r}"
+            )
+        return self.predict(inputs, data_samples)
+
+    def test_step(self, data: dict) -> list[dict]:
+        """The test loop's batch (``{"inputs": uint8 (3, H, W) tensors, "data_samples"}``,
+        not normalised: normalisation is inside the graph) -> predictions."""
+        return self.predict(data["inputs"], data.get("data_samples"))
+
+    val_step = test_step
+
+
+def _image_sample(sample: dict, image: Tensor) -> dict:
+    """The sample with ``meta["img_shape"]`` set to the image's size when absent."""
+    meta = sample.get("meta")
+    if meta is not None and "img_shape" in meta:
+        return sample
+    return {**sample, "meta": {**(meta or {}), "img_shape": tuple(image.shape[-2:])}}
+
+
+def check_deploy_matches(
+    metadata: dict, model: nn.Module, onnx_file: str, config_source: str = "the config"
+) -> None:
+    """Raise :class:`ExportError` naming both sides when the deployed file's heads (names,
+    tasks, class counts) differ from ``model``'s."""
+    heads = getattr(model, "heads", {})
+    config_heads = {name: int(head.num_classes) for name, head in heads.items()}
+    file_heads = {name: int(info["num_classes"]) for name, info in metadata["heads"].items()}
+    if set(config_heads) != set(file_heads):
+        raise ExportError(
+            f"{onnx_file} has the heads {sorted(file_heads)} but {config_source} builds "
+            f"{sorted(config_heads)}"
+        )
+    for name, num_classes in file_heads.items():
+        task = metadata["heads"][name]["task"]
+        config_task = getattr(heads[name], "task", None)
+        if config_task != task:
+            raise ExportError(
+                f"{onnx_file}: head {name!r} is {task} but in {config_source} it is {config_task}"
+            )
+        if num_classes != config_heads[name]:
+            raise ExportError(
+                f"{onnx_file}: head {name!r} has {num_classes} classes but {config_source} "
+                f"gives it {config_heads[name]}"
+            )
