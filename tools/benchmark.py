@@ -1,9 +1,25 @@
 """Speed of mtvision against the references it replaces, as ratios, in one process and one run.
 
+    python tools/benchmark.py --task cls|det|seg|multitask [--threads 1 2] [--size S]
+        [--runs 50] [--warmup 10] [--calib 16] [--det-candidates 300]
     python tools/benchmark.py [--runs 50] [--warmup 10] [--threads 1] [--size 224]
         [--multitask-size 320] [--multitask-output-stride 16|32] [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
 
-Measured by default on CPU, batch 1, eval mode, ``torch.inference_mode``:
+``--task``: end to end, what a user's application sees. A uint8 RGB (H, W, 3)
+image at the model's input size in, final results out (top-5; boxes after NMS;
+the class map), batch 1, CPU. Contenders: mtvision's torch predict path, its
+deployed ONNX graph (:func:`mtvision.export.export_deploy_onnx`, post-processing
+inside) in onnxruntime float and int8 (:func:`mtvision.export.quantize.quantize_onnx`),
+torchvision's mobile models eager with their own pre- and post-processing, and
+Google's TFLite runtime on the Coral int8 files of ``../shared/realdata`` (when
+there); OpenVINO on the same ONNX files when ``openvino`` is importable. The
+multi-task task times the multi-task graph against the three single-task graphs
+one after another. All contenders of a task run back to back in each run, in
+rotating order; ratios are medians of per-run ratios, printed with the issue's
+goals. docs/benchmarks.md has what each row runs and the measured tables.
+
+Without ``--task``, network comparisons, by default on CPU, batch 1, eval mode,
+``torch.inference_mode``:
 
 1. mtvision's MobileNetV2 1.0 classifier (``create_model("mobilenet_v2")``)
    against torchvision's ``mobilenet_v2(weights=None)``, with the torchvision
@@ -636,6 +652,15 @@ def _mtvision_agreement(task: str) -> Callable[[dict[str, dict]], list[str]]:
             same(results["mtvision torch"], results["mtvision ort float"], "torch vs ort float"),
             same(results["mtvision ort int8"], results["mtvision ort float"], "ort int8 vs float"),
         ]
+        for precision in ("float", "int8"):
+            if f"mtvision openvino {precision}" in results:
+                lines.append(
+                    same(
+                        results[f"mtvision openvino {precision}"],
+                        results[f"mtvision ort {precision}"],
+                        f"openvino {precision} vs ort {precision}",
+                    )
+                )
         if task == "cls" and "torchvision" in results:
             lines.append(
                 same(
@@ -682,10 +707,63 @@ def mtvision_torch(model: nn.Module, image: np.ndarray, task: str) -> Contender:
     return Contender("mtvision torch", "mtvision torch eager (predict path)", make, result)
 
 
-def deployed_onnxruntime(
-    key: str, name: str, graphs: list[tuple[Path, dict[str, str]]], image: np.ndarray
+def _onnxruntime_call(path: Path, threads: int, batch: np.ndarray) -> Callable[[], dict]:
+    session = onnx_session(path, threads=threads)
+    input_name = session.get_inputs()[0].name
+    output_names = [output.name for output in session.get_outputs()]
+    return lambda: dict(zip(output_names, session.run(None, {input_name: batch}), strict=True))
+
+
+def _openvino_call(path: Path, threads: int, batch: np.ndarray) -> Callable[[], dict]:
+    """OpenVINO's CPU plugin on the same ONNX file: one stream, latency mode, float32
+    arithmetic where the graph is float (on CPUs with AMX its default would be bfloat16)."""
+    import openvino
+
+    compiled = openvino.Core().compile_model(
+        os.fspath(path),
+        "CPU",
+        {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        },
+    )
+    request = compiled.create_infer_request()
+    output_names = [output.get_any_name() for output in compiled.outputs]
+
+    def run() -> dict:
+        request.infer({0: batch})
+        # Copies, as onnxruntime returns new arrays: the request reuses its buffers.
+        return {
+            name: request.get_output_tensor(index).data.copy()
+            for index, name in enumerate(output_names)
+        }
+
+    return run
+
+
+RUNTIMES = dict(onnxruntime=_onnxruntime_call, openvino=_openvino_call)
+
+
+def openvino_available() -> tuple[bool, str]:
+    """Whether the optional OpenVINO rows can run (``pip install openvino``), and a note."""
+    try:
+        import openvino
+    except ImportError:
+        return False, "OpenVINO rows left out: openvino is not installed (optional)"
+    return True, f"OpenVINO {openvino.__version__} (CPU plugin) on the same ONNX files"
+
+
+def deployed_graphs(
+    key: str,
+    name: str,
+    graphs: list[tuple[Path, dict[str, str]]],
+    image: np.ndarray,
+    runtime: str = "onnxruntime",
 ) -> Contender:
-    """Deployed graphs run one after another on the image, one onnxruntime session each.
+    """Deployed graphs run one after another on the image, one session each, in
+    ``runtime`` (``"onnxruntime"`` or ``"openvino"``).
 
     ``graphs``: (file, {head: task}) per graph; a graph with several heads names its
     outputs ``"<head>.<field>"``. The result is the one head's fields, or per head.
@@ -693,19 +771,8 @@ def deployed_onnxruntime(
     batch = _chw_batch(image)
 
     def make(threads: int) -> Callable[[], object]:
-        calls = []
-        for path, _ in graphs:
-            session = onnx_session(path, threads=threads)
-            output_names = [output.name for output in session.get_outputs()]
-            calls.append((session, session.get_inputs()[0].name, output_names))
-
-        def run():
-            return [
-                dict(zip(output_names, session.run(None, {input_name: batch}), strict=True))
-                for session, input_name, output_names in calls
-            ]
-
-        return run
+        calls = [RUNTIMES[runtime](path, threads, batch) for path, _ in graphs]
+        return lambda: [call() for call in calls]
 
     def result(outputs: list[dict]) -> dict:
         results = {}
@@ -938,13 +1005,13 @@ def build_task(args: argparse.Namespace, work_dir: Path) -> Task:
     heads = {"cls": "classification", "det": "detection", "seg": "segmentation"}
     contenders = [
         mtvision_torch(model, image, task),
-        deployed_onnxruntime(
+        deployed_graphs(
             "mtvision ort float",
             "mtvision onnxruntime float (deployed graph)",
             [(files["float"], {heads[task]: task})],
             image,
         ),
-        deployed_onnxruntime(
+        deployed_graphs(
             "mtvision ort int8",
             "mtvision onnxruntime int8 (deployed graph, quantised)",
             [(files["int8"], {heads[task]: task})],
@@ -953,19 +1020,39 @@ def build_task(args: argparse.Namespace, work_dir: Path) -> Task:
         torchvision_contender(task, reference, image),
     ]
     ratios: list[tuple[str, str, float | None]] = []
+    tflite = None
     if task in TFLITE_FILES:
         tflite, note = tflite_contender(task, image)
         notes.append(note)
         if tflite is not None:
             contenders.append(tflite)
-            ratios.append(("mtvision ort int8", "TFLite int8", 1.0))
+    with_openvino, note = openvino_available()
+    notes.append(note)
+    int8_keys = ["mtvision ort int8"]
+    if with_openvino:
+        for precision in ("float", "int8"):
+            contenders.append(
+                deployed_graphs(
+                    f"mtvision openvino {precision}",
+                    f"mtvision OpenVINO {precision} (the same deployed file)",
+                    [(files[precision], {heads[task]: task})],
+                    image,
+                    runtime="openvino",
+                )
+            )
+        int8_keys.append("mtvision openvino int8")
     goal = dict(cls=0.2, det=0.33, seg=0.2)[task]
+    for key in int8_keys:
+        if tflite is not None:
+            ratios.append((key, "TFLite int8", 1.0))
+        ratios.append((key, "torchvision", goal))
     ratios += [
-        ("mtvision ort int8", "torchvision", goal),
         ("mtvision ort float", "torchvision", None),
         ("mtvision torch", "torchvision", None),
         ("mtvision ort int8", "mtvision ort float", None),
     ]
+    if with_openvino:
+        ratios.append(("mtvision openvino int8", "mtvision ort int8", None))
     what = dict(cls="top-5", det="boxes after NMS", seg="class map")[task]
     title = f"{task}: uint8 RGB {size}x{size} in, {what} out"
     return Task(title, contenders, ratios, _mtvision_agreement(task), notes)
@@ -999,25 +1086,36 @@ def _multitask_task(
         singles[head] = deploy_files(
             single, f"single_{task}", None if task == "seg" else size, images, work_dir
         )
-    contenders = []
-    for precision in ("float", "int8"):
-        contenders += [
-            deployed_onnxruntime(
-                f"multi-task ort {precision}",
-                f"mtvision multi-task graph (OS {model.backbone.output_stride}), onnxruntime {precision}",
-                [(files[precision], MULTITASK_HEADS)],
-                image,
-            ),
-            deployed_onnxruntime(
-                f"3 single-task ort {precision}",
-                f"classifier + SSDLite + DeepLabv3 graphs one after another, onnxruntime {precision}",
-                [
-                    (singles[head][precision], {head: task})
-                    for head, task in MULTITASK_HEADS.items()
-                ],
-                image,
-            ),
-        ]
+    with_openvino, note = openvino_available()
+    notes.append(note)
+    runtimes = dict(ort="onnxruntime", **({"openvino": "openvino"} if with_openvino else {}))
+    contenders, ratios = [], []
+    for short, runtime in runtimes.items():
+        for precision in ("float", "int8"):
+            contenders += [
+                deployed_graphs(
+                    f"multi-task {short} {precision}",
+                    f"mtvision multi-task graph (OS {model.backbone.output_stride}), "
+                    f"{runtime} {precision}",
+                    [(files[precision], MULTITASK_HEADS)],
+                    image,
+                    runtime,
+                ),
+                deployed_graphs(
+                    f"3 single-task {short} {precision}",
+                    f"classifier + SSDLite + DeepLabv3 graphs one after another, "
+                    f"{runtime} {precision}",
+                    [
+                        (singles[head][precision], {head: task})
+                        for head, task in MULTITASK_HEADS.items()
+                    ],
+                    image,
+                    runtime,
+                ),
+            ]
+            ratios.append(
+                (f"multi-task {short} {precision}", f"3 single-task {short} {precision}", 0.5)
+            )
 
     def agreement(results: dict[str, dict]) -> list[str]:
         return [
@@ -1029,10 +1127,6 @@ def _multitask_task(
             for head, task in MULTITASK_HEADS.items()
         ]
 
-    ratios = [
-        ("multi-task ort float", "3 single-task ort float", 0.5),
-        ("multi-task ort int8", "3 single-task ort int8", 0.5),
-    ]
     title = f"multitask: uint8 RGB {size}x{size} in, top-5 + boxes + class map out"
     return Task(title, contenders, ratios, agreement, notes)
 
