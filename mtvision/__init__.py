@@ -19,4 +19,13 @@ def list_models() -> list[str]:
     return _list_models()
 
 
-__all__ = ["__version__", "create_model", "list_models"]
+def __getattr__(name: str):
+    # The inferencer pulls in the data, model and engine packages: imported when first used.
+    if name == "Inferencer":
+        from mtvision.apis import Inferencer
+
+        return Inferencer
+    raise AttributeError(f"module 'mtvision' has no attribute {name!r}")
+
+
+__all__ = ["Inferencer", "__version__", "create_model", "list_models"]

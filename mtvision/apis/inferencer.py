@@ -1,0 +1,540 @@
+"""Predict on any image: one object built from a config and a checkpoint (or an exported
+ONNX file) that takes paths, arrays or lists and returns plain dicts.
+
+What mmdet's ``DetInferencer`` and torchvision's ``model(images)`` give their users::
+
+    inferencer = Inferencer("configs/demo/ssdlite_shapes.py", "work_dirs/ssdlite_shapes/last.pth")
+    result = inferencer("photo.jpg")           # one dict
+    results = inferencer(["a.jpg", array])     # a list of dicts, in input order
+    picture = inferencer.draw(array, results[1])
+
+Preprocessing is the config's test pipeline (``test_dataloader.dataset.pipeline``;
+a multi-task config with several evaluation entries runs each entry's pipeline for
+the heads its evaluator scores, see :func:`test_entries`). Its ``LoadImage`` is done
+here (a path through :func:`~mtvision.data.image_io.load_image`, EXIF orientation
+applied; an array as given) and annotation loaders (``LoadMask``, any other
+``Load*`` step) are dropped, as mmdet's inferencer does. Backend ``"torch"`` runs
+``model.test_step`` (data preprocessor + ``predict``); backend ``"onnxruntime"``
+runs the exported graph through :class:`mtvision.export.OnnxRuntimeModel`, whose
+``predict`` returns the same dicts as ``MultiTaskModel.predict``, so both backends
+share the conversion below.
+
+A result is, per head (``task`` from the head):
+
+- classification: ``{"labels": [k ids], "label_names": [k names], "scores": [k
+  softmax probabilities]}``, the ``topk`` best classes, best first;
+- detection: ``{"boxes": [[x1, y1, x2, y2], ...] (xyxy, pixels of the original
+  upright image), "scores": [...], "labels": [...], "label_names": [...]}``, the
+  detections scoring at least ``score_threshold``, best first;
+- segmentation: ``{"mask": (H, W) uint8 numpy class map at the original size,
+  "labels": [classes present, ascending], "label_names": [...], "areas": [pixels
+  of each]}``.
+
+A model with one head returns that head's dict; a model with several returns
+``{head name: that head's dict}``. Numbers are Python ``int``/``float`` lists
+(JSON-ready); only the mask is an array. Class names come from the ONNX file's
+metadata (backend ``"onnxruntime"``), else the checkpoint's ``meta["dataset_meta"]``
+(what training saves), else the config's dataset ``classes``/``metainfo``; without
+any, ``label_names`` are the label numbers as text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.registry import init_default_scope
+
+from mtvision.data.image_io import load_image
+from mtvision.engine import load_checkpoint_file, load_config
+from mtvision.engine.model_loading import build_model_from_checkpoint
+from mtvision.errors import ConfigError, ExportError
+from mtvision.export.deploy_config import pipeline_output_size
+from mtvision.registry import DATASETS, TRANSFORMS
+from mtvision.utils.arrays import to_numpy
+from mtvision.utils.metainfo import TASKS_KEY, task_metainfo
+from mtvision.utils.palette import voc_colormap
+from mtvision.visualization.draw import draw_prediction
+
+__all__ = ["BACKENDS", "HeadInfo", "Inferencer", "test_entries"]
+
+BACKENDS = ("torch", "onnxruntime")
+CLASSIFICATION, DETECTION, SEGMENTATION = "classification", "detection", "segmentation"
+#: The tasks whose ``MultiTaskModel.predict`` fields have a result format here.
+TASKS = (CLASSIFICATION, DETECTION, SEGMENTATION)
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """What the inferencer knows about one head: its task, class names and mask colours."""
+
+    name: str
+    task: str
+    classes: tuple[str, ...] | None
+    palette: np.ndarray | None = None  # (N, 3) uint8 RGB, segmentation only
+    max_topk: int | None = None  # classes a deployed graph returns (None: all)
+
+    def label_name(self, label: int) -> str:
+        if self.classes is not None and 0 <= label < len(self.classes):
+            return str(self.classes[label])
+        return str(label)
+
+
+@dataclass
+class _Entry:
+    """One test pipeline and the heads that run on its output."""
+
+    pipeline: Compose
+    heads: tuple[str, ...]
+
+
+class Inferencer:
+    """Predictions of a trained model on images given as paths or arrays.
+
+    Args:
+        config: config file path or a loaded mmengine ``Config``.
+        checkpoint: weights (``.pth``); required for backend ``"torch"``. With
+            ``"onnxruntime"`` it is optional and read only for its class names.
+        backend: ``"torch"`` or ``"onnxruntime"`` (runs ``model``).
+        model: the exported ``FILE.onnx`` (backend ``"onnxruntime"`` only).
+        device: torch device for backend ``"torch"`` (onnxruntime runs on the CPU).
+        score_threshold: detections scoring below it are left out of the results
+            (and so of the pictures); 0 keeps every detection the model's own
+            ``test_cfg`` keeps.
+        topk: how many classes a classification result lists.
+        cfg_options: ``--cfg-options`` style overrides applied to a config path.
+
+    Raises:
+        FileNotFoundError: the config, checkpoint or ONNX file does not exist.
+        ConfigError: a config without a test pipeline, or an unknown key.
+        CheckpointError: weights that do not fit the config's model.
+        ValueError: an unknown backend or a missing ``checkpoint`` / ``model``.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike | Config,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        backend: str = "torch",
+        model: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        score_threshold: float = 0.3,
+        topk: int = 5,
+        cfg_options: dict | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        if isinstance(config, Config):
+            cfg = config.copy()
+            if cfg_options:
+                cfg.merge_from_dict(cfg_options)
+            cfg.setdefault("default_scope", "mtvision")
+        else:
+            cfg = load_config(config, cfg_options)
+        init_default_scope(cfg.get("default_scope", "mtvision"))
+        self.cfg = cfg
+        self.backend = backend
+        self.score_threshold = float(score_threshold)
+        self.topk = int(topk)
+        self.device = torch.device(device)
+
+        dataset_meta = None
+        if checkpoint is not None:
+            checkpoint = os.fspath(checkpoint)
+            loaded = load_checkpoint_file(checkpoint, map_location="cpu")
+            meta = loaded.get("meta") if isinstance(loaded, Mapping) else None
+            dataset_meta = (meta or {}).get("dataset_meta") or None
+        if backend == "torch":
+            if checkpoint is None:
+                raise ValueError("backend 'torch' needs a checkpoint")
+            if model is not None:
+                raise ValueError("model= is the ONNX file of backend 'onnxruntime'")
+            self.model = build_model_from_checkpoint(cfg, checkpoint).to(self.device)
+            tasks = {name: _head_task(name, head) for name, head in self.model.heads.items()}
+            file_classes: dict[str, Sequence[str] | None] = {}
+            max_topk: dict[str, int] = {}
+        else:
+            if model is None:
+                raise ValueError("backend 'onnxruntime' needs model=FILE.onnx")
+            if self.device.type != "cpu":
+                raise ValueError(f"backend 'onnxruntime' runs on the CPU, not {device}")
+            from mtvision.export import OnnxRuntimeModel
+
+            config_source = cfg.filename or "the config"
+            self.model = OnnxRuntimeModel(
+                os.fspath(model), model=cfg.model, config_source=config_source
+            )
+            heads_meta = self.model.metadata["heads"]
+            tasks = {name: head["task"] for name, head in heads_meta.items()}
+            file_classes = {name: head.get("classes") for name, head in heads_meta.items()}
+            max_topk = _graph_topk(self.model)
+        # The file that runs names its classes first, then the checkpoint, then the config.
+        metainfo = dataset_meta or _config_metainfo(cfg)
+        self.heads = {
+            name: _head_info(name, task, file_classes.get(name), metainfo, max_topk.get(name))
+            for name, task in tasks.items()
+        }
+        entries = test_entries(cfg)
+        if backend == "onnxruntime":
+            _check_input_size(self.model, entries, cfg.filename or "the config")
+        self.entries = [
+            _Entry(_inference_pipeline(pipeline), heads)
+            for pipeline, heads in _assign_heads(entries, tuple(self.heads))
+        ]
+
+    @property
+    def multi_head(self) -> bool:
+        """Whether results are ``{head name: result}`` (several heads) or one head's dict."""
+        return len(self.heads) > 1
+
+    def __call__(
+        self,
+        inputs: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
+        batch_size: int = 1,
+    ) -> dict | list[dict]:
+        """Predict on one image (path or (H, W, 3) uint8 RGB array) or a list of them.
+
+        Returns one result dict for one image, a list of them (input order) for a list.
+
+        Raises:
+            ImageLoadError: a path that is missing or not a readable image (named).
+            TypeError / ValueError: an array that is not (H, W, 3) uint8.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        single = isinstance(inputs, str | os.PathLike | np.ndarray)
+        items = [inputs] if single else list(inputs)
+        results = []
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            images = [self.load(item, start + i) for i, item in enumerate(batch)]
+            sources = [_source(item) or f"<input {start + i}>" for i, item in enumerate(batch)]
+            results += self.predict_images(images, sources)
+        return results[0] if single else results
+
+    @staticmethod
+    def load(item: str | os.PathLike | np.ndarray, index: int = 0) -> np.ndarray:
+        """``item`` as an (H, W, 3) uint8 RGB array: a path is read upright (EXIF applied)."""
+        if isinstance(item, str | os.PathLike):
+            return load_image(item)
+        if not isinstance(item, np.ndarray):
+            raise TypeError(
+                f"input {index}: expected a path or an (H, W, 3) uint8 RGB array, "
+                f"got {type(item).__name__}"
+            )
+        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+            raise ValueError(
+                f"input {index}: expected an (H, W, 3) uint8 RGB array, got {item.dtype} "
+                f"{item.shape}"
+            )
+        if item.shape[0] == 0 or item.shape[1] == 0:
+            raise ValueError(f"input {index}: the image is empty ({item.shape})")
+        return np.ascontiguousarray(item)
+
+    def predict_images(
+        self, images: Sequence[np.ndarray], sources: Sequence[str | None] | None = None
+    ) -> list[dict]:
+        """Results of (H, W, 3) uint8 RGB images (already loaded, e.g. by :meth:`load`),
+        one dict each; ``sources`` name them in error messages (file paths)."""
+        sources = list(sources) if sources is not None else [None] * len(images)
+        merged: list[dict] = [{} for _ in images]
+        for entry in self.entries:
+            samples = [
+                entry.pipeline(_start_sample(image, source, index))
+                for index, (image, source) in enumerate(zip(images, sources, strict=True))
+            ]
+            inputs = [sample["inputs"] for sample in samples]
+            data_samples = [sample["data_samples"] for sample in samples]
+            predictions = self._predict(inputs, data_samples, entry.heads)
+            for result, prediction in zip(merged, predictions, strict=True):
+                for head in entry.heads:
+                    result[head] = self._head_result(self.heads[head], prediction)
+        if self.multi_head:
+            return merged
+        (head,) = self.heads
+        return [result[head] for result in merged]
+
+    def _predict(self, inputs, data_samples, heads: tuple[str, ...]) -> list[dict]:
+        # Both backends: test_step takes the uint8 pipeline outputs (the torch model
+        # normalises in its data preprocessor, the ONNX graph inside itself).
+        with torch.no_grad(), self.model.active_heads(heads):
+            return self.model.test_step({"inputs": inputs, "data_samples": data_samples})
+
+    def _head_result(self, head: HeadInfo, prediction: Mapping) -> dict:
+        """One head's fields of a ``MultiTaskModel.predict`` dict as a result dict."""
+        if head.task == CLASSIFICATION:
+            scores = to_numpy(prediction["pred_score"], np.float64).reshape(-1)
+            # A deployed graph returns its own top-k only (the other scores are 0).
+            k = min(self.topk, scores.size, head.max_topk or scores.size)
+            order = np.argsort(-scores, kind="stable")[:k]
+            labels = [int(label) for label in order]
+            return {
+                "labels": labels,
+                "label_names": [head.label_name(label) for label in labels],
+                "scores": [float(scores[label]) for label in labels],
+            }
+        if head.task == DETECTION:
+            scores = to_numpy(prediction["scores"], np.float32).reshape(-1)
+            keep = np.flatnonzero(scores >= self.score_threshold)
+            keep = keep[np.argsort(-scores[keep], kind="stable")]
+            boxes = to_numpy(prediction["boxes"], np.float32).reshape(-1, 4)[keep]
+            labels = [int(label) for label in to_numpy(prediction["labels"]).reshape(-1)[keep]]
+            return {
+                "boxes": boxes.tolist(),
+                "scores": scores[keep].tolist(),
+                "labels": labels,
+                "label_names": [head.label_name(label) for label in labels],
+            }
+        if head.task == SEGMENTATION:
+            mask = to_numpy(prediction["pred_mask"])
+            if mask.size and (mask.min() < 0 or mask.max() > 255):
+                raise ValueError(
+                    f"head {head.name!r}: class map values {mask.min()}..{mask.max()} do not "
+                    "fit a uint8 mask"
+                )
+            mask = np.ascontiguousarray(mask, dtype=np.uint8)
+            labels, areas = np.unique(mask, return_counts=True)
+            return {
+                "mask": mask,
+                "labels": labels.tolist(),
+                "label_names": [head.label_name(int(label)) for label in labels],
+                "areas": areas.tolist(),
+            }
+        raise ValueError(f"head {head.name!r}: no result format for task {head.task!r}")
+
+    def draw(self, image: np.ndarray, result: Mapping, max_size: int | None = None) -> np.ndarray:
+        """One picture of a result on its (H, W, 3) uint8 RGB image: the mask's colours,
+        the boxes with class names and scores, the top-k classes in a caption below
+        (:func:`~mtvision.visualization.draw.draw_prediction`); every head of a
+        multi-head result on the same picture.
+
+        ``max_size``: draw on the image scaled down so that its longer side is at most
+        this many pixels (boxes and mask scaled with it), so that lines and labels stay
+        readable on a large photo; ``None`` draws at the image's own size.
+        """
+        per_head = result if self.multi_head else {next(iter(self.heads)): result}
+        height, width = image.shape[:2]
+        scale = 1.0
+        if max_size is not None and max(height, width) > max_size:
+            scale = max_size / max(height, width)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        prediction: dict = {}
+        classes: dict[str, tuple[str, ...] | None] = {}
+        palette, topk = None, self.topk
+        for name, head_result in per_head.items():
+            head = self.heads[name]
+            classes[head.task] = head.classes
+            if head.task == CLASSIFICATION:
+                size = max(len(head.classes or ()), max(head_result["labels"], default=-1) + 1)
+                scores = np.zeros(size)
+                scores[head_result["labels"]] = head_result["scores"]
+                prediction["pred_score"] = scores
+                topk = max(1, len(head_result["labels"]))
+            elif head.task == DETECTION:
+                boxes = np.asarray(head_result["boxes"], np.float64).reshape(-1, 4)
+                prediction["boxes"] = boxes * scale
+                prediction["scores"] = np.asarray(head_result["scores"], np.float64)
+                prediction["labels"] = np.asarray(head_result["labels"], np.int64)
+            elif head.task == SEGMENTATION:
+                mask = head_result["mask"]
+                if scale != 1.0:
+                    size = (image.shape[1], image.shape[0])
+                    mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+                prediction["pred_mask"] = mask
+                palette = head.palette
+        # Every kept detection is drawn: the results are already thresholded.
+        return draw_prediction(
+            image, prediction, classes, palette, score_threshold=-np.inf, topk=topk
+        )
+
+
+def test_entries(cfg: Config) -> list[tuple[list, tuple[str, ...] | None]]:
+    """``[(test pipeline, heads it serves or None for all), ...]`` of a config.
+
+    A single-task config has one (``test_dataloader.dataset.pipeline``); a
+    multi-task config with evaluation entries (``test_dataloader = {entry:
+    dataloader}``, ``test_evaluator = {entry: {head: metric}}``, docs/multitask.md)
+    has one per entry, with the heads its evaluator scores.
+
+    Raises:
+        ConfigError: no ``test_dataloader``, or a dataset without a ``pipeline``.
+    """
+    loader = cfg.get("test_dataloader")
+    if not isinstance(loader, Mapping):
+        raise ConfigError(f"{cfg.filename}: no test_dataloader, whose pipeline prediction runs")
+    if "dataset" in loader:
+        return [(_pipeline_of(loader["dataset"], "test_dataloader.dataset", cfg), None)]
+    evaluator = cfg.get("test_evaluator") or {}
+    entries = []
+    for name, entry_loader in loader.items():
+        if not isinstance(entry_loader, Mapping) or "dataset" not in entry_loader:
+            raise ConfigError(
+                f"{cfg.filename}: test_dataloader.{name}: expected a dataloader config with a "
+                "dataset (multi-task configs map entry names to dataloaders)"
+            )
+        heads = evaluator.get(name) if isinstance(evaluator, Mapping) else None
+        pipeline = _pipeline_of(entry_loader["dataset"], f"test_dataloader.{name}.dataset", cfg)
+        entries.append((pipeline, None if heads is None else tuple(heads)))
+    return entries
+
+
+def _pipeline_of(dataset: Mapping, key: str, cfg: Config) -> list:
+    pipeline = dataset.get("pipeline")
+    if not pipeline:
+        raise ConfigError(f"{cfg.filename}: {key} has no pipeline to preprocess images with")
+    return list(pipeline)
+
+
+def _assign_heads(
+    entries: list[tuple[list, tuple[str, ...] | None]], heads: tuple[str, ...]
+) -> list[tuple[list, tuple[str, ...]]]:
+    """Each head runs once, after the first entry that serves it; heads no entry names
+    run after the first entry."""
+    assigned: list[tuple[list, list[str]]] = []
+    taken: set[str] = set()
+    for pipeline, entry_heads in entries:
+        names = [h for h in (entry_heads or heads) if h in heads and h not in taken]
+        taken.update(names)
+        assigned.append((pipeline, names))
+    assigned[0][1].extend(h for h in heads if h not in taken)
+    return [(pipeline, tuple(names)) for pipeline, names in assigned if names]
+
+
+def _inference_pipeline(pipeline: list) -> Compose:
+    """The test pipeline without its loading steps: the image is loaded (or given) here and
+    there are no annotations to read."""
+    kept = []
+    for step in pipeline:
+        step_type = step.get("type") if isinstance(step, Mapping) else type(step)
+        name = step_type if isinstance(step_type, str) else getattr(step_type, "__name__", "")
+        if name.split(".")[-1].startswith("Load"):
+            continue
+        kept.append(TRANSFORMS.build(step) if isinstance(step, Mapping) else step)
+    return Compose(kept)
+
+
+def _start_sample(image: np.ndarray, source: str | None, index: int) -> dict:
+    """What ``LoadImage`` hands the next step."""
+    height, width = image.shape[:2]
+    img_path = source if source is not None else f"<image {index}>"
+    meta = {"img_path": img_path, "ori_shape": (height, width), "img_shape": (height, width)}
+    return {"img_path": img_path, "image": image, "meta": meta}
+
+
+def _source(item) -> str | None:
+    """The file an input was read from (None for an array)."""
+    return os.fspath(item) if isinstance(item, str | os.PathLike) else None
+
+
+def _head_task(name: str, head) -> str:
+    """The task of a head (its ``task`` attribute)."""
+    task = getattr(head, "task", None)
+    if task not in TASKS:
+        raise ValueError(
+            f"head {name!r} ({type(head).__name__}): task {task!r} has no result format; the "
+            f"inferencer knows {list(TASKS)}"
+        )
+    return task
+
+
+def _head_info(
+    name: str,
+    task: str,
+    file_classes: Sequence[str] | None,
+    metainfo: Mapping | None,
+    max_topk: int | None = None,
+) -> HeadInfo:
+    try:
+        meta = task_metainfo(metainfo, name)
+    except KeyError:  # a multi-task dataset without this head's task: label numbers
+        meta = {}
+    classes = file_classes or meta.get("classes")
+    palette = None
+    if task == SEGMENTATION:
+        palette = meta.get("palette")
+        palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
+        palette = palette.reshape(-1, 3)
+    classes = None if classes is None else tuple(str(c) for c in classes)
+    return HeadInfo(name, task, classes, palette, max_topk)
+
+
+def _graph_topk(onnx_model) -> dict[str, int]:
+    """Classes each classification head of a deployed graph returns (its ``scores`` width)."""
+    shapes = {output.name: output.shape for output in onnx_model.session.get_outputs()}
+    topk = {}
+    for name, info in onnx_model.metadata["heads"].items():
+        if info["task"] == CLASSIFICATION:
+            width = shapes[info["outputs"]["scores"]][-1]
+            topk[name] = width if isinstance(width, int) else int(info["num_classes"])
+    return topk
+
+
+def _check_input_size(onnx_model, entries, config_source: str) -> None:
+    """A graph fixed to one input size needs test pipelines that resize to it.
+
+    Raises:
+        ExportError: naming the file, the config and both sizes.
+    """
+    if onnx_model.input_size is None:
+        return
+    for pipeline, _ in entries:
+        size = pipeline_output_size(pipeline)
+        if size != tuple(onnx_model.input_size):
+            given = "images at their own size" if size is None else f"{size[0]}x{size[1]} images"
+            height, width = onnx_model.input_size
+            raise ExportError(
+                f"{onnx_model.onnx_file} takes {height}x{width} images (H x W) but the test "
+                f"pipeline of {config_source} gives {given}; export it from this config "
+                "(tools/export_onnx.py) or predict with the config it was exported from"
+            )
+
+
+def _config_metainfo(cfg: Config) -> dict | None:
+    """Class names (and palette) the config's test dataset declares, without reading data:
+    its ``metainfo``/``classes`` or its class's ``METAINFO``; a dataset joining several
+    parts (``datasets={task: part}``) gives ``{"tasks": {task: ...}}``."""
+    loader = cfg.get("test_dataloader") or {}
+    if "dataset" in loader:
+        return _dataset_metainfo(loader["dataset"])
+    tasks: dict[str, dict] = {}
+    for entry_loader in loader.values():
+        if isinstance(entry_loader, Mapping) and "dataset" in entry_loader:
+            found = _dataset_metainfo(entry_loader["dataset"]) or {}
+            for task, meta in (found.get(TASKS_KEY) or {}).items():
+                tasks.setdefault(task, meta)
+    evaluator = cfg.get("test_evaluator") or {}
+    for entry, entry_loader in loader.items():
+        heads = evaluator.get(entry) if isinstance(evaluator, Mapping) else None
+        if not heads or not isinstance(entry_loader, Mapping) or "dataset" not in entry_loader:
+            continue
+        found = _dataset_metainfo(entry_loader["dataset"])
+        if found and TASKS_KEY not in found:
+            for head in heads:
+                tasks.setdefault(head, found)
+    return {TASKS_KEY: tasks} if tasks else None
+
+
+def _dataset_metainfo(dataset: Mapping) -> dict | None:
+    parts = dataset.get("datasets")
+    if isinstance(parts, Mapping):
+        tasks = {name: _dataset_metainfo(part) or {} for name, part in parts.items()}
+        return {TASKS_KEY: tasks}
+    dataset_type = dataset.get("type")
+    dataset_class = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+    meta = dict(getattr(dataset_class, "METAINFO", None) or {})
+    meta.update(dataset.get("metainfo") or {})
+    if dataset.get("classes"):
+        meta["classes"] = tuple(dataset["classes"])
+        if "palette" in meta and len(meta["palette"]) < len(meta["classes"]):
+            meta.pop("palette")
+    return meta or None
