@@ -165,7 +165,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="--task det/multitask: (anchor, class) pairs per image that reach NMS on "
         "each detector (untrained detectors score all pairs alike; default 300)",
     )
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=20.0,
+        help="--task: untimed pause before each timed call, so that the previous "
+        "runtime's spinning worker threads have stopped (default 20)",
+    )
     args = parser.parse_args(argv)
+    if args.pause_ms < 0:
+        parser.error("--pause-ms must be >= 0")
     if args.size is None:
         args.size = TASK_INPUT_SIZES[args.task] if args.task else 224
     for name in (
@@ -204,14 +213,17 @@ def on_device(function: Callable[[], object], device: torch.device) -> Callable[
 
 
 def time_group(
-    functions: Sequence[Callable[[], object]], runs: int, warmup: int
+    functions: Sequence[Callable[[], object]], runs: int, warmup: int, pause_s: float = 0.0
 ) -> list[list[float]]:
     """Wall times in ms of each of ``functions``, all run back to back, ``runs`` times.
 
     Run ``r`` starts with function ``r mod n`` and goes round in order, which
     spreads the advantage of going first (warm caches) evenly; grouping spreads
     slow drifts of a shared machine evenly over all of them, so per-run ratios
-    are comparable.
+    are comparable. ``pause_s``: untimed sleep before each call, so that the
+    worker threads of the runtime called before (OpenMP, onnxruntime, XNNPACK and
+    TBB pools spin-wait after their work) have gone to sleep and do not take the
+    cores from the one timed next.
     """
     for _ in range(warmup):
         for function in functions:
@@ -220,6 +232,8 @@ def time_group(
     for run in range(runs):
         for step in range(len(functions)):
             index = (run + step) % len(functions)
+            if pause_s:
+                time.sleep(pause_s)
             start = time.perf_counter()
             functions[index]()
             samples[index].append((time.perf_counter() - start) * 1e3)
@@ -1147,7 +1161,7 @@ def run_task(args: argparse.Namespace) -> list[dict]:
                 contender.key: contender.result(call())
                 for contender, call in zip(task.contenders, calls, strict=True)
             }
-            samples = time_group(calls, args.runs, args.warmup)
+            samples = time_group(calls, args.runs, args.warmup, args.pause_ms / 1e3)
             tables.append(_task_table(args, task, threads, results, samples))
     return tables
 
@@ -1179,7 +1193,7 @@ def _task_table(args, task: Task, threads: int, results: dict, samples: list[lis
     agreement = task.agreement(results)
     print(
         f"\nthreads {threads}, batch 1, {args.runs} runs after {args.warmup} warm-up "
-        f"(contenders in rotating order within each run)"
+        f"(contenders in rotating order within each run, {args.pause_ms:g} ms pause before each)"
     )
     lines = [["contender", "median ms", "p25-p75 ms", "output"]] + [
         [
