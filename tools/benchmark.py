@@ -109,8 +109,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "onnxruntime float and int8 against torchvision and the TFLite runtime "
         "(default: the network comparisons below)",
     )
-    parser.add_argument("--runs", type=int, default=50, help="timed runs per contender")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="timed runs per contender (default 50; --task 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed runs first (default 10; --task 2)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -166,18 +170,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         "each detector (untrained detectors score all pairs alike; default 300)",
     )
     parser.add_argument(
-        "--pause-ms",
-        type=float,
-        default=20.0,
-        help="--task: untimed pause before each timed call, so that the previous "
-        "runtime's spinning worker threads have stopped (default 20)",
+        "--block",
+        type=int,
+        default=3,
+        help="--task: per run and contender, one untimed call, then this many timed "
+        "calls whose median is the run's time (default 3)",
     )
     args = parser.parse_args(argv)
-    if args.pause_ms < 0:
-        parser.error("--pause-ms must be >= 0")
+    if args.runs is None:
+        args.runs = 20 if args.task else 50
+    if args.warmup is None:
+        args.warmup = 2 if args.task else 10
     if args.size is None:
         args.size = TASK_INPUT_SIZES[args.task] if args.task else 224
     for name in (
+        "block",
         "runs",
         "size",
         "multitask_size",
@@ -213,17 +220,19 @@ def on_device(function: Callable[[], object], device: torch.device) -> Callable[
 
 
 def time_group(
-    functions: Sequence[Callable[[], object]], runs: int, warmup: int, pause_s: float = 0.0
+    functions: Sequence[Callable[[], object]], runs: int, warmup: int, block: int = 1
 ) -> list[list[float]]:
     """Wall times in ms of each of ``functions``, all run back to back, ``runs`` times.
 
     Run ``r`` starts with function ``r mod n`` and goes round in order, which
     spreads the advantage of going first (warm caches) evenly; grouping spreads
     slow drifts of a shared machine evenly over all of them, so per-run ratios
-    are comparable. ``pause_s``: untimed sleep before each call, so that the
-    worker threads of the runtime called before (OpenMP, onnxruntime, XNNPACK and
-    TBB pools spin-wait after their work) have gone to sleep and do not take the
-    cores from the one timed next.
+    are comparable. With ``block > 1`` each function's turn is one untimed call,
+    then ``block`` timed calls whose median is the run's sample: a runtime's
+    worker threads are then awake and alone, as in an application that runs one
+    model continuously, and the spinning threads of the runtime before it (OpenMP,
+    onnxruntime, XNNPACK and TBB pools spin-wait after their work) only slow the
+    untimed call.
     """
     for _ in range(warmup):
         for function in functions:
@@ -232,11 +241,19 @@ def time_group(
     for run in range(runs):
         for step in range(len(functions)):
             index = (run + step) % len(functions)
-            if pause_s:
-                time.sleep(pause_s)
-            start = time.perf_counter()
-            functions[index]()
-            samples[index].append((time.perf_counter() - start) * 1e3)
+            function = functions[index]
+            if block == 1:
+                start = time.perf_counter()
+                function()
+                samples[index].append((time.perf_counter() - start) * 1e3)
+                continue
+            function()
+            times = []
+            for _ in range(block):
+                start = time.perf_counter()
+                function()
+                times.append((time.perf_counter() - start) * 1e3)
+            samples[index].append(statistics.median(times))
     return samples
 
 
@@ -1161,7 +1178,7 @@ def run_task(args: argparse.Namespace) -> list[dict]:
                 contender.key: contender.result(call())
                 for contender, call in zip(task.contenders, calls, strict=True)
             }
-            samples = time_group(calls, args.runs, args.warmup, args.pause_ms / 1e3)
+            samples = time_group(calls, args.runs, args.warmup, args.block)
             tables.append(_task_table(args, task, threads, results, samples))
     return tables
 
@@ -1193,7 +1210,7 @@ def _task_table(args, task: Task, threads: int, results: dict, samples: list[lis
     agreement = task.agreement(results)
     print(
         f"\nthreads {threads}, batch 1, {args.runs} runs after {args.warmup} warm-up "
-        f"(contenders in rotating order within each run, {args.pause_ms:g} ms pause before each)"
+        f"(per run and contender in rotating order: 1 untimed call, median of {args.block} timed)"
     )
     lines = [["contender", "median ms", "p25-p75 ms", "output"]] + [
         [
