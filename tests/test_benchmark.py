@@ -85,7 +85,19 @@ def test_benchmark_on_cuda_without_a_gpu_is_refused(capsys):
 
 # ------------------------------------------------------------- end to end (--task)
 
-TINY = ["--runs", "2", "--warmup", "1", "--calib", "2"]
+TINY = ["--runs", "2", "--warmup", "1", "--block", "1", "--calib", "2"]
+
+
+def test_time_group_rotates_and_times_blocks():
+    calls = []
+    functions = [lambda name=name: calls.append(name) for name in "abc"]
+    samples = benchmark_tool.time_group(functions, runs=3, warmup=1, block=2)
+    assert [len(ms) for ms in samples] == [3, 3, 3]
+    assert all(t >= 0 for ms in samples for t in ms)
+    # Warm-up a, b, c; then each turn is one untimed call and two timed ones; run r
+    # starts with function r.
+    turns = "abc" + "".join(3 * name for name in "abc" + "bca" + "cab")
+    assert "".join(calls) == turns
 
 
 def _one_table(tables: list[dict], task: str) -> dict:
