@@ -1,0 +1,462 @@
+"""Static INT8 quantisation of a deployed ONNX graph with onnxruntime (QDQ format).
+
+The network's compute - convolutions, the classifier's ``Gemm``/``MatMul``,
+the residual ``Add``s and the ops between them that QDQ needs to stay in
+int8 (``Clip``/``Relu`` activations, ``Pad``, pooling, ``Concat``, the
+image-pooling ``Expand``) - runs in int8: weights symmetric int8 per output
+channel, activations with a scale and zero point from calibration images.
+The post-processing inside a deployed graph (softmax, top-k, box decoding,
+``NonMaxSuppression``, the logits' ``Resize``, ``ArgMax``) stays float: it is
+every node that feeds no compute op (:func:`postprocessing_nodes`), and the
+last compute layers (the logits) keep float outputs by default, so scores,
+boxes and the argmax see the same precision as in the float graph.
+
+Calibration: a :class:`UInt8ImageReader` hands onnxruntime the caller's uint8
+(N, 3, H, W) batches; onnxruntime records each activation's range (MinMax, or
+a histogram for Percentile/Entropy) and derives the scales. The written file
+keeps the source file's ``metadata_props`` (the ``"mtvision"`` JSON byte for
+byte) and adds ``"mtvision.quantization"``: JSON with the calibration images'
+count and the settings.
+
+Reference: onnxruntime's ``quantize_static`` and its CPU guidance (uint8
+activations, int8 weights on x86 with VNNI; QDQ since onnxruntime 1.11);
+Jacob et al. 2018, "Quantization and Training of Neural Networks for
+Efficient Integer-Arithmetic-Only Inference" (the affine scheme).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    create_calibrator,
+    quantize_static,
+)
+from onnxruntime.quantization.calibrate import save_tensors_data
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from mtvision.utils.atomic_files import atomic_write_bytes
+
+__all__ = [
+    "COMPUTE_OP_TYPES",
+    "QUANTIZATION_METADATA_KEY",
+    "QuantizationSettings",
+    "UInt8ImageReader",
+    "fold_pads_into_convs",
+    "postprocessing_nodes",
+    "quantize_onnx",
+]
+
+#: Ops whose weights carry the network's multiply-adds: what int8 is for.
+MULTIPLY_ADD_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: Quantised when they belong to the network. Besides the multiply-adds, the ops
+#: that keep int8 tensors int8 between them: onnxruntime fuses Q/DQ around these
+#: into integer kernels (QLinearConv, QLinearAdd, ...) or moves them as bytes;
+#: leaving one float costs a dequantise and a quantise per tensor.
+COMPUTE_OP_TYPES = (
+    *MULTIPLY_ADD_OP_TYPES,
+    "Add",
+    "Clip",
+    "Relu",
+    "Pad",
+    "GlobalAveragePool",
+    "AveragePool",
+    "MaxPool",
+    "Concat",
+    "Expand",
+    "Reshape",
+    "Flatten",
+    "Transpose",
+)
+#: The ``metadata_props`` key of the quantisation record (JSON).
+QUANTIZATION_METADATA_KEY = "mtvision.quantization"
+
+_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "percentile": CalibrationMethod.Percentile,
+    "entropy": CalibrationMethod.Entropy,
+}
+_ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+
+
+@dataclass
+class QuantizationSettings:
+    """How :func:`quantize_onnx` quantises; the defaults are the measured best on
+    x86 with VNNI (docs/quantization.md has the table).
+
+    Attributes:
+        method: activation-range calibration, ``"minmax"``, ``"percentile"``
+            (``percentile`` of |x|) or ``"entropy"`` (KL divergence, TensorRT's).
+        activation_type: ``"uint8"`` (asymmetric, onnxruntime's x86 choice) or ``"int8"``.
+        symmetric_activations: zero point at the middle of the range.
+        per_channel: one weight scale per output channel (per tensor when False).
+        float_last_layers: the compute nodes that feed only post-processing (the
+            logits' convolution or Gemm) stay float.
+        exclude_first_conv: the first convolution (on the normalised image) stays float.
+        preprocess: run onnxruntime's ``quant_pre_process`` (shape inference and
+            graph optimisation) first.
+        percentile: with ``method="percentile"``, the percentile of |x| kept.
+        fold_pads: fold zero ``Pad`` nodes into the convolutions after them
+            (:func:`fold_pads_into_convs`).
+    """
+
+    method: str = "minmax"
+    activation_type: str = "uint8"
+    symmetric_activations: bool = False
+    per_channel: bool = True
+    float_last_layers: bool = True
+    exclude_first_conv: bool = False
+    preprocess: bool = True
+    percentile: float = 99.999
+    fold_pads: bool = True
+    op_types: tuple[str, ...] = field(default=COMPUTE_OP_TYPES)
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ValueError(f"method must be one of {sorted(_METHODS)}, got {self.method!r}")
+        if self.activation_type not in _ACTIVATION_TYPES:
+            raise ValueError(
+                f"activation_type must be one of {sorted(_ACTIVATION_TYPES)}, "
+                f"got {self.activation_type!r}"
+            )
+        self.op_types = tuple(self.op_types)
+
+
+class UInt8ImageReader(CalibrationDataReader):
+    """onnxruntime's calibration input: uint8 (N, 3, H, W) batches under ``input_name``.
+
+    ``batches`` yields numpy arrays or torch tensors, read once, lazily (one
+    batch in memory at a time). ``on_batch(n)`` is called after each batch with
+    its image count (a progress bar's ``update``). ``images`` counts what was handed over.
+
+    Raises ``ValueError`` naming the batch for anything that is not uint8
+    (N, 3, H, W), since a float or HWC batch would calibrate silently wrong ranges.
+    """
+
+    def __init__(
+        self,
+        batches: Iterable,
+        input_name: str,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> None:
+        self.input_name = input_name
+        self.on_batch = on_batch
+        self.images = 0
+        self._batches: Iterator = iter(batches)
+        self._index = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        array = np.ascontiguousarray(
+            batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch)
+        )
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != 3:
+            raise ValueError(
+                f"calibration batch {self._index}: expected uint8 (N, 3, H, W) RGB images, "
+                f"got {array.dtype} {tuple(array.shape)}"
+            )
+        self._index += 1
+        self.images += len(array)
+        if self.on_batch is not None:
+            self.on_batch(len(array))
+        return {self.input_name: array}
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
+def _feeds_multiply_adds(graph: onnx.GraphProto) -> set[str]:
+    """Names of the nodes from which a Conv/Gemm/MatMul is reachable (themselves included)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    reached: set[str] = set()
+    stack = [node for node in graph.node if node.op_type in MULTIPLY_ADD_OP_TYPES]
+    while stack:
+        node = stack.pop()
+        if node.name in reached:
+            continue
+        reached.add(node.name)
+        stack.extend(producer[name] for name in node.input if name in producer)
+    return reached
+
+
+def postprocessing_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes after the network's last multiply-add: those from which no
+    Conv/Gemm/MatMul is reachable (softmax, top-k, box decoding, NMS, the logits'
+    resize, argmax, casts), in graph order. Nodes must be named (onnxruntime's
+    quantiser excludes by name)."""
+    network = _feeds_multiply_adds(model.graph)
+    return [node.name for node in model.graph.node if node.name not in network]
+
+
+def _last_multiply_adds(model: onnx.ModelProto) -> list[str]:
+    """The multiply-add nodes whose outputs reach no other multiply-add (the logits)."""
+    network = _feeds_multiply_adds(model.graph)
+    consumers = _consumers(model.graph)
+    last = []
+    for node in model.graph.node:
+        if node.op_type not in MULTIPLY_ADD_OP_TYPES:
+            continue
+        # Followed through ops that are not multiply-adds: does another one come?
+        stack, seen, feeds_another = list(node.output), set(), False
+        while stack and not feeds_another:
+            tensor = stack.pop()
+            for consumer in consumers.get(tensor, []):
+                if consumer.op_type in MULTIPLY_ADD_OP_TYPES:
+                    feeds_another = True
+                    break
+                if consumer.name in network and consumer.name not in seen:
+                    seen.add(consumer.name)
+                    stack.extend(consumer.output)
+        if not feeds_another:
+            last.append(node.name)
+    return last
+
+
+def _constant(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    for tensor in model.graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def fold_pads_into_convs(model: onnx.ModelProto) -> int:
+    """Move each zero ``Pad`` that feeds only a ``Conv`` into that Conv's ``pads``; returns
+    how many were folded. Exact in float: a Conv's own padding is zeros too.
+
+    Why: TF's "SAME" padding (mtvision's ``padding="same"``, the converted TFLite
+    models) exports as a ``Pad`` before each stride-2 convolution, and onnxruntime runs
+    a Pad between int8 convolutions in float (dequantise, pad, quantise: three passes
+    over the tensor); inside the Conv it is the quantised kernel's own zero padding.
+    Only constant-mode pads of value 0 on the spatial axes of a 4-D tensor, with
+    constant amounts, into a Conv without ``auto_pad``, are folded.
+    """
+    graph = model.graph
+    consumers = _consumers(graph)
+    outputs = {value.name for value in graph.output}
+    folded = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or pad.output[0] in outputs:
+            continue
+        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+        amounts = _constant(model, pad.input[1]) if len(pad.input) > 1 else None
+        value = _constant(model, pad.input[2]) if len(pad.input) > 2 and pad.input[2] else 0
+        axes = len(pad.input) > 3 and pad.input[3]
+        users = consumers.get(pad.output[0], [])
+        if (
+            mode != "constant"
+            or axes
+            or amounts is None
+            or amounts.shape != (8,)
+            or value is None
+            or np.any(np.asarray(value) != 0)
+            or np.any(amounts < 0)
+            or np.any(amounts[[0, 1, 4, 5]] != 0)
+            or len(users) != 1
+            or users[0].op_type != "Conv"
+            or users[0].input[0] != pad.output[0]
+        ):
+            continue
+        conv = users[0]
+        attributes = {a.name: a for a in conv.attribute}
+        if "auto_pad" in attributes and attributes["auto_pad"].s not in (b"", b"NOTSET"):
+            continue
+        old = list(attributes["pads"].ints) if "pads" in attributes else [0, 0, 0, 0]
+        new = [old[0] + amounts[2], old[1] + amounts[3], old[2] + amounts[6], old[3] + amounts[7]]
+        if "pads" in attributes:
+            conv.attribute.remove(attributes["pads"])
+        conv.attribute.append(onnx.helper.make_attribute("pads", [int(p) for p in new]))
+        conv.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        if any(tensor.name in pad.input[1:] for pad in folded):
+            graph.initializer.remove(tensor)
+    return len(folded)
+
+
+def _first_conv(model: onnx.ModelProto) -> list[str]:
+    convs = [node.name for node in model.graph.node if node.op_type == "Conv"]
+    return convs[:1]
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes unique names: exclusion lists are by name."""
+    taken = {node.name for node in model.graph.node if node.name}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+
+
+def _input_name(model: onnx.ModelProto) -> str:
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value.name for value in model.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        raise ValueError(f"expected a graph with one image input, got inputs {inputs}")
+    return inputs[0]
+
+
+class _OneFeed(CalibrationDataReader):
+    """Hands one feed to onnxruntime's calibrator, then ends."""
+
+    def __init__(self, feed: dict[str, np.ndarray]) -> None:
+        self.feed: dict[str, np.ndarray] | None = feed
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed, self.feed = self.feed, None
+        return feed
+
+
+def _calibrate(path: str, reader: UInt8ImageReader, settings: QuantizationSettings, work: str):
+    """The activation ranges (onnxruntime ``TensorsData``) over every batch of ``reader``.
+
+    One batch per ``collect_data`` call: the histogram calibrators (percentile,
+    entropy) keep every intermediate tensor of every batch they are handed before
+    binning them (hundreds of MB per 513x513 image for DeepLab); handed one batch
+    per call, they bin as they go, and MinMax merges its ranges across calls.
+    ``None`` without any batch.
+    """
+    options = {"percentile": settings.percentile} if settings.method == "percentile" else {}
+    calibrator = create_calibrator(
+        Path(path),
+        list(settings.op_types),
+        augmented_model_path=os.path.join(work, "augmented.onnx"),
+        calibrate_method=_METHODS[settings.method],
+        extra_options=options,
+    )
+    while (feed := reader.get_next()) is not None:
+        calibrator.collect_data(_OneFeed(feed))
+    return calibrator.compute_data() if reader.images else None
+
+
+def quantize_onnx(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    calibration_batches: Iterable,
+    settings: QuantizationSettings | None = None,
+    on_batch: Callable[[int], object] | None = None,
+    extra_nodes_to_exclude: Sequence[str] = (),
+) -> dict:
+    """Quantise the ONNX file ``source`` to int8 (QDQ) and write it to ``target``.
+
+    Args:
+        source: a float ONNX graph with one uint8 (N, 3, H, W) image input
+            (mtvision's deployed graph, or ``export_onnx`` of a ``Uint8Input``).
+        target: where the int8 graph goes; written atomically (a temporary
+            file, then a rename), so it is never partial.
+        calibration_batches: uint8 (N, 3, H, W) RGB batches (numpy or torch),
+            each at a size the graph takes, already through the config's test
+            pipeline (resize): the activation ranges are measured on them.
+        settings: :class:`QuantizationSettings` (default: the measured best).
+        on_batch: called with each batch's image count (progress).
+        extra_nodes_to_exclude: more node names to keep float.
+
+    Returns:
+        The record written under ``metadata_props["mtvision.quantization"]``:
+        ``{"calibration_images", "method", "activation_type", "weight_type",
+        "per_channel", "symmetric_activations", "float_nodes", ...}``.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: no calibration image, or a batch that is not uint8 (N, 3, H, W).
+    """
+    settings = settings or QuantizationSettings()
+    source, target = os.fspath(source), os.fspath(target)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"{source}: no such ONNX file")
+    original = onnx.load(source)
+    input_name = _input_name(original)
+
+    with tempfile.TemporaryDirectory(prefix="mtvision-quantize-") as work:
+        named = os.path.join(work, "named.onnx")
+        _name_nodes(original)
+        onnx.save(original, named)
+        float_path = named
+        if settings.preprocess:
+            float_path = os.path.join(work, "preprocessed.onnx")
+            quant_pre_process(named, float_path, skip_symbolic_shape=True)
+        model = onnx.load(float_path)
+        _name_nodes(model)
+        folded_pads = fold_pads_into_convs(model) if settings.fold_pads else 0
+        onnx.save(model, float_path)
+
+        excluded = postprocessing_nodes(model)
+        float_compute = list(extra_nodes_to_exclude)
+        if settings.float_last_layers:
+            float_compute += _last_multiply_adds(model)
+        if settings.exclude_first_conv:
+            float_compute += _first_conv(model)
+
+        reader = UInt8ImageReader(calibration_batches, input_name, on_batch)
+        cache = os.path.join(work, "ranges.json")
+        ranges = _calibrate(float_path, reader, settings, work)
+        if reader.images == 0:
+            raise ValueError(f"{source}: no calibration images; quantisation needs at least one")
+        save_tensors_data(ranges, cache)
+        quantized = os.path.join(work, "quantized.onnx")
+        quantize_static(
+            float_path,
+            quantized,
+            None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(settings.op_types),
+            per_channel=settings.per_channel,
+            activation_type=_ACTIVATION_TYPES[settings.activation_type],
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded + float_compute,
+            calibrate_method=_METHODS[settings.method],
+            extra_options={
+                "ActivationSymmetric": settings.symmetric_activations,
+                "WeightSymmetric": True,
+            },
+            calibration_cache_path=cache,
+        )
+        result = onnx.load(quantized)
+
+    record = {
+        "calibration_images": reader.images,
+        **{k: v for k, v in asdict(settings).items() if k != "op_types"},
+        "weight_type": "int8",
+        "format": "QDQ",
+        "op_types": list(settings.op_types),
+        "float_nodes": float_compute,
+        "postprocessing_nodes": len(excluded),
+        "folded_pads": folded_pads,
+    }
+    if settings.method != "percentile":
+        record.pop("percentile")
+    del result.metadata_props[:]
+    for prop in original.metadata_props:
+        if prop.key != QUANTIZATION_METADATA_KEY:
+            result.metadata_props.add(key=prop.key, value=prop.value)
+    result.metadata_props.add(key=QUANTIZATION_METADATA_KEY, value=json.dumps(record))
+    onnx.checker.check_model(result)
+    atomic_write_bytes(target, result.SerializeToString())
+    return record
