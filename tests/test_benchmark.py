@@ -81,3 +81,128 @@ def test_benchmark_on_cuda_without_a_gpu_is_refused(capsys):
         benchmark_tool.main(["--device", "cuda"])
     assert exit_info.value.code == 2
     assert "--device cuda: no CUDA GPU is available here" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- end to end (--task)
+
+TINY = ["--runs", "2", "--warmup", "1", "--block", "1", "--calib", "2"]
+
+
+def test_time_group_rotates_and_times_blocks():
+    calls = []
+    functions = [lambda name=name: calls.append(name) for name in "abc"]
+    samples = benchmark_tool.time_group(functions, runs=3, warmup=1, block=2)
+    assert [len(ms) for ms in samples] == [3, 3, 3]
+    assert all(t >= 0 for ms in samples for t in ms)
+    # Warm-up a, b, c; then each turn is one untimed call and two timed ones; run r
+    # starts with function r.
+    turns = "abc" + "".join(3 * name for name in "abc" + "bca" + "cab")
+    assert "".join(calls) == turns
+
+
+def _one_table(tables: list[dict], task: str) -> dict:
+    (table,) = tables
+    assert table["task"] == task and table["threads"] == 1
+    for contender in table["contenders"]:
+        assert math.isfinite(contender["median_ms"]) and contender["median_ms"] > 0
+    for row in table["ratios"]:
+        assert math.isfinite(row["ratio"]) and row["ratio"] > 0
+    return table
+
+
+def _agreement(table: dict, prefix: str) -> str:
+    (line,) = [line for line in table["agreement"] if line.startswith(prefix)]
+    return line
+
+
+def test_benchmark_task_cls_end_to_end(capsys):
+    tables = benchmark_tool.main(["--task", "cls"] + TINY)
+    out = capsys.readouterr().out
+    table = _one_table(tables, "cls")
+    keys = [c["key"] for c in table["contenders"]]
+    assert keys[:4] == ["mtvision torch", "mtvision ort float", "mtvision ort int8", "torchvision"]
+    ratios = {row["name"]: row for row in table["ratios"]}
+    assert ratios["mtvision ort int8 / torchvision"]["goal"] == 0.2
+    if benchmark_tool.realdata_folder() is not None:
+        assert keys[4] == "TFLite int8"
+        assert ratios["mtvision ort int8 / TFLite int8"]["goal"] == 1.0
+        assert "tf2_mobilenet_v2_1.0_224_ptq.tflite" in out
+    else:
+        assert "TFLite row left out: ../shared/realdata not present" in out
+    # Same weights, same normalisation: the top-5 of our predict path, our deployed graph
+    # and torchvision agree; int8 keeps most of the float top-5.
+    assert "torch vs ort float: top-1 same, top-5 overlap 5/5" in _agreement(table, "torch vs ort")
+    line = _agreement(table, "torch vs torchvision")
+    assert "top-1 same, top-5 overlap 5/5" in line
+    assert float(line.rsplit(" ", 1)[1]) < 1e-5
+    overlap = int(_agreement(table, "ort int8").split("top-5 overlap ")[1].split("/")[0])
+    assert overlap >= 3
+    assert "<= 0.20: " in out and "| contender" in out
+
+
+def test_benchmark_task_det_end_to_end(capsys):
+    tables = benchmark_tool.main(["--task", "det", "--size", "64", "--det-candidates", "50"] + TINY)
+    out = capsys.readouterr().out
+    table = _one_table(tables, "det")
+    assert [c["key"] for c in table["contenders"]] == [
+        "mtvision torch",
+        "mtvision ort float",
+        "mtvision ort int8",
+        "torchvision",
+    ]
+    # Both detectors get the same number of candidates before NMS.
+    assert out.count("(50 candidates before NMS)") == 2
+    counts = {c["key"]: int(c["output"].split(" boxes")[0]) for c in table["contenders"]}
+    for key in ("mtvision torch", "mtvision ort float", "torchvision"):
+        assert 0 < counts[key] <= 50, counts
+    assert counts["mtvision ort int8"] > 0  # int8 scores move around the float threshold
+    ratios = {row["name"]: row for row in table["ratios"]}
+    assert ratios["mtvision ort int8 / torchvision"]["goal"] == 0.33
+    # The deployed graph (ONNX NonMaxSuppression) returns the boxes of torch's predict path.
+    line = _agreement(table, "torch vs ort float")
+    boxes = line.split(": ")[1].split(" boxes")[0]
+    assert boxes.split(" vs ")[0] == boxes.split(" vs ")[1]
+    assert float(line.split("min ")[1].split(" ")[0]) >= 0.99
+
+
+def test_benchmark_task_seg_end_to_end(capsys):
+    tables = benchmark_tool.main(["--task", "seg", "--size", "65"] + TINY)
+    out = capsys.readouterr().out
+    table = _one_table(tables, "seg")
+    assert [c["output"] for c in table["contenders"]][0].startswith("mask 65x65, ")
+    if benchmark_tool.realdata_folder() is not None:
+        assert "TFLite row left out: deeplabv3_mnv2_pascal_quant.tflite takes 513x513" in out
+    line = _agreement(table, "torch vs ort float")
+    assert float(line.split(": ")[1].split(" %")[0]) >= 99.9
+    # Untrained weights: int8 moves many near-tied argmaxes; the check is reported, not judged.
+    assert 0 <= float(_agreement(table, "ort int8").split(": ")[1].split(" %")[0]) <= 100
+
+
+def test_benchmark_task_multitask_two_thread_counts(capsys):
+    threads_before = torch.get_num_threads()
+    tables = benchmark_tool.main(
+        ["--task", "multitask", "--size", "64", "--threads", "1", "2"] + TINY
+    )
+    out = capsys.readouterr().out
+    assert [table["threads"] for table in tables] == [1, 2]
+    for table in tables:
+        assert [row["name"] for row in table["ratios"]][:2] == [
+            "multi-task ort float / 3 single-task ort float",
+            "multi-task ort int8 / 3 single-task ort int8",
+        ]
+        for row in table["ratios"]:
+            assert math.isfinite(row["ratio"]) and row["goal"] == 0.5
+        # One graph gives every head's results, as the three graphs do together.
+        for contender in table["contenders"]:
+            output = contender["output"]
+            assert output.startswith("classification: top-5, "), output
+            assert "; detection: " in output and "; segmentation: mask 64x64" in output
+    assert out.count("threads 2, batch 1") == 1
+    assert torch.get_num_threads() == threads_before
+
+
+def test_benchmark_task_refuses_batch(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_tool.main(["--task", "cls", "--batch", "2"])
+    assert exit_info.value.code == 2
+    assert "--task runs on CPU at batch 1" in capsys.readouterr().err
