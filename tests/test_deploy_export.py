@@ -273,3 +273,24 @@ def test_files_without_metadata_or_corrupt_are_named(tmp_path):
         read_deploy_metadata(corrupt)
     with pytest.raises(ExportError, match=r"missing.onnx: no such ONNX file"):
         read_deploy_metadata(tmp_path / "missing.onnx")
+
+
+def test_no_per_class_cap_gives_the_same_detections_without_the_topk(tmp_path):
+    # 258 anchors at 96x128: a cap of 200 makes the graph hold the (N, C, A) top-k.
+    capped, uncapped = (
+        _detector(seed=1, topk_candidates=200),
+        _detector(seed=1, topk_candidates=None),
+    )
+    images = _images(2, (96, 128), seed=4)
+    want = DeployModel(capped).eval().outputs(images)["detection"]
+    got = DeployModel(uncapped).eval().outputs(images)["detection"]
+    assert int(want["num_detections"].min()) > 5
+    assert detection_agreement(want, got) == 1.0 and detection_agreement(got, want) == 1.0
+    path = export_deploy_onnx(uncapped, tmp_path / "uncapped.onnx", (96, 128))
+    capped_path = export_deploy_onnx(capped, tmp_path / "capped.onnx", (96, 128))
+
+    def top_ks(file):
+        return [node.op_type for node in onnx.load(file).graph.node].count("TopK")
+
+    assert top_ks(path) == top_ks(capped_path) - 1  # the (N, C, A) top-k is gone
+    assert detection_agreement(want, OnnxRuntimeModel(path).run(images)["detection"]) == 1.0

@@ -932,7 +932,13 @@ def set_candidates_(model: nn.Module, image: np.ndarray, candidates: int) -> str
     lets all or none through would make NMS's cost unlike a trained detector's."""
     threshold = _threshold_for(_detection_scores(model, image), candidates)
     model.heads["detection"].test_cfg["score_threshold"] = threshold
-    return f"score threshold {threshold:.6g} ({candidates} candidates before NMS)"
+    # At this threshold the per-class cap of 300 candidates cannot bind (there are
+    # ``candidates`` pairs in all), so it is left out as a deployment would
+    # (``tools/export_onnx.py --topk-candidates 0``); the results are the same.
+    model.heads["detection"].test_cfg["topk_candidates"] = None
+    return (
+        f"score threshold {threshold:.6g} ({candidates} candidates before NMS, no per-class top-k)"
+    )
 
 
 class _SSDNetwork(nn.Module):

@@ -2,7 +2,8 @@
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out model.onnx
         [--input-size H W | --dynamic-size] [--topk 5] [--seg-logits]
-        [--score-thr T] [--max-detections D] [--check-images 8] [--opset 17]
+        [--score-thr T] [--max-detections D] [--topk-candidates K]
+        [--check-images 8] [--opset 17]
         [--cfg-options KEY=VALUE ...]
     python tools/export_onnx.py CONFIG CHECKPOINT --out raw.onnx --raw
         [--with-preprocess] [--static-batch] [--tolerance 1e-4] [--input-size H W]
@@ -86,6 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--max-detections", type=int, help="detections per image (default: the config's)"
     )
     parser.add_argument(
+        "--topk-candidates",
+        type=int,
+        help="detection candidates per class before NMS (default: the config's; 0: no cap, "
+        "faster when --score-thr already leaves few)",
+    )
+    parser.add_argument(
         "--check-images", type=int, default=8, help="test images to compare torch and ONNX on"
     )
     parser.add_argument(
@@ -118,8 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--dynamic-size goes with neither --input-size nor --raw")
     if not args.raw and (args.with_preprocess or args.static_batch):
         parser.error("--with-preprocess and --static-batch go with --raw")
-    if args.topk < 1 or args.check_images < 0:
-        parser.error("--topk must be >= 1 and --check-images >= 0")
+    if args.topk < 1 or args.check_images < 0 or (args.topk_candidates or 0) < 0:
+        parser.error("--topk must be >= 1, --check-images and --topk-candidates >= 0")
     return args
 
 
@@ -160,14 +167,16 @@ def export_raw(args, model) -> float:
     return max_diff
 
 
-def _set_detection_options(model, score_thr: float | None, max_detections: int | None) -> None:
+def _set_detection_options(model, args) -> None:
     for head in model.heads.values():
         if getattr(head, "task", None) != "detection":
             continue
-        if score_thr is not None:
-            head.test_cfg["score_threshold"] = float(score_thr)
-        if max_detections is not None:
-            head.test_cfg["max_detections"] = int(max_detections)
+        if args.score_thr is not None:
+            head.test_cfg["score_threshold"] = float(args.score_thr)
+        if args.max_detections is not None:
+            head.test_cfg["max_detections"] = int(args.max_detections)
+        if args.topk_candidates is not None:
+            head.test_cfg["topk_candidates"] = args.topk_candidates or None
 
 
 def main(argv=None):
@@ -179,7 +188,7 @@ def main(argv=None):
     if args.raw:
         return export_raw(args, model)
 
-    _set_detection_options(model, args.score_thr, args.max_detections)
+    _set_detection_options(model, args)
     if args.dynamic_size:
         input_size = None
     else:

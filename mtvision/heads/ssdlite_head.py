@@ -71,7 +71,9 @@ class SSDLiteHead(BaseModule):
             ``torchvision.ops.sigmoid_focal_loss`` over all anchors.
         focal_alpha, focal_gamma: focal loss parameters.
         test_cfg: post-processing, defaults ``score_threshold=0.01`` (keep low for
-            COCO mAP), ``topk_candidates=300`` (per class, before NMS),
+            COCO mAP), ``topk_candidates=300`` (per class, before NMS; ``None``: no
+            cap, which saves a top-k over (N, C, A) scores when a higher score
+            threshold already leaves few candidates, as deployed graphs often do),
             ``nms_iou_threshold=0.6``, ``max_detections=100``.
         padding: ``"symmetric"`` or ``"same"`` (TF's rule) for the extra layers'
             stride-2 convs (the predictors are stride 1, where both rules agree).
@@ -329,8 +331,10 @@ class SSDLiteHead(BaseModule):
         # set to 0, below any threshold), so NMS sees the boxes it would see after a gather
         # and the same code runs in torch and as ONNX NonMaxSuppression.
         scores = scores.transpose(1, 2)  # (N, C, A)
-        kth_score = scores.topk(min(cfg["topk_candidates"], num_anchors), dim=2).values[..., -1:]
-        scores = torch.where(scores >= kth_score, scores, torch.zeros_like(scores))
+        topk = cfg["topk_candidates"]
+        if topk is not None and topk < num_anchors:
+            kth_score = scores.topk(topk, dim=2).values[..., -1:]
+            scores = torch.where(scores >= kth_score, scores, torch.zeros_like(scores))
         selected = class_aware_nms(boxes, scores, cfg["nms_iou_threshold"], cfg["score_threshold"])
         kept_images, class_ids, anchor_ids = selected.unbind(1)
         candidate_scores = scores[kept_images, class_ids, anchor_ids]
