@@ -151,7 +151,7 @@ def test_benchmark_task_det_end_to_end(capsys):
         "torchvision",
     ]
     # Both detectors get the same number of candidates before NMS.
-    assert out.count("(50 candidates before NMS)") == 2
+    assert out.count("(50 candidates before NMS") == 2
     counts = {c["key"]: int(c["output"].split(" boxes")[0]) for c in table["contenders"]}
     for key in ("mtvision torch", "mtvision ort float", "torchvision"):
         assert 0 < counts[key] <= 50, counts
