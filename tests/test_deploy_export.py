@@ -294,3 +294,15 @@ def test_no_per_class_cap_gives_the_same_detections_without_the_topk(tmp_path):
 
     assert top_ks(path) == top_ks(capped_path) - 1  # the (N, C, A) top-k is gone
     assert detection_agreement(want, OnnxRuntimeModel(path).run(images)["detection"]) == 1.0
+
+
+def test_openvino_runs_the_same_file_with_the_same_results(detector_file, tmp_path):
+    _, path = detector_file
+    images = _images(2, (96, 128), seed=6)
+    want = OnnxRuntimeModel(path).run(images)["detection"]
+    got = OnnxRuntimeModel(path, runtime="openvino", threads=1).run(images)["detection"]
+    assert got["labels"].dtype == torch.int64 and got["boxes"].shape == want["boxes"].shape
+    assert torch.equal(got["num_detections"], want["num_detections"])
+    assert detection_agreement(want, got) == 1.0
+    with pytest.raises(ExportError, match="unknown runtime 'tensorrt'"):
+        OnnxRuntimeModel(path, runtime="tensorrt")

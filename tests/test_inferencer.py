@@ -205,7 +205,8 @@ def matched_detections(reference: dict, other: dict, iou: float = 0.99, score_to
     return int(((ious >= iou) & same_label & (close <= score_tol)).any(dim=1).sum())
 
 
-def test_onnxruntime_backend_gives_the_torch_format_and_numbers(tmp_path):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_deployed_backends_give_the_torch_format_and_numbers(backend, tmp_path):
     checkpoint = tmp_path / "multitask.pth"
     model = save_random_checkpoint(MULTITASK, checkpoint)
     onnx_file = str(tmp_path / "multitask.onnx")
@@ -214,9 +215,7 @@ def test_onnxruntime_backend_gives_the_torch_format_and_numbers(tmp_path):
     write_exif_rotated_jpeg(path, textured_image(90, 150))
 
     torch_inferencer = Inferencer(MULTITASK, str(checkpoint), score_threshold=0.5)
-    onnx_inferencer = Inferencer(
-        MULTITASK, backend="onnxruntime", model=onnx_file, score_threshold=0.5
-    )
+    onnx_inferencer = Inferencer(MULTITASK, backend=backend, model=onnx_file, score_threshold=0.5)
     expected, result = torch_inferencer(path), onnx_inferencer(path)
 
     assert set(result) == set(expected)

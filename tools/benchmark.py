@@ -82,6 +82,7 @@ from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
 from mtvision.engine.cli import run_cli
 from mtvision.evaluation.topk_accuracy import TopKAccuracy
 from mtvision.export import check_onnx_matches, export_onnx, onnx_session
+from mtvision.export.runtimes import DeployedSession
 from mtvision.heads.ssdlite_head import SOFTMAX
 from mtvision.synthetic.shapes import SHAPE_CLASSES, render_scene
 from mtvision.utils.parity import randomize_batch_norms_
@@ -738,43 +739,12 @@ def mtvision_torch(model: nn.Module, image: np.ndarray, task: str) -> Contender:
     return Contender("mtvision torch", "mtvision torch eager (predict path)", make, result)
 
 
-def _onnxruntime_call(path: Path, threads: int, batch: np.ndarray) -> Callable[[], dict]:
-    session = onnx_session(path, threads=threads)
-    input_name = session.get_inputs()[0].name
-    output_names = [output.name for output in session.get_outputs()]
-    return lambda: dict(zip(output_names, session.run(None, {input_name: batch}), strict=True))
-
-
-def _openvino_call(path: Path, threads: int, batch: np.ndarray) -> Callable[[], dict]:
-    """OpenVINO's CPU plugin on the same ONNX file: one stream, latency mode, float32
-    arithmetic where the graph is float (on CPUs with AMX its default would be bfloat16)."""
-    import openvino
-
-    compiled = openvino.Core().compile_model(
-        os.fspath(path),
-        "CPU",
-        {
-            "INFERENCE_NUM_THREADS": threads,
-            "NUM_STREAMS": 1,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
-        },
-    )
-    request = compiled.create_infer_request()
-    output_names = [output.get_any_name() for output in compiled.outputs]
-
-    def run() -> dict:
-        request.infer({0: batch})
-        # Copies, as onnxruntime returns new arrays: the request reuses its buffers.
-        return {
-            name: request.get_output_tensor(index).data.copy()
-            for index, name in enumerate(output_names)
-        }
-
-    return run
-
-
-RUNTIMES = dict(onnxruntime=_onnxruntime_call, openvino=_openvino_call)
+def _deployed_call(runtime: str, path: Path, threads: int, batch: np.ndarray) -> Callable[[], dict]:
+    """One call of the deployed file in ``runtime`` (the project's
+    :class:`~mtvision.export.runtimes.DeployedSession`: OpenVINO with one stream,
+    latency hint, float32 where the graph is float, as onnxruntime)."""
+    session = DeployedSession(path, runtime, threads)
+    return lambda: session.run(batch)
 
 
 def openvino_available() -> tuple[bool, str]:
@@ -802,7 +772,7 @@ def deployed_graphs(
     batch = _chw_batch(image)
 
     def make(threads: int) -> Callable[[], object]:
-        calls = [RUNTIMES[runtime](path, threads, batch) for path, _ in graphs]
+        calls = [_deployed_call(runtime, path, threads, batch) for path, _ in graphs]
         return lambda: [call() for call in calls]
 
     def result(outputs: list[dict]) -> dict:

@@ -3,7 +3,7 @@
     python tools/eval.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--show-dir DIR [--show-limit N] [--show-score-thr T]]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
-    python tools/eval.py CONFIG FILE.onnx --backend onnxruntime [--threads N] [...]
+    python tools/eval.py CONFIG FILE.onnx [--backend onnxruntime|openvino] [--threads N] [...]
     python tools/eval.py --predictions RESULTS.json --ann ANNOTATIONS.json
 
 Runs the test loop and prints one table of all metrics, one per line. A
@@ -32,7 +32,8 @@ objects missed). It prints the 12 COCO box statistics and a per-category table.
 
 The checkpoint must fit the model exactly.
 
-``--backend onnxruntime`` (the default for a ``.onnx`` file) evaluates a deployed
+``--backend onnxruntime`` (the default for a ``.onnx`` file; ``openvino`` runs the
+same file in OpenVINO) evaluates a deployed
 graph written by ``tools/export_onnx.py`` (or ``tools/quantize.py``) with the
 same dataloader, pipeline and metrics: the model is replaced by
 :class:`~mtvision.export.OnnxRuntimeModel`, which runs the file on the test
@@ -74,11 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backend",
-        choices=["torch", "onnxruntime"],
-        help="torch (a checkpoint) or onnxruntime (a deployed .onnx file); default by suffix",
+        choices=["torch", "onnxruntime", "openvino"],
+        help="torch (a checkpoint), onnxruntime or openvino (a deployed .onnx file); "
+        "default by suffix",
     )
     parser.add_argument(
-        "--threads", type=int, help="onnxruntime: intra-op threads (default: its own choice)"
+        "--threads", type=int, help="onnxruntime/openvino: threads (default: its own choice)"
     )
     parser.add_argument("--work-dir", help="where logs go")
     parser.add_argument(
@@ -138,10 +140,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.backend = "onnxruntime" if args.checkpoint.endswith(".onnx") else "torch"
     if args.backend == "torch" and args.checkpoint.endswith(".onnx"):
         parser.error(f"{args.checkpoint} is an ONNX file: use --backend onnxruntime")
-    if args.threads is not None and args.backend != "onnxruntime":
-        parser.error("--threads goes with --backend onnxruntime")
-    if args.backend == "onnxruntime" and args.launcher != "none":
-        parser.error("--backend onnxruntime runs in one process (--launcher none)")
+    if args.threads is not None and args.backend == "torch":
+        parser.error("--threads goes with --backend onnxruntime or openvino")
+    if args.backend != "torch" and args.launcher != "none":
+        parser.error(f"--backend {args.backend} runs in one process (--launcher none)")
     if args.out is not None and not args.out.endswith((".json", *PICKLE_SUFFIXES)):
         parser.error(
             f"--out {args.out}: use a .json (COCO results or metrics) or .pkl (predictions) file"
@@ -260,13 +262,14 @@ def main(argv=None) -> dict:
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
-    if args.backend == "onnxruntime":
+    if args.backend != "torch":
         cfg.model = dict(
             type=OnnxRuntimeModel.__name__,
             onnx_file=args.checkpoint,
             model=cfg.model,
             threads=args.threads,
             config_source=args.config,
+            runtime=args.backend,
         )
         cfg.load_from, cfg.resume = None, False
     else:

@@ -1,7 +1,7 @@
 """Predict on your own images: a picture and a JSON file per image.
 
     python tools/predict.py CONFIG CHECKPOINT INPUT... --out-dir DIR
-        [--backend torch|onnxruntime --model FILE.onnx] [--score-thr T] [--topk K]
+        [--backend torch|onnxruntime|openvino --model FILE.onnx] [--score-thr T] [--topk K]
         [--picture-size N] [--device cpu] [--cfg-options KEY=VALUE ...] [--no-progress]
 
 ``INPUT``: image files, folders (walked recursively, in sorted order; hidden files
@@ -28,7 +28,8 @@ folder, ``DIR/<folder name>/<sub/dirs>/<stem>.*``; a file given directly is
   fields at the top level, or ``{head name: fields}`` for a model with several.
 
 ``--backend onnxruntime --model FILE.onnx`` runs the exported file
-(``tools/export_onnx.py``) instead of the checkpoint, with the same outputs;
+(``tools/export_onnx.py``, float or int8) instead of the checkpoint, with the
+same outputs (``--backend openvino``: the same file in OpenVINO);
 CHECKPOINT is then read for class names only and may be ``-`` (none).
 
 Bad input: a missing path, a non-image file (in a folder: any file without an
@@ -83,7 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Predict on images: a picture and a JSON each.")
     parser.add_argument("config", help="config file path")
     parser.add_argument(
-        "checkpoint", help="checkpoint (.pth); with --backend onnxruntime optional: '-' for none"
+        "checkpoint",
+        help="checkpoint (.pth); with --backend onnxruntime/openvino optional: '-' for none",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
     parser.add_argument("--out-dir", required=True, help="folder for pictures and JSON files")
@@ -109,10 +111,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cfg_options_argument(parser, "model.heads.detection.test_cfg.max_detections=20")
     args = parser.parse_args(argv)
-    if args.backend == "onnxruntime" and args.model is None:
-        parser.error("--backend onnxruntime needs --model FILE.onnx")
+    if args.backend != "torch" and args.model is None:
+        parser.error(f"--backend {args.backend} needs --model FILE.onnx")
     if args.backend == "torch" and args.model is not None:
-        parser.error("--model FILE.onnx goes with --backend onnxruntime")
+        parser.error("--model FILE.onnx goes with --backend onnxruntime or openvino")
     if args.backend == "torch" and args.checkpoint == NO_CHECKPOINT:
         parser.error("--backend torch needs a CHECKPOINT")
     if args.topk < 1:

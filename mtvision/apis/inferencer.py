@@ -64,7 +64,9 @@ from mtvision.visualization.draw import draw_prediction
 
 __all__ = ["BACKENDS", "HeadInfo", "Inferencer", "test_entries"]
 
-BACKENDS = ("torch", "onnxruntime")
+#: ``torch`` runs the checkpoint; the others run an exported ONNX file
+#: (:class:`~mtvision.export.runtimes.DeployedSession`).
+BACKENDS = ("torch", "onnxruntime", "openvino")
 CLASSIFICATION, DETECTION, SEGMENTATION = "classification", "detection", "segmentation"
 #: The tasks whose ``MultiTaskModel.predict`` fields have a result format here.
 TASKS = (CLASSIFICATION, DETECTION, SEGMENTATION)
@@ -101,9 +103,9 @@ class Inferencer:
         config: config file path or a loaded mmengine ``Config``.
         checkpoint: weights (``.pth``); required for backend ``"torch"``. With
             ``"onnxruntime"`` it is optional and read only for its class names.
-        backend: ``"torch"`` or ``"onnxruntime"`` (runs ``model``).
-        model: the exported ``FILE.onnx`` (backend ``"onnxruntime"`` only).
-        device: torch device for backend ``"torch"`` (onnxruntime runs on the CPU).
+        backend: ``"torch"``, or ``"onnxruntime"`` / ``"openvino"`` (runs ``model``).
+        model: the exported ``FILE.onnx`` (backends ``"onnxruntime"`` and ``"openvino"``).
+        device: torch device for backend ``"torch"`` (the ONNX runtimes run on the CPU).
         score_threshold: detections scoring below it are left out of the results
             (and so of the pictures); 0 keeps every detection the model's own
             ``test_cfg`` keeps.
@@ -157,21 +159,21 @@ class Inferencer:
             if checkpoint is None:
                 raise ValueError("backend 'torch' needs a checkpoint")
             if model is not None:
-                raise ValueError("model= is the ONNX file of backend 'onnxruntime'")
+                raise ValueError("model= is the ONNX file of backends 'onnxruntime'/'openvino'")
             self.model = build_model_from_checkpoint(cfg, checkpoint).to(self.device)
             tasks = {name: _head_task(name, head) for name, head in self.model.heads.items()}
             file_classes: dict[str, Sequence[str] | None] = {}
             max_topk: dict[str, int] = {}
         else:
             if model is None:
-                raise ValueError("backend 'onnxruntime' needs model=FILE.onnx")
+                raise ValueError(f"backend {backend!r} needs model=FILE.onnx")
             if self.device.type != "cpu":
-                raise ValueError(f"backend 'onnxruntime' runs on the CPU, not {device}")
+                raise ValueError(f"backend {backend!r} runs on the CPU, not {device}")
             from mtvision.export import OnnxRuntimeModel
 
             config_source = cfg.filename or "the config"
             self.model = OnnxRuntimeModel(
-                os.fspath(model), model=cfg.model, config_source=config_source
+                os.fspath(model), model=cfg.model, config_source=config_source, runtime=backend
             )
             heads_meta = self.model.metadata["heads"]
             tasks = {name: head["task"] for name, head in heads_meta.items()}
@@ -184,7 +186,7 @@ class Inferencer:
             for name, task in tasks.items()
         }
         entries = test_entries(cfg)
-        if backend == "onnxruntime":
+        if backend != "torch":
             _check_input_size(self.model, entries, cfg.filename or "the config")
         self.entries = [
             _Entry(_inference_pipeline(pipeline), heads)
@@ -469,14 +471,12 @@ def _head_info(
 
 
 def _graph_topk(onnx_model) -> dict[str, int]:
-    """Classes each classification head of a deployed graph returns (its ``scores`` width)."""
-    shapes = {output.name: output.shape for output in onnx_model.session.get_outputs()}
-    topk = {}
-    for name, info in onnx_model.metadata["heads"].items():
-        if info["task"] == CLASSIFICATION:
-            width = shapes[info["outputs"]["scores"]][-1]
-            topk[name] = width if isinstance(width, int) else int(info["num_classes"])
-    return topk
+    """Classes each classification head of a deployed graph returns (its metadata's ``topk``)."""
+    return {
+        name: int(info.get("topk", info["num_classes"]))
+        for name, info in onnx_model.metadata["heads"].items()
+        if info["task"] == CLASSIFICATION
+    }
 
 
 def _check_input_size(onnx_model, entries, config_source: str) -> None:

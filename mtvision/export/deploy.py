@@ -230,6 +230,8 @@ def export_deploy_onnx(
             "classes": names,
             "outputs": output_map[name],
         }
+        if task == "classification":
+            heads[name]["topk"] = min(int(topk), int(head.num_classes))
         if task == "segmentation":
             heads[name]["align_corners"] = bool(getattr(head, "align_corners", False))
     metadata = {

@@ -1,4 +1,4 @@
-"""A deployed ONNX file run by onnxruntime behind the same ``predict`` as the torch model.
+"""A deployed ONNX file run by onnxruntime (or OpenVINO) behind the same ``predict`` as the torch model.
 
 :class:`OnnxRuntimeModel` reads the metadata :func:`~mtvision.export.export_deploy_onnx`
 writes, runs the graph on uint8 images and maps its outputs back to the
@@ -19,13 +19,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from mtvision.errors import ExportError
 from mtvision.export.deploy import read_deploy_metadata
+from mtvision.export.runtimes import DeployedSession
 from mtvision.heads.classifier_head import classification_to_original
 from mtvision.heads.deeplabv3_head import class_map_to_original, logits_to_original
 from mtvision.heads.ssdlite_head import detections_to_original
@@ -42,11 +42,13 @@ class OnnxRuntimeModel(BaseModel):
         model: optional config dict (or built model) of the torch model the file is
             meant to stand for; its heads' names and class counts must match the
             file's (:func:`check_deploy_matches`).
-        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        threads: intra-op threads (default: the runtime's choice).
         config_source: how to name the config in errors (e.g. its path).
+        runtime: ``"onnxruntime"`` or ``"openvino"`` (:class:`~mtvision.export.runtimes.DeployedSession`),
+            the same file and the same outputs.
 
     Attributes: ``metadata`` (the file's JSON metadata), ``input_size`` ((H, W), or
-    None when the graph takes any size), ``session``.
+    None when the graph takes any size), ``session`` (a ``DeployedSession``).
 
     Raises:
         ExportError: the file is missing, unreadable, has no mtvision metadata, or
@@ -59,6 +61,7 @@ class OnnxRuntimeModel(BaseModel):
         model: dict | nn.Module | None = None,
         threads: int | None = None,
         config_source: str = "the config",
+        runtime: str = "onnxruntime",
         data_preprocessor: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -71,16 +74,8 @@ class OnnxRuntimeModel(BaseModel):
             if isinstance(model, Mapping):
                 model = MODELS.build(dict(model))
             check_deploy_matches(self.metadata, model, self.onnx_file, config_source)
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                self.onnx_file, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ExportError(f"{self.onnx_file}: onnxruntime cannot load it ({error})") from None
+        self.runtime = runtime
+        self.session = DeployedSession(self.onnx_file, runtime, threads)
         self._active = tuple(self.heads)
 
     # ---------------------------------------------------------- head selection
@@ -125,10 +120,7 @@ class OnnxRuntimeModel(BaseModel):
                 f"(H x W) but got {array.shape[2]}x{array.shape[3]}: the config's test "
                 "pipeline must resize to the exported input size"
             )
-        values = self.session.run(None, {self.metadata["input_name"]: np.ascontiguousarray(array)})
-        by_name = {
-            out.name: value for out, value in zip(self.session.get_outputs(), values, strict=True)
-        }
+        by_name = self.session.run(array)
         return {
             head: {
                 field: torch.from_numpy(by_name[name]) for field, name in info["outputs"].items()
