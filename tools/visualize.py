@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -30,8 +29,8 @@ from mtvision.data.collate import collate_samples
 from mtvision.data.image_io import load_image
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
+from mtvision.engine.config import test_dataset_entries
 from mtvision.engine.model_loading import build_model_from_checkpoint
-from mtvision.errors import ConfigError
 from mtvision.registry import DATASETS
 from mtvision.utils.arrays import to_numpy
 from mtvision.utils.metainfo import task_metainfo
@@ -60,29 +59,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     return args
-
-
-def evaluation_entries(cfg) -> list[tuple[dict, tuple[str, ...] | None]]:
-    """``[(dataset config, heads to run or None for all), ...]`` of the config's test set.
-
-    A single-task config has one (``test_dataloader.dataset``); a multi-task
-    config (``test_dataloader = {entry: dataloader}``, ``test_evaluator = {entry:
-    {head: metric}}``) one per entry, with the heads its evaluator scores.
-    """
-    loader = cfg.test_dataloader
-    if "dataset" in loader:
-        return [(loader["dataset"], None)]
-    evaluator = cfg.get("test_evaluator") or {}
-    entries = []
-    for name, entry_loader in loader.items():
-        if not isinstance(entry_loader, Mapping) or "dataset" not in entry_loader:
-            raise ConfigError(
-                f"test_dataloader.{name}: expected a dataloader config with a dataset "
-                "(multi-task configs map entry names to dataloaders)"
-            )
-        heads = evaluator.get(name)
-        entries.append((entry_loader["dataset"], None if heads is None else tuple(heads)))
-    return entries
 
 
 def _scaled(image: np.ndarray, prediction: dict, size: int) -> tuple[np.ndarray, dict]:
@@ -117,7 +93,7 @@ def main(argv=None) -> np.ndarray:
     cfg = load_config(args.config, args.cfg_options)
     model = build_model_from_checkpoint(cfg, args.checkpoint)
     tiles, correct, classified = [], 0, 0
-    for dataset_cfg, heads in evaluation_entries(cfg):
+    for dataset_cfg, heads in test_dataset_entries(cfg):
         dataset = DATASETS.build(dataset_cfg)
         count = min(args.num, len(dataset))
         indices = np.linspace(0, len(dataset) - 1, num=count).round().astype(int)

@@ -53,6 +53,7 @@ from mmengine.registry import init_default_scope
 
 from mtvision.data.image_io import load_image
 from mtvision.engine import load_checkpoint_file, load_config
+from mtvision.engine.config import test_dataset_entries
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.errors import ConfigError, ExportError
 from mtvision.export.deploy_config import pipeline_output_size
@@ -371,23 +372,18 @@ def test_entries(cfg: Config) -> list[tuple[list, tuple[str, ...] | None]]:
     Raises:
         ConfigError: no ``test_dataloader``, or a dataset without a ``pipeline``.
     """
-    loader = cfg.get("test_dataloader")
-    if not isinstance(loader, Mapping):
-        raise ConfigError(f"{cfg.filename}: no test_dataloader, whose pipeline prediction runs")
+    return [
+        (_pipeline_of(dataset, _dataset_key(cfg, index), cfg), heads)
+        for index, (dataset, heads) in enumerate(test_dataset_entries(cfg))
+    ]
+
+
+def _dataset_key(cfg: Config, index: int) -> str:
+    """The config key of the ``index``-th test dataset (for error messages)."""
+    loader = cfg.test_dataloader
     if "dataset" in loader:
-        return [(_pipeline_of(loader["dataset"], "test_dataloader.dataset", cfg), None)]
-    evaluator = cfg.get("test_evaluator") or {}
-    entries = []
-    for name, entry_loader in loader.items():
-        if not isinstance(entry_loader, Mapping) or "dataset" not in entry_loader:
-            raise ConfigError(
-                f"{cfg.filename}: test_dataloader.{name}: expected a dataloader config with a "
-                "dataset (multi-task configs map entry names to dataloaders)"
-            )
-        heads = evaluator.get(name) if isinstance(evaluator, Mapping) else None
-        pipeline = _pipeline_of(entry_loader["dataset"], f"test_dataloader.{name}.dataset", cfg)
-        entries.append((pipeline, None if heads is None else tuple(heads)))
-    return entries
+        return "test_dataloader.dataset"
+    return f"test_dataloader.{list(loader)[index]}.dataset"
 
 
 def _pipeline_of(dataset: Mapping, key: str, cfg: Config) -> list:

@@ -187,3 +187,33 @@ def _option_source(cfg_options: dict, key_path: str, path: str) -> str:
 def default_work_dir(path: str | Path) -> str:
     """``work_dirs/<config file stem>``, where tools put a config's outputs by default."""
     return osp.join("work_dirs", Path(path).stem)
+
+
+def test_dataset_entries(cfg: Config) -> list[tuple[dict, tuple[str, ...] | None]]:
+    """``[(test dataset config, heads it serves or None for all), ...]`` of a config.
+
+    A single-task config has one (``test_dataloader.dataset``); a multi-task config
+    with evaluation entries (``test_dataloader = {entry: dataloader}``,
+    ``test_evaluator = {entry: {head: metric}}``, docs/multitask.md) has one per
+    entry, with the heads its evaluator scores.
+
+    Raises:
+        ConfigError: no ``test_dataloader``, or an entry that is not a dataloader
+            config with a ``dataset`` (the message names the file and the entry).
+    """
+    loader = cfg.get("test_dataloader")
+    if not isinstance(loader, dict):
+        raise ConfigError(f"{cfg.filename}: no test_dataloader")
+    if "dataset" in loader:
+        return [(loader["dataset"], None)]
+    evaluator = cfg.get("test_evaluator") or {}
+    entries = []
+    for name, entry_loader in loader.items():
+        if not isinstance(entry_loader, dict) or "dataset" not in entry_loader:
+            raise ConfigError(
+                f"{cfg.filename}: test_dataloader.{name}: expected a dataloader config with a "
+                "dataset (multi-task configs map entry names to dataloaders)"
+            )
+        heads = evaluator.get(name) if isinstance(evaluator, dict) else None
+        entries.append((entry_loader["dataset"], None if heads is None else tuple(heads)))
+    return entries

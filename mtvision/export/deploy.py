@@ -18,10 +18,8 @@ task, classes and outputs) that :func:`read_deploy_metadata` returns.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 
 import onnx
@@ -29,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from mtvision.errors import ExportError
+from mtvision.export.onnx_export import trace_to_onnx
 from mtvision.layers.same_padding import SamePad2d
 from mtvision.utils.atomic_files import atomic_write_bytes
 
@@ -192,29 +191,11 @@ def export_deploy_onnx(
             if input_size is None and name.split(".")[-1] in ("mask", "seg_logits"):
                 axes = (1, 2) if name.endswith("mask") else (2, 3)
                 dynamic_axes[name].update({axes[0]: "height", axes[1]: "width"})
-        buffer = io.BytesIO()
-        with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript exporter is chosen on purpose (see mtvision.export.onnx_export).
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            warnings.filterwarnings("ignore", message=".*Exporting aten::index operator.*")
-            torch.onnx.export(
-                deploy,
-                (example,),
-                buffer,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=output_names,
-                dynamic_axes=dynamic_axes,
-                do_constant_folding=True,
-            )
+        data = trace_to_onnx(deploy, example, opset, [INPUT_NAME], output_names, dynamic_axes)
     finally:
         model.train(was_training)
 
-    graph = onnx.load_from_string(buffer.getvalue())
+    graph = onnx.load_from_string(data)
     heads = {}
     for name, task in deploy.tasks.items():
         head = model.heads[name]

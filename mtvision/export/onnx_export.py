@@ -176,26 +176,44 @@ def export_onnx(
     if dynamic_batch:
         dynamic_axes = {name: {0: BATCH_AXIS_NAME} for name in [INPUT_NAME, *output_names]}
 
+    with _eval_mode(model):
+        data = trace_to_onnx(wrapper, example, opset, [INPUT_NAME], output_names, dynamic_axes)
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def trace_to_onnx(
+    module: nn.Module,
+    example: Tensor,
+    opset: int,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: dict | None,
+) -> bytes:
+    """The ONNX bytes of ``module(example)`` from torch's TorchScript-based exporter
+    (``dynamo=False``, see the module docstring), with constant folding and without
+    the exporter's deprecation and tracer warnings (the traces are checked by
+    comparison with onnxruntime instead)."""
     buffer = io.BytesIO()
-    with _eval_mode(model), warnings.catch_warnings():
-        # The TorchScript exporter is chosen on purpose (see the module docstring).
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        warnings.filterwarnings("ignore", message=".*Exporting aten::index operator.*")
         torch.onnx.export(
-            wrapper,
+            module,
             (example,),
             buffer,
             dynamo=False,
             opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=output_names,
+            input_names=list(input_names),
+            output_names=list(output_names),
             dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
-    data = buffer.getvalue()
-    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
-    atomic_write_bytes(path, data)
-    return path
+    return buffer.getvalue()
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None) -> ort.InferenceSession:
