@@ -144,7 +144,8 @@ def test_benchmark_task_det_end_to_end(capsys):
     tables = benchmark_tool.main(["--task", "det", "--size", "64", "--det-candidates", "50"] + TINY)
     out = capsys.readouterr().out
     table = _one_table(tables, "det")
-    assert [c["key"] for c in table["contenders"]] == [
+    # OpenVINO rows follow when the optional runtime is installed (the dev extra has it).
+    assert [c["key"] for c in table["contenders"]][:4] == [
         "mtvision torch",
         "mtvision ort float",
         "mtvision ort int8",
@@ -155,6 +156,8 @@ def test_benchmark_task_det_end_to_end(capsys):
     counts = {c["key"]: int(c["output"].split(" boxes")[0]) for c in table["contenders"]}
     for key in ("mtvision torch", "mtvision ort float", "torchvision"):
         assert 0 < counts[key] <= 50, counts
+    if "mtvision openvino float" in counts:
+        assert counts["mtvision openvino float"] == counts["mtvision ort float"]
     assert counts["mtvision ort int8"] > 0  # int8 scores move around the float threshold
     ratios = {row["name"]: row for row in table["ratios"]}
     assert ratios["mtvision ort int8 / torchvision"]["goal"] == 0.33
