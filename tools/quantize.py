@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
+from mtvision.engine.config import test_dataset_entries
 from mtvision.errors import ConfigError, ExportError
 from mtvision.export.deploy import METADATA_KEY
 from mtvision.export.quantize import QuantizationSettings, quantize_onnx
@@ -146,17 +147,9 @@ def config_test_datasets(cfg) -> list[tuple[str, object]]:
     from mtvision.registry import DATASETS
 
     init_default_scope(cfg.get("default_scope", "mtvision"))
-    loader = cfg.get("test_dataloader")
-    if not isinstance(loader, dict) or not loader:
-        raise ConfigError(f"{cfg.filename}: no test_dataloader to draw calibration images from")
-    entries = {"": loader} if "dataset" in loader else dict(loader)
     datasets = []
-    for name, entry in entries.items():
-        if not isinstance(entry, dict) or "dataset" not in entry:
-            raise ConfigError(
-                f"{cfg.filename}: test_dataloader{'.' + name if name else ''} has no dataset"
-            )
-        dataset = DATASETS.build(_unserialized(entry["dataset"]))
+    for name, dataset_cfg, _ in test_dataset_entries(cfg):
+        dataset = DATASETS.build(_unserialized(dataset_cfg))
         kind = type(dataset).__name__
         root = getattr(dataset, "data_root", None)
         where = f"{kind} at {root}" if root else kind

@@ -93,7 +93,7 @@ def main(argv=None) -> np.ndarray:
     cfg = load_config(args.config, args.cfg_options)
     model = build_model_from_checkpoint(cfg, args.checkpoint)
     tiles, correct, classified = [], 0, 0
-    for dataset_cfg, heads in test_dataset_entries(cfg):
+    for _, dataset_cfg, heads in test_dataset_entries(cfg):
         dataset = DATASETS.build(dataset_cfg)
         count = min(args.num, len(dataset))
         indices = np.linspace(0, len(dataset) - 1, num=count).round().astype(int)

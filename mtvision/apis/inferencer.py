@@ -373,17 +373,14 @@ def test_entries(cfg: Config) -> list[tuple[list, tuple[str, ...] | None]]:
         ConfigError: no ``test_dataloader``, or a dataset without a ``pipeline``.
     """
     return [
-        (_pipeline_of(dataset, _dataset_key(cfg, index), cfg), heads)
-        for index, (dataset, heads) in enumerate(test_dataset_entries(cfg))
+        (_pipeline_of(entry.dataset, _dataset_key(entry.name), cfg), entry.heads)
+        for entry in test_dataset_entries(cfg)
     ]
 
 
-def _dataset_key(cfg: Config, index: int) -> str:
-    """The config key of the ``index``-th test dataset (for error messages)."""
-    loader = cfg.test_dataloader
-    if "dataset" in loader:
-        return "test_dataloader.dataset"
-    return f"test_dataloader.{list(loader)[index]}.dataset"
+def _dataset_key(entry_name: str) -> str:
+    """The config key of a test entry's dataset (for error messages)."""
+    return f"test_dataloader.{entry_name}.dataset" if entry_name else "test_dataloader.dataset"
 
 
 def _pipeline_of(dataset: Mapping, key: str, cfg: Config) -> list:

@@ -189,13 +189,21 @@ def default_work_dir(path: str | Path) -> str:
     return osp.join("work_dirs", Path(path).stem)
 
 
-def test_dataset_entries(cfg: Config) -> list[tuple[dict, tuple[str, ...] | None]]:
-    """``[(test dataset config, heads it serves or None for all), ...]`` of a config.
+class TestEntry(NamedTuple):
+    """One test dataset of a config: its entry ``name`` (``""`` for a single-task
+    config's ``test_dataloader``), its ``dataset`` config, and the ``heads`` its
+    evaluator scores (None: all)."""
 
-    A single-task config has one (``test_dataloader.dataset``); a multi-task config
-    with evaluation entries (``test_dataloader = {entry: dataloader}``,
-    ``test_evaluator = {entry: {head: metric}}``, docs/multitask.md) has one per
-    entry, with the heads its evaluator scores.
+    name: str
+    dataset: dict
+    heads: tuple[str, ...] | None
+
+
+def test_dataset_entries(cfg: Config) -> list[TestEntry]:
+    """The config's test datasets: one for a single-task config (``test_dataloader.dataset``);
+    one per entry for a multi-task config with evaluation entries (``test_dataloader =
+    {entry: dataloader}``, ``test_evaluator = {entry: {head: metric}}``,
+    docs/multitask.md), with the heads its evaluator scores.
 
     Raises:
         ConfigError: no ``test_dataloader``, or an entry that is not a dataloader
@@ -205,7 +213,7 @@ def test_dataset_entries(cfg: Config) -> list[tuple[dict, tuple[str, ...] | None
     if not isinstance(loader, dict):
         raise ConfigError(f"{cfg.filename}: no test_dataloader")
     if "dataset" in loader:
-        return [(loader["dataset"], None)]
+        return [TestEntry("", loader["dataset"], None)]
     evaluator = cfg.get("test_evaluator") or {}
     entries = []
     for name, entry_loader in loader.items():
@@ -215,5 +223,7 @@ def test_dataset_entries(cfg: Config) -> list[tuple[dict, tuple[str, ...] | None
                 "dataset (multi-task configs map entry names to dataloaders)"
             )
         heads = evaluator.get(name) if isinstance(evaluator, dict) else None
-        entries.append((entry_loader["dataset"], None if heads is None else tuple(heads)))
+        entries.append(
+            TestEntry(name, entry_loader["dataset"], None if heads is None else tuple(heads))
+        )
     return entries

@@ -5,21 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mtvision.engine.checkpoint import load_checkpoint_file
+from mtvision.engine.config import test_dataset_entries
 from mtvision.utils.metainfo import task_metainfo
 
 #: Albumentations transforms whose output size is their ``height`` x ``width``.
 _FIXED_SIZE_TRANSFORMS = ("Resize", "CenterCrop", "Crop", "RandomCrop", "LongestMaxSizePad")
-
-
-def test_dataloaders(cfg) -> dict[str, dict]:
-    """The config's test dataloader(s): ``{"test": loader}`` or, for a multi-task config,
-    ``{entry: loader}`` (``test_dataloader = dict(coco=..., voc=...)``)."""
-    loader = cfg.get("test_dataloader")
-    if loader is None:
-        return {}
-    if "dataset" in loader:
-        return {"test": loader}
-    return {name: value for name, value in loader.items() if isinstance(value, Mapping)}
 
 
 def pipeline_output_size(pipeline) -> tuple[int, int] | None:
@@ -40,8 +30,8 @@ def test_input_size(cfg) -> tuple[int, int] | None:
     """The (H, W) of the config's test images: the first test dataloader whose pipeline
     fixes one (a multi-task config's entries may differ: whole-image segmentation
     has none), else None."""
-    for loader in test_dataloaders(cfg).values():
-        size = pipeline_output_size(loader.get("dataset", {}).get("pipeline"))
+    for entry in test_dataset_entries(cfg):
+        size = pipeline_output_size(entry.dataset.get("pipeline"))
         if size is not None:
             return size
     return None

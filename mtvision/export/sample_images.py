@@ -8,8 +8,9 @@ import torch
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
+from mtvision.engine.config import test_dataset_entries
 from mtvision.errors import AnnotationError, ConfigError, ImageLoadError
-from mtvision.export.deploy_config import pipeline_output_size, test_dataloaders
+from mtvision.export.deploy_config import pipeline_output_size
 from mtvision.registry import DATASETS
 
 
@@ -24,8 +25,7 @@ def test_images(
     its path), ``count`` random images of ``input_size`` (or 256x256) are returned
     instead, and the description says so.
     """
-    for name, loader in test_dataloaders(cfg).items():
-        dataset_cfg = loader.get("dataset", {})
+    for _, dataset_cfg, _ in test_dataset_entries(cfg):
         size = pipeline_output_size(dataset_cfg.get("pipeline"))
         if input_size is not None and size is not None and tuple(size) != tuple(input_size):
             continue
@@ -42,8 +42,7 @@ def test_images(
             tuple(im.shape[-2:]) != tuple(input_size) for im in images
         ):
             continue
-        where = "" if name == "test" else f" ({name})"
-        return images, f"test images{where} of {dataset_cfg.get('data_root', 'the config')}"
+        return images, f"test images of {dataset_cfg.get('data_root', 'the config')}"
     generator = torch.Generator().manual_seed(seed)
     height, width = input_size or (256, 256)
     images = [
