@@ -714,6 +714,16 @@ def _chw_batch(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1))[None]
 
 
+def _eager_result(task: str, output, mask_of: Callable) -> dict:
+    """An eager contender's output in the comparison format: top-5 for ``cls``, boxes /
+    scores / labels for ``det``, the class map (``mask_of(output)``) for ``seg``."""
+    if task == "cls":
+        return _topk_result(output)
+    if task == "det":
+        return {key: output[key].numpy() for key in ("boxes", "scores", "labels")}
+    return {"mask": mask_of(output).numpy()}
+
+
 def mtvision_torch(model: nn.Module, image: np.ndarray, task: str) -> Contender:
     """The model's full predict path: data preprocessor (cast, normalisation), network,
     the heads' post-processing (``test_step``), top-5 for the classifier."""
@@ -730,11 +740,7 @@ def mtvision_torch(model: nn.Module, image: np.ndarray, task: str) -> Contender:
         return run
 
     def result(output) -> dict:
-        if task == "cls":
-            return _topk_result(output)
-        if task == "det":
-            return {key: output[key].numpy() for key in ("boxes", "scores", "labels")}
-        return {"mask": output["pred_mask"].numpy()}
+        return _eager_result(task, output, lambda out: out["pred_mask"])
 
     return Contender("mtvision torch", "mtvision torch eager (predict path)", make, result)
 
@@ -862,11 +868,7 @@ def torchvision_contender(task: str, model: nn.Module, image: np.ndarray) -> Con
         return run
 
     def result(output) -> dict:
-        if task == "cls":
-            return _topk_result(output)
-        if task == "det":
-            return {key: output[key].numpy() for key in ("boxes", "scores", "labels")}
-        return {"mask": output[0].numpy()}
+        return _eager_result(task, output, lambda out: out[0])
 
     name = {
         "cls": "torchvision eager (mobilenet_v2)",

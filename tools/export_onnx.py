@@ -51,7 +51,7 @@ from mtvision.export import (
     flatten_outputs,
 )
 from mtvision.export.deploy_config import checkpoint_classes, test_input_size
-from mtvision.export.parity import deployed_outputs, head_agreement, max_score_difference
+from mtvision.export.parity import head_agreement, max_score_difference
 from mtvision.export.sample_images import test_images
 
 
@@ -220,7 +220,8 @@ def main(argv=None):
     agreements = {name: [] for name in deployed.heads}
     for image in images:
         batch = image.unsqueeze(0)
-        expected = deployed_outputs(torch_model, batch)
+        with torch.no_grad():
+            expected = torch_model.outputs(batch)
         actual = deployed.run(batch)
         for name, info in deployed.heads.items():
             agreements[name].append(

@@ -8,7 +8,6 @@ segmentation as the share of equal pixels.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
@@ -75,9 +74,3 @@ def max_score_difference(
     if task != "classification":
         return 0.0
     return float((expected["scores"].double() - actual["scores"].double()).abs().max())
-
-
-def deployed_outputs(deploy_model: torch.nn.Module, images: Tensor) -> dict[str, dict[str, Tensor]]:
-    """The torch side: ``deploy_model.outputs(images)`` without gradients."""
-    with torch.no_grad():
-        return deploy_model.outputs(images)

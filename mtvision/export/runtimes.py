@@ -48,16 +48,10 @@ class DeployedSession:
 
 
 def _onnxruntime(path: str, threads):
-    import onnxruntime as ort
+    from mtvision.export.onnx_export import onnx_session
 
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(
-            path, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = onnx_session(path, threads)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ExportError(f"{path}: onnxruntime cannot load it ({error})") from None
     input_name = session.get_inputs()[0].name
