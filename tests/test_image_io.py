@@ -160,31 +160,63 @@ def test_unsupported_channel_count(tmp_path, monkeypatch):
 # ------------------------------------------------------------ EXIF orientation
 
 
-def with_orientation(path, pixels: np.ndarray, orientation: int):
-    """Save RGB ``pixels`` (as stored) with an EXIF Orientation tag; PNG keeps them exact."""
+def with_orientation(path, pixels: np.ndarray, orientation: int, lossless: bool = False):
+    """Save RGB ``pixels`` (as stored) with an EXIF Orientation tag; PNG, TIFF and WebP with
+    ``lossless`` keep them exact."""
     from PIL import Image
 
     image = Image.fromarray(pixels)
     exif = image.getexif()
     exif[image_io.EXIF_ORIENTATION_TAG] = orientation
-    image.save(path, exif=exif.tobytes())
+    image.save(path, exif=exif.tobytes(), **({"lossless": True} if lossless else {}))
     return path
 
 
+# Lossless formats, so PIL's and OpenCV's pixels can be compared exactly. TIFF carries the
+# tag in its own directory, which OpenCV's TIFF decoder honours even with IMREAD_UNCHANGED
+# (the hand-written turn this module had before turned such files twice).
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tiff"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_is_applied_as_pil_exif_transpose_does(tmp_path, orientation):
+def test_exif_orientation_is_applied_as_pil_exif_transpose_does(tmp_path, orientation, suffix):
     from PIL import Image, ImageOps
 
     stored = smooth_rgb(h=6, w=10, seed=orientation)
-    path = with_orientation(tmp_path / "o.png", stored, orientation)
+    path = with_orientation(tmp_path / f"o{suffix}", stored, orientation, lossless=True)
     with Image.open(path) as image:
         expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    if orientation != 1:
+        assert not np.array_equal(expected, stored)
     loaded = load_image(path)
     np.testing.assert_array_equal(loaded, expected)
     assert loaded.flags.c_contiguous
     # The header alone gives the same (width, height).
     assert image_io.read_image_size(path) == (expected.shape[1], expected.shape[0])
     assert image_io.exif_orientation(path) == orientation
+    # An opened PIL image gives the same array as its file.
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(image_io.image_from_pil(image), expected)
+
+
+def test_png_exif_in_an_imagemagick_text_chunk_is_ignored_by_size_and_pixels_alike(tmp_path):
+    """PIL reads ImageMagick's "Raw profile type exif" text chunk, OpenCV does not: the
+    file stays as stored, and its header size says so too."""
+    from PIL import Image, PngImagePlugin
+
+    stored = smooth_rgb(h=6, w=10)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[image_io.EXIF_ORIENTATION_TAG] = 6
+    raw = exif.tobytes()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", f"\nexif\n{len(raw)}\n{raw.hex()}\n", zip=True)
+    path = tmp_path / "magick.png"
+    image.save(path, pnginfo=info)
+    with Image.open(path) as reopened:
+        assert reopened.getexif().get(image_io.EXIF_ORIENTATION_TAG) == 6  # PIL sees it
+        np.testing.assert_array_equal(image_io.image_from_pil(reopened), stored)
+    np.testing.assert_array_equal(load_image(path), stored)
+    assert image_io.read_image_size(path) == (10, 6)
+    assert image_io.exif_orientation(path) == 1
 
 
 def test_phone_photo_stored_sideways_loads_upright(tmp_path):
@@ -294,3 +326,68 @@ def test_pixel_limit_from_the_environment(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "small.png" in out and "40x40" in out and "decode limit of 1000 pixels" in out
+
+
+# ---------------------------------------------------------- PIL images as files
+
+
+def test_pil_jpeg_with_exif_orientation_gives_the_files_array(tmp_path):
+    from PIL import Image
+
+    path = with_orientation(tmp_path / "phone.jpg", smooth_rgb(h=40, w=64), 6)
+    with Image.open(path) as image:
+        from_pil = image_io.image_from_pil(image)
+    assert from_pil.shape == (64, 40, 3)
+    np.testing.assert_array_equal(from_pil, load_image(path))
+    # convert("RGB") keeps the EXIF block, so the tag still turns the picture once;
+    # exif_transpose removes it, so the picture is not turned twice.
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(image_io.image_from_pil(image.convert("RGB")), from_pil)
+    from PIL import ImageOps
+
+    with Image.open(path) as image:
+        upright = ImageOps.exif_transpose(image)
+    np.testing.assert_array_equal(image_io.image_from_pil(upright), from_pil)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "1", "I;16"])
+def test_pil_modes_become_rgb_as_their_files_do(tmp_path, mode):
+    from PIL import Image
+
+    rgba = np.zeros((5, 7, 4), np.uint8)
+    rgba[..., :3] = smooth_rgb(h=5, w=7)
+    rgba[..., 3] = 255
+    rgba[0, 0] = (200, 100, 50, 0)  # transparent pixel keeps its stored colour
+    image = Image.fromarray(rgba, "RGBA")
+    if mode == "I;16":
+        image = Image.fromarray(np.arange(35, dtype=np.uint16).reshape(5, 7) * 1871)
+    elif mode == "P":
+        image = image.convert("RGB").quantize(colors=16)
+        image.info["transparency"] = 0
+    else:
+        image = image.convert(mode)
+    path = tmp_path / "m.png"
+    image.save(path)
+    with Image.open(path) as reopened:
+        assert reopened.mode == mode
+        from_pil = image_io.image_from_pil(reopened)
+    assert from_pil.dtype == np.uint8 and from_pil.shape == (5, 7, 3)
+    np.testing.assert_array_equal(from_pil, load_image(path))
+    if mode == "RGBA":
+        assert tuple(from_pil[0, 0]) == (200, 100, 50)
+    if mode == "I;16":
+        np.testing.assert_array_equal(
+            from_pil[..., 0], np.rint(np.arange(35).reshape(5, 7) * 1871 / 257)
+        )
+
+
+def test_pil_float_image_and_truncated_file_are_named(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(ImageLoadError, match=r"'<PIL image>'.*unsupported pixel type float32"):
+        image_io.image_from_pil(Image.fromarray(np.zeros((2, 3), np.float32)))
+    data = write_rgb(tmp_path / "full.jpg", smooth_rgb()).read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    with Image.open(cut) as image, pytest.raises(ImageLoadError, match=r"cut.jpg.*PIL cannot"):
+        image_io.image_from_pil(image)

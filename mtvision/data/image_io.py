@@ -1,21 +1,30 @@
 """Read image files into the sample contract's array: HWC uint8 RGB, upright.
 
-Decoding is OpenCV's (``cv2.imdecode`` with ``IMREAD_UNCHANGED``, so the file's
-own channel count and bit depth are seen and normalised here, explicitly):
+Decoding is OpenCV's (``cv2.imdecode`` with ``IMREAD_ANYDEPTH | IMREAD_ANYCOLOR``,
+so the file's own channel count and bit depth are seen and normalised here,
+explicitly):
 
 - grayscale (H, W) or (H, W, 1) -> the gray value copied to R, G and B;
-- BGRA -> alpha dropped (not composited: a transparent pixel keeps its stored
+- alpha -> dropped (not composited: a transparent pixel keeps its stored
   colour, as in ``PIL.Image.convert("RGB")``);
 - 16-bit -> 8-bit by ``round(v / 257)``, which maps 0..65535 exactly onto
   0..255 (65535 -> 255, 257 * k -> k);
 - BGR -> RGB;
-- EXIF orientation applied: a phone photo stored sideways with an
-  ``Orientation`` tag (2..8) is turned and/or mirrored to the picture viewers
-  show, exactly as ``PIL.ImageOps.exif_transpose`` does. This is what mmcv
-  (``imfrombytes``: OpenCV's ``IMREAD_COLOR`` honours the tag), detectron2
-  (``read_image`` calls ``exif_transpose``) and annotation tools that work on
-  the displayed picture assume, so boxes drawn on the displayed picture land
-  on the right pixels. Widths and heights below are those of the upright image.
+- EXIF orientation applied, by OpenCV itself (any flags but ``IMREAD_UNCHANGED``
+  apply it): a phone photo stored sideways with an ``Orientation`` tag (2..8)
+  is turned and/or mirrored to the picture viewers show, with the same pixels
+  as ``PIL.ImageOps.exif_transpose`` (measured for JPEG, PNG ``eXIf``, WebP and
+  TIFF, orientations 1..8; tests/test_image_io.py). This is what mmcv
+  (``imfrombytes``), detectron2 (``read_image`` calls ``exif_transpose``) and
+  annotation tools that work on the displayed picture assume, so boxes drawn on
+  the displayed picture land on the right pixels. Widths and heights below are
+  those of the upright image. One difference from PIL: OpenCV does not read the
+  ``Raw profile type exif`` text chunk that ImageMagick writes into PNGs, so
+  such a PNG stays as stored, and :func:`exif_orientation` /
+  :func:`read_image_size` ignore that chunk too, to agree with the pixels.
+
+:func:`image_from_pil` brings an already opened ``PIL.Image`` to the same
+array (its EXIF orientation applied by ``PIL.ImageOps.exif_transpose``).
 
 :func:`read_image_size` reads that upright size from the file header alone
 (PIL opens files lazily), without decoding the pixels.
@@ -39,16 +48,26 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mtvision.errors import ImageLoadError
 
-__all__ = ["ImageLoadError", "decode_image", "exif_orientation", "load_image", "read_image_size"]
+__all__ = [
+    "ImageLoadError",
+    "decode_image",
+    "exif_orientation",
+    "image_from_pil",
+    "load_image",
+    "read_image_size",
+]
 
 #: EXIF tag 0x0112: how the stored pixels must be turned to show the picture upright.
 EXIF_ORIENTATION_TAG = 0x0112
 # Orientations 5..8 turn the picture by 90 degrees: width and height swap.
 _SWAPS_SIDES = (5, 6, 7, 8)
+# Keeps the file's depth and channels (normalised below) and, unlike IMREAD_UNCHANGED,
+# lets OpenCV apply the EXIF orientation (imgcodecs/src/loadsave.cpp).
+_IMREAD_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 
 # OpenCV's decode limits (imgcodecs/src/loadsave.cpp): environment variables, read
 # once when OpenCV first decodes, and their defaults.
@@ -93,7 +112,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(data, source=path)
 
 
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes | bytearray | memoryview, source: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, BMP, WebP, TIFF, ...), EXIF orientation applied.
 
     Args:
@@ -102,7 +121,11 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
 
     Returns:
         ``np.ndarray`` of shape (H, W, 3), dtype uint8, RGB, C-contiguous.
+
+    Raises:
+        ImageLoadError: as :func:`load_image`, naming ``source``.
     """
+    data = bytes(data)
     if not data:
         raise ImageLoadError(f"cannot load image {source!r}: the file is empty (0 bytes)")
     if data.startswith(_JPEG_SOI) and _jpeg_ends_early(data):
@@ -113,14 +136,75 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
             f"({len(data)} bytes end before the end-of-image marker 0xFFD9)"
         )
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _IMREAD_FLAGS)
     except cv2.error as err:
         raise ImageLoadError(
             f"cannot load image {source!r}: {_refusal_reason(data, _opencv_complaint(err))}"
         ) from err
     if image is None:
         raise ImageLoadError(f"cannot load image {source!r}: {_refusal_reason(data, None)}")
-    return _upright(_to_rgb_uint8(image, source), exif_orientation(data))
+    return np.ascontiguousarray(_to_rgb_uint8(image, source))
+
+
+def image_from_pil(image: Image.Image, source: str | None = None) -> np.ndarray:
+    """An opened ``PIL.Image`` as :func:`load_image` returns its file: EXIF orientation
+    applied (``PIL.ImageOps.exif_transpose``; an image already transposed carries no tag),
+    any mode to RGB as :func:`decode_image` does (gray copied to R, G and B, alpha
+    dropped, 16-bit gray by ``round(v / 257)``, a palette looked up).
+
+    PIL itself reduces 16-bit colour PNGs to 8 bits (the high byte) when it opens them,
+    so such a file given as a PIL image may differ by 1 from the file given as a path.
+
+    Args:
+        image: any ``PIL.Image.Image`` (opened from a file or made in memory).
+        source: what to call it in error messages (default: its file name, if any).
+
+    Returns:
+        ``np.ndarray`` of shape (H, W, 3), dtype uint8, RGB, C-contiguous.
+
+    Raises:
+        ImageLoadError: PIL cannot decode the image's file (truncated, above PIL's
+            decompression-bomb limit, ...), or a mode without an RGB meaning
+            (32-bit float ``"F"``, 32-bit integers beyond 16 bits).
+    """
+    source = source or getattr(image, "filename", None) or "<PIL image>"
+    try:
+        upright = _pil_exif_transpose(image)
+        if upright.mode in _PIL_16_BIT_GRAY:
+            gray = np.asarray(upright)
+            if gray.size and (gray.min() < 0 or gray.max() > 65535):
+                raise ImageLoadError(
+                    f"cannot load image {source!r}: PIL mode {upright.mode!r} values "
+                    f"{gray.min()}..{gray.max()} are not 16-bit gray levels"
+                )
+            return _to_rgb_uint8(gray.astype(np.uint16), source)
+        if upright.mode == "F":
+            raise ImageLoadError(
+                f"cannot load image {source!r}: unsupported pixel type float32 (PIL mode 'F'; "
+                "expected 8-bit or 16-bit unsigned integers)"
+            )
+        with warnings.catch_warnings():
+            # "Palette images with Transparency expressed in bytes should be converted to
+            # RGBA": the alpha is dropped anyway, as for files.
+            warnings.simplefilter("ignore", UserWarning)
+            rgb = upright.convert("RGB")
+        return np.array(rgb, dtype=np.uint8, order="C")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        if isinstance(err, ImageLoadError):
+            raise
+        raise ImageLoadError(f"cannot load image {source!r}: PIL cannot decode it ({err})") from err
+
+
+# PIL modes of 16-bit gray images ("I" is what some Pillow versions give 16-bit PNGs).
+_PIL_16_BIT_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _pil_exif_transpose(image: Image.Image) -> Image.Image:
+    """``ImageOps.exif_transpose`` with the orientation :func:`exif_orientation` reads
+    (a broken or PNG-text-chunk EXIF block: left as stored, as for files)."""
+    if _orientation_of(image) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -135,7 +219,7 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     path = os.fspath(path)
     try:
         with _header_only(), Image.open(path) as image:
-            width, height = image.size
+            width, height = _stored_size(image)
             orientation = _orientation_of(image)
     except OSError as err:
         if isinstance(err, FileNotFoundError | PermissionError | IsADirectoryError):
@@ -157,28 +241,26 @@ def exif_orientation(data: bytes | str | os.PathLike) -> int:
         return 1
 
 
+def _stored_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the pixels as stored, before any EXIF orientation."""
+    tags = getattr(image, "tag_v2", None)  # a TIFF's own directory
+    if tags is not None and isinstance(tags.get(256), int) and isinstance(tags.get(257), int):
+        # Recent Pillow reports a TIFF's size already turned by its Orientation tag.
+        return tags[256], tags[257]
+    return image.size
+
+
 def _orientation_of(image: Image.Image) -> int:
+    """The EXIF orientation OpenCV applies when it decodes ``image``'s file (1 when none)."""
     try:
         orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
     except (OSError, SyntaxError, ValueError, TypeError):  # a broken EXIF block: ignore it
         return 1
+    if image.format == "PNG" and "exif" not in image.info:
+        # PIL also reads ImageMagick's "Raw profile type exif" text chunk; OpenCV reads the
+        # eXIf chunk only, and the size read from the header must match the decoded pixels.
+        return 1
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
-
-
-def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn/mirror (H, W, C) stored pixels as ``PIL.ImageOps.exif_transpose`` does."""
-    if orientation == 1:
-        return image
-    upright = {
-        2: lambda a: a[:, ::-1],  # mirrored left-right
-        3: lambda a: a[::-1, ::-1],  # rotated 180
-        4: lambda a: a[::-1],  # mirrored top-bottom
-        5: lambda a: a.transpose(1, 0, 2),  # transposed
-        6: lambda a: np.rot90(a, k=-1),  # stored 90 degrees counter-clockwise
-        7: lambda a: np.rot90(a, k=2).transpose(1, 0, 2),  # transversed
-        8: lambda a: np.rot90(a, k=1),  # stored 90 degrees clockwise
-    }[orientation](image)
-    return np.ascontiguousarray(upright)
 
 
 @contextlib.contextmanager
@@ -271,7 +353,8 @@ def _case_hint(path: str, err: OSError) -> str:
 
 
 def _to_rgb_uint8(image: np.ndarray, source: str) -> np.ndarray:
-    """Normalise a decoded OpenCV array (BGR order, any depth) to HWC uint8 RGB."""
+    """Normalise a decoded OpenCV array (BGR order, any depth) to HWC uint8 RGB (a gray
+    array, from OpenCV or PIL, is the same in either order)."""
     if image.dtype == np.uint16:
         image = np.rint(image / 257.0).astype(np.uint8)
     elif image.dtype != np.uint8:
