@@ -11,8 +11,8 @@ What mmdet's ``DetInferencer`` and torchvision's ``model(images)`` give their us
 Preprocessing is the config's test pipeline (``test_dataloader.dataset.pipeline``;
 a multi-task config with several evaluation entries runs each entry's pipeline for
 the heads its evaluator scores, see :func:`test_entries`). Its ``LoadImage`` is done
-here (a path through :func:`~mtvision.data.image_io.load_image`, EXIF orientation
-applied; an array as given) and annotation loaders (``LoadMask``, any other
+here (inputs read by :mod:`mtvision.apis.inputs`: a path, a PIL image or encoded
+bytes upright, EXIF orientation applied; an array as given) and annotation loaders (``LoadMask``, any other
 ``Load*`` step) are dropped, as mmdet's inferencer does. Backend ``"torch"`` runs
 ``model.test_step`` (data preprocessor + ``predict``); backend ``"onnxruntime"``
 runs the exported graph through :class:`mtvision.export.OnnxRuntimeModel`, whose
@@ -41,7 +41,7 @@ any, ``label_names`` are the label numbers as text.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -51,7 +51,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
-from mtvision.data.image_io import load_image
+from mtvision.apis.inputs import ImageInput, read_image_input, split_inputs
 from mtvision.engine import load_checkpoint_file, load_config
 from mtvision.engine.config import test_dataset_entries
 from mtvision.engine.model_loading import build_model_from_checkpoint
@@ -200,48 +200,34 @@ class Inferencer:
         return len(self.heads) > 1
 
     def __call__(
-        self,
-        inputs: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
-        batch_size: int = 1,
+        self, inputs: ImageInput | Iterable[ImageInput], batch_size: int = 1
     ) -> dict | list[dict]:
-        """Predict on one image (path or (H, W, 3) uint8 RGB array) or a list of them.
+        """Predict on one image or a list of them (what :mod:`mtvision.apis.inputs` accepts:
+        a path, an (H, W, 3) uint8 RGB array, a PIL image, encoded bytes, a binary file
+        object, a (3, H, W) uint8 tensor).
 
         Returns one result dict for one image, a list of them (input order) for a list.
 
         Raises:
-            ImageLoadError: a path that is missing or not a readable image (named).
-            TypeError / ValueError: an array that is not (H, W, 3) uint8.
+            ImageLoadError: a path, bytes or file that is not a readable image (named).
+            TypeError / ValueError: an input of another kind, shape or dtype (one line:
+                its position, what it is and what to pass).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        single = isinstance(inputs, str | os.PathLike | np.ndarray)
-        items = [inputs] if single else list(inputs)
+        items, single = split_inputs(inputs)
         results = []
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            images = [self.load(item, start + i) for i, item in enumerate(batch)]
-            sources = [_source(item) or f"<input {start + i}>" for i, item in enumerate(batch)]
-            results += self.predict_images(images, sources)
+            loaded = [read_image_input(item, start + i) for i, item in enumerate(batch)]
+            results += self.predict_images([x.image for x in loaded], [x.source for x in loaded])
         return results[0] if single else results
 
     @staticmethod
-    def load(item: str | os.PathLike | np.ndarray, index: int = 0) -> np.ndarray:
-        """``item`` as an (H, W, 3) uint8 RGB array: a path is read upright (EXIF applied)."""
-        if isinstance(item, str | os.PathLike):
-            return load_image(item)
-        if not isinstance(item, np.ndarray):
-            raise TypeError(
-                f"input {index}: expected a path or an (H, W, 3) uint8 RGB array, "
-                f"got {type(item).__name__}"
-            )
-        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-            raise ValueError(
-                f"input {index}: expected an (H, W, 3) uint8 RGB array, got {item.dtype} "
-                f"{item.shape}"
-            )
-        if item.shape[0] == 0 or item.shape[1] == 0:
-            raise ValueError(f"input {index}: the image is empty ({item.shape})")
-        return np.ascontiguousarray(item)
+    def load(item: ImageInput, index: int = 0) -> np.ndarray:
+        """``item`` as an (H, W, 3) uint8 RGB array (see :mod:`mtvision.apis.inputs`): a
+        path, a PIL image or encoded bytes are read upright (EXIF applied)."""
+        return read_image_input(item, index).image
 
     def predict_images(
         self, images: Sequence[np.ndarray], sources: Sequence[str | None] | None = None
@@ -424,11 +410,6 @@ def _start_sample(image: np.ndarray, source: str | None, index: int) -> dict:
     img_path = source if source is not None else f"<image {index}>"
     meta = {"img_path": img_path, "ori_shape": (height, width), "img_shape": (height, width)}
     return {"img_path": img_path, "image": image, "meta": meta}
-
-
-def _source(item) -> str | None:
-    """The file an input was read from (None for an array)."""
-    return os.fspath(item) if isinstance(item, str | os.PathLike) else None
 
 
 def _head_task(name: str, head) -> str:
