@@ -58,6 +58,7 @@ from mtvision.data.coco_annotations import load_coco_instances
 from mtvision.data.image_io import read_image_size
 from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
+from mtvision.utils.boxes import clip_boxes, valid_boxes
 
 __all__ = ["CocoDetection"]
 
@@ -239,11 +240,10 @@ class CocoDetection(BaseDataset):
 def _clipped_xyxy(bbox: Sequence[float], width: float, height: float) -> tuple[list, str]:
     """COCO [x, y, w, h] -> xyxy clipped to the image, and why it is unusable ('' if usable)."""
     x, y, w, h = bbox
-    if w <= 0 or h <= 0:
-        return [], f"non-positive size {w:g} x {h:g}"
-    x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
-    x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-    if x2 <= x1 or y2 <= y1:
+    if not valid_boxes((x, y, x + w, y + h)):
+        return [], f"non-positive size {w:g} x {h:g}" if w <= 0 or h <= 0 else "not finite"
+    x1, y1, x2, y2 = clip_boxes((x, y, x + w, y + h), (width, height))
+    if not valid_boxes((x1, y1, x2, y2)):
         return [], f"outside the {width:g} x {height:g} image"
     if x2 - x1 < _MIN_BOX_SIDE or y2 - y1 < _MIN_BOX_SIDE:
         return [], f"{x2 - x1:g} x {y2 - y1:g} px inside the image"

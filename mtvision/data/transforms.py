@@ -45,6 +45,7 @@ from mtvision.data import ssd_transforms
 from mtvision.data.image_io import exif_orientation, load_image
 from mtvision.errors import AnnotationError
 from mtvision.registry import TRANSFORMS
+from mtvision.utils.boxes import clip_boxes, first_invalid_box
 
 __all__ = ["Albumentations", "LoadImage", "PackInputs"]
 
@@ -121,12 +122,9 @@ def _check_stated_size(results: dict, width: int, height: int) -> None:
 def _clipped_to_image(results: dict, width: int, height: int) -> np.ndarray:
     """``boxes`` clipped to [0, width] x [0, height]; AnnotationError for one left empty."""
     boxes = np.asarray(results["boxes"], np.float32).reshape(-1, 4)
-    clipped = boxes.copy()
-    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
-    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
-    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-    if empty.any():
-        index = int(np.flatnonzero(empty)[0])
+    clipped = clip_boxes(boxes, (width, height))
+    index = first_invalid_box(clipped)
+    if index is not None:
         raise AnnotationError(
             f"{_annotation_source(results)}: box {index} {boxes[index].tolist()} (xyxy pixels) "
             f"of image '{results['img_path']}' lies outside the decoded {width}x{height} image"
@@ -226,16 +224,8 @@ class Albumentations:
 def _check_boxes_inside(boxes: np.ndarray, results: dict) -> None:
     """Refuse boxes that leave the image, naming the sample, before albumentations sees them."""
     height, width = results["image"].shape[:2]
-    outside = (
-        (boxes[:, 0] < 0)
-        | (boxes[:, 1] < 0)
-        | (boxes[:, 2] > width)
-        | (boxes[:, 3] > height)
-        | (boxes[:, 2] <= boxes[:, 0])
-        | (boxes[:, 3] <= boxes[:, 1])
-    )
-    if outside.any():
-        index = int(np.flatnonzero(outside)[0])
+    index = first_invalid_box(boxes, (width, height))
+    if index is not None:
         source = results.get("img_path") or results.get("meta", {}).get("img_path", "<unknown>")
         raise AnnotationError(
             f"{source}: box {index} {boxes[index].tolist()} (xyxy pixels) is empty or leaves "

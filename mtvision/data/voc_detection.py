@@ -57,6 +57,7 @@ from mtvision.data.image_io import read_image_size
 from mtvision.data.voc_segmentation import VOC_CLASSES, read_id_list
 from mtvision.errors import AnnotationError, ImageLoadError
 from mtvision.registry import DATASETS
+from mtvision.utils.boxes import clip_boxes, valid_boxes
 
 __all__ = ["VOC_DETECTION_CLASSES", "VOCDetection"]
 
@@ -229,16 +230,15 @@ def _parse_objects(
         xmin, ymin, xmax, ymax = (
             _coordinate(obj, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax")
         )
-        x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
+        box = (xmin - 1, ymin - 1, xmax, ymax)
         if image_size is not None:
-            x1, x2 = np.clip([x1, x2], 0, image_size[0])
-            y1, y2 = np.clip([y1, y2], 0, image_size[1])
-        if x2 <= x1 or y2 <= y1:
+            box = clip_boxes(box, image_size)
+        if not valid_boxes(box):
             raise AnnotationError(
                 f"{where} has an empty box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} "
                 f"ymax={ymax:g} (image size {image_size})"
             )
-        boxes.append([x1, y1, x2, y2])
+        boxes.append(list(box))
         labels.append(label_of[name])
         difficult.append(obj.findtext("difficult", "0").strip() in ("1", "true", "True"))
     return (

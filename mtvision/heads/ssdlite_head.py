@@ -21,6 +21,7 @@ from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import SSDMatcher
 from mtvision.ops.nms import class_aware_nms
 from mtvision.registry import MODELS
+from mtvision.utils.boxes import first_invalid_box
 
 SOFTMAX = "softmax"
 FOCAL = "focal"
@@ -287,10 +288,8 @@ class SSDLiteHead(BaseModule):
                     f"{source}: box {index} has label {int(labels[index])}, outside 0.."
                     f"{self.num_classes - 1} (num_classes={self.num_classes})"
                 )
-            degenerate = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0])
-            degenerate |= boxes[:, 3] <= boxes[:, 1]
-            if degenerate.any():
-                index = int(torch.nonzero(degenerate)[0])
+            index = first_invalid_box(boxes)
+            if index is not None:
                 raise ValueError(
                     f"{source}: box {index} {boxes[index].tolist()} is not a finite xyxy box "
                     "with positive width and height"
