@@ -9,6 +9,7 @@ import torch
 from engine_toy import load_tool
 
 from mtvision.benchmarks import realdata_folder, time_group
+from mtvision.benchmarks.detection_candidates import threshold_for
 
 benchmark_tool = load_tool("benchmark")
 
@@ -101,6 +102,14 @@ def test_time_group_rotates_and_times_blocks():
     # starts with function r.
     turns = "abc" + "".join(3 * name for name in "abc" + "bca" + "cab")
     assert "".join(calls) == turns
+
+
+def test_threshold_for_lets_the_candidates_through_with_a_margin():
+    scores = torch.tensor([[0.9, 0.3], [0.5, 0.29], [0.1, 0.7]])
+    threshold = threshold_for(scores, candidates=3)
+    # Halfway between the 3rd and the 4th score: a rounding error of either cannot flip it.
+    assert threshold == pytest.approx(0.4)
+    assert int((scores > threshold).sum()) == 3
 
 
 def _one_table(tables: list[dict], task: str) -> dict:

@@ -27,9 +27,15 @@ def _detection_scores(model: nn.Module, image: np.ndarray) -> torch.Tensor:
 
 
 def threshold_for(scores: torch.Tensor, candidates: int) -> float:
-    """The score threshold that lets ``candidates`` (anchor, class) pairs through."""
+    """The score threshold that lets ``candidates`` (anchor, class) pairs through: halfway
+    between the ``candidates``-th and the next score."""
     flat = scores.flatten()
-    return float(flat.topk(min(candidates + 1, flat.numel())).values[-1])
+    values = flat.topk(min(candidates + 1, flat.numel())).values
+    if len(values) < 2:
+        return float(values[-1])
+    # Not the next score itself: a deployed graph computes it a rounding error higher than
+    # torch does, and would let one more pair through than torch's predict path.
+    return float((values[-2] + values[-1]) / 2)
 
 
 def set_candidates_(model: nn.Module, image: np.ndarray, candidates: int) -> str:
