@@ -1,4 +1,5 @@
-"""Smoke test of tools/benchmark.py: it runs with tiny settings and prints ratios (no timing claims)."""
+"""Smoke test of tools/benchmark.py and mtvision.benchmarks: they run with tiny settings and
+print ratios (no timing claims)."""
 
 import math
 import re
@@ -6,6 +7,9 @@ import re
 import pytest
 import torch
 from engine_toy import load_tool
+
+from mtvision.benchmarks import realdata_folder, time_group
+from mtvision.benchmarks.detection_candidates import threshold_for
 
 benchmark_tool = load_tool("benchmark")
 
@@ -91,13 +95,21 @@ TINY = ["--runs", "2", "--warmup", "1", "--block", "1", "--calib", "2"]
 def test_time_group_rotates_and_times_blocks():
     calls = []
     functions = [lambda name=name: calls.append(name) for name in "abc"]
-    samples = benchmark_tool.time_group(functions, runs=3, warmup=1, block=2)
+    samples = time_group(functions, runs=3, warmup=1, block=2)
     assert [len(ms) for ms in samples] == [3, 3, 3]
     assert all(t >= 0 for ms in samples for t in ms)
     # Warm-up a, b, c; then each turn is one untimed call and two timed ones; run r
     # starts with function r.
     turns = "abc" + "".join(3 * name for name in "abc" + "bca" + "cab")
     assert "".join(calls) == turns
+
+
+def test_threshold_for_lets_the_candidates_through_with_a_margin():
+    scores = torch.tensor([[0.9, 0.3], [0.5, 0.29], [0.1, 0.7]])
+    threshold = threshold_for(scores, candidates=3)
+    # Halfway between the 3rd and the 4th score: a rounding error of either cannot flip it.
+    assert threshold == pytest.approx(0.4)
+    assert int((scores > threshold).sum()) == 3
 
 
 def _one_table(tables: list[dict], task: str) -> dict:
@@ -123,7 +135,7 @@ def test_benchmark_task_cls_end_to_end(capsys):
     assert keys[:4] == ["mtvision torch", "mtvision ort float", "mtvision ort int8", "torchvision"]
     ratios = {row["name"]: row for row in table["ratios"]}
     assert ratios["mtvision ort int8 / torchvision"]["goal"] == 0.2
-    if benchmark_tool.realdata_folder() is not None:
+    if realdata_folder() is not None:
         assert keys[4] == "TFLite int8"
         assert ratios["mtvision ort int8 / TFLite int8"]["goal"] == 1.0
         assert "tf2_mobilenet_v2_1.0_224_ptq.tflite" in out
@@ -173,7 +185,7 @@ def test_benchmark_task_seg_end_to_end(capsys):
     out = capsys.readouterr().out
     table = _one_table(tables, "seg")
     assert [c["output"] for c in table["contenders"]][0].startswith("mask 65x65, ")
-    if benchmark_tool.realdata_folder() is not None:
+    if realdata_folder() is not None:
         assert "TFLite row left out: deeplabv3_mnv2_pascal_quant.tflite takes 513x513" in out
     line = _agreement(table, "torch vs ort float")
     assert float(line.split(": ")[1].split(" %")[0]) >= 99.9

@@ -1,0 +1,327 @@
+"""End to end, what a user's application sees: ``tools/benchmark.py --task cls|det|seg|multitask``.
+
+A uint8 RGB (H, W, 3) image at the model's input size in, final results out
+(top-5; boxes after NMS; the class map), batch 1, CPU. Contenders: mtvision's
+torch predict path, its deployed ONNX graph (:func:`mtvision.export.export_deploy_onnx`,
+post-processing inside) in onnxruntime float and int8
+(:func:`mtvision.export.quantize.quantize_onnx`), torchvision's mobile models eager
+with their own pre- and post-processing, and Google's TFLite runtime on the Coral
+int8 files of ``../shared/realdata`` (when there); OpenVINO on the same ONNX files
+when ``openvino`` is importable. The multi-task task times the multi-task graph
+against the three single-task graphs one after another. All contenders of a task
+run back to back in each run, in rotating order
+(:func:`~mtvision.benchmarks.timing.time_group`); ratios are medians of per-run
+ratios, printed with the issue's goals. docs/benchmarks.md has what each row runs
+and the measured tables.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+import mtvision
+from mtvision.benchmarks.contenders import (
+    Contender,
+    chw_batch,
+    deployed_graphs,
+    mtvision_torch,
+    openvino_available,
+)
+from mtvision.benchmarks.detection_candidates import (
+    SSDNetwork,
+    set_candidates_,
+    set_torchvision_candidates_,
+)
+from mtvision.benchmarks.images import benchmark_images
+from mtvision.benchmarks.networks import MULTITASK_CLASSES, SINGLE_TASK_MODELS
+from mtvision.benchmarks.options import BenchmarkOptions
+from mtvision.benchmarks.references import TFLITE_FILES, tflite_contender, torchvision_contender
+from mtvision.benchmarks.report import print_task_table
+from mtvision.benchmarks.results import (
+    E2E_TOPK,
+    MULTITASK_HEADS,
+    TASK_HEADS,
+    describe,
+    mtvision_agreement,
+    multitask_agreement,
+)
+from mtvision.benchmarks.timing import make_row, quartiles, time_group
+from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
+from mtvision.export import export_deploy_onnx
+from mtvision.utils.parity import randomize_batch_norms_
+
+#: Input size per task: the classifier's 224, SSDLite's 320, DeepLab's 513 (Google's
+#: file); the multi-task row at SSDLite's size.
+TASK_INPUT_SIZES = dict(cls=224, det=320, seg=513, multitask=320)
+TASKS = tuple(TASK_INPUT_SIZES)
+#: ImageNet, COCO and PASCAL VOC classes of the single-task heads.
+TASK_CLASSES = dict(cls=1000, det=80, seg=21)
+#: The int8 goals: ratio of mtvision's int8 graph to torchvision's model at most this.
+GOALS = dict(cls=0.2, det=0.33, seg=0.2)
+
+
+class Task(NamedTuple):
+    """The contenders of one ``--task``. ``ratios``: (numerator key, denominator key,
+    goal or None), the goal meaning ratio <= goal; ``agreement(results)`` compares
+    the contenders' results, one line per check; ``notes``: what was set up or left
+    out, and why."""
+
+    title: str
+    contenders: list[Contender]
+    ratios: list[tuple[str, str, float | None]]
+    agreement: Callable[[dict[str, dict]], list[str]]
+    notes: list[str]
+
+
+def run_task(options: BenchmarkOptions) -> list[dict]:
+    """Build ``options.task`` once, then time its contenders at each thread count; print
+    and return one table per thread count (:func:`task_table`)."""
+    with tempfile.TemporaryDirectory() as work_dir:
+        task = build_task(options, Path(work_dir))
+        print(task.title)
+        for note in task.notes:
+            print(f"  {note}")
+        tables = []
+        for threads in options.threads:
+            torch.set_num_threads(threads)
+            calls = [contender.make(threads) for contender in task.contenders]
+            results = {
+                contender.key: contender.result(call())
+                for contender, call in zip(task.contenders, calls, strict=True)
+            }
+            samples = time_group(calls, options.runs, options.warmup, options.block)
+            table = task_table(options.task, task, threads, results, samples)
+            print_task_table(table, options.runs, options.warmup, options.block)
+            tables.append(table)
+    return tables
+
+
+def task_table(
+    name: str, task: Task, threads: int, results: dict, samples: list[list[float]]
+) -> dict:
+    """One thread count's contenders (median and quartile ms, output), ratios
+    (:func:`~mtvision.benchmarks.timing.make_row` rows, with their goals) and agreement
+    checks; ``samples``: ms per run of each contender, in ``task.contenders``' order."""
+    by_key = {c.key: ms for c, ms in zip(task.contenders, samples, strict=True)}
+    contenders = [
+        {
+            "key": contender.key,
+            "name": contender.name,
+            "median_ms": statistics.median(ms),
+            "iqr_ms": quartiles(ms),
+            "output": describe(results[contender.key]),
+        }
+        for contender, ms in zip(task.contenders, samples, strict=True)
+    ]
+    ratios = []
+    for numerator, denominator, goal in task.ratios:
+        outputs = f"{describe(results[numerator])} vs {describe(results[denominator])}"
+        row = make_row(
+            f"{numerator} / {denominator}", by_key[numerator], by_key[denominator], outputs
+        )
+        if goal is not None:
+            row["goal"] = goal
+        ratios.append(row)
+    return {
+        "task": name,
+        "threads": threads,
+        "contenders": contenders,
+        "ratios": ratios,
+        "agreement": task.agreement(results),
+        "notes": task.notes,
+    }
+
+
+def deploy_files(
+    model: nn.Module, name: str, size: int | None, images: list[np.ndarray], work_dir: Path
+) -> dict[str, Path]:
+    """The deployed graph (uint8 in, post-processing inside) and its int8 version,
+    calibrated on ``images`` (HWC uint8); ``size``: the fixed input size, or ``None``."""
+    from mtvision.export.quantize import quantize_onnx
+
+    float_path = work_dir / f"{name}.onnx"
+    export_deploy_onnx(
+        model, float_path, input_size=None if size is None else (size, size), topk=E2E_TOPK
+    )
+    int8_path = work_dir / f"{name}.int8.onnx"
+    quantize_onnx(float_path, int8_path, [chw_batch(image) for image in images])
+    return {"float": float_path, "int8": int8_path}
+
+
+def single_task_model(task: str, classes: int | None = None, **kwargs) -> nn.Module:
+    """mtvision's single-task model of ``task`` (``cls``, ``det`` or ``seg``), BatchNorm
+    statistics randomised so that its activations are of order 1."""
+    name = SINGLE_TASK_MODELS[TASK_HEADS[task]]
+    model = mtvision.create_model(name, num_classes=classes or TASK_CLASSES[task], **kwargs)
+    return randomize_batch_norms_(model, seed=5)
+
+
+def build_task(options: BenchmarkOptions, work_dir: Path) -> Task:
+    """Models, deployed files (in ``work_dir``) and contenders of ``options.task`` at
+    ``options.size``."""
+    size = options.size
+    torch.manual_seed(0)  # the models' random initialisation, hence thresholds and outputs
+    images, source = benchmark_images(options.calib, size)
+    image = images[0]
+    notes = [f"image and calibration: {source}"]
+    if options.task == "multitask":
+        return build_multitask(options, images, work_dir, notes)
+    task = options.task
+    if task == "cls":
+        reference = torchvision.models.mobilenet_v2(weights=None, num_classes=TASK_CLASSES[task])
+        reference = randomize_batch_norms_(reference, seed=0).eval()
+        model = mtvision.create_model("mobilenet_v2", num_classes=TASK_CLASSES[task]).eval()
+        model.load_torchvision_state_dict(reference.state_dict())
+        notes.append(
+            "mtvision's classifier holds torchvision's weights (BatchNorm statistics randomised)"
+        )
+    elif task == "det":
+        model = single_task_model(task)
+        reference = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+            weights=None,
+            weights_backbone=None,
+            detections_per_img=model.heads["detection"].test_cfg["max_detections"],
+        )
+        # Order-1 activations, as for mtvision's model: a fresh init scores every pair alike.
+        randomize_batch_norms_(SSDNetwork(reference), seed=7, input_size=size)
+        reference.eval()
+        notes.append("mtvision SSDLite: " + set_candidates_(model, image, options.det_candidates))
+        notes.append(
+            "torchvision SSDLite: "
+            + set_torchvision_candidates_(reference, image, options.det_candidates)
+        )
+    else:
+        # The on-device DeepLabv3 as Google's file computes it (docs/pretrained.md): its
+        # upsampling rule and [-1, 1] inputs; at 513 (odd) PyTorch's padding is TF's SAME.
+        model = single_task_model(
+            task,
+            align_corners=True,
+            data_preprocessor=dict(
+                type="DataPreprocessor", mean=INCEPTION_MEAN_RGB, std=INCEPTION_STD_RGB
+            ),
+        )
+        reference = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=TASK_CLASSES[task], aux_loss=False
+        ).eval()
+    files = deploy_files(model, task, None if task == "seg" else size, images, work_dir)
+    heads = {TASK_HEADS[task]: task}
+    contenders = [
+        mtvision_torch(model, image, task),
+        deployed_graphs(
+            "mtvision ort float",
+            "mtvision onnxruntime float (deployed graph)",
+            [(files["float"], heads)],
+            image,
+        ),
+        deployed_graphs(
+            "mtvision ort int8",
+            "mtvision onnxruntime int8 (deployed graph, quantised)",
+            [(files["int8"], heads)],
+            image,
+        ),
+        torchvision_contender(task, reference, image),
+    ]
+    ratios: list[tuple[str, str, float | None]] = []
+    tflite = None
+    if task in TFLITE_FILES:
+        tflite, note = tflite_contender(task, image)
+        notes.append(note)
+        if tflite is not None:
+            contenders.append(tflite)
+    with_openvino, note = openvino_available()
+    notes.append(note)
+    int8_keys = ["mtvision ort int8"]
+    if with_openvino:
+        for precision in ("float", "int8"):
+            contenders.append(
+                deployed_graphs(
+                    f"mtvision openvino {precision}",
+                    f"mtvision OpenVINO {precision} (the same deployed file)",
+                    [(files[precision], heads)],
+                    image,
+                    runtime="openvino",
+                )
+            )
+        int8_keys.append("mtvision openvino int8")
+    for key in int8_keys:
+        if tflite is not None:
+            ratios.append((key, "TFLite int8", 1.0))
+        ratios.append((key, "torchvision", GOALS[task]))
+    ratios += [
+        ("mtvision ort float", "torchvision", None),
+        ("mtvision torch", "torchvision", None),
+        ("mtvision ort int8", "mtvision ort float", None),
+    ]
+    if with_openvino:
+        ratios.append(("mtvision openvino int8", "mtvision ort int8", None))
+    what = dict(cls="top-5", det="boxes after NMS", seg="class map")[task]
+    title = f"{task}: uint8 RGB {size}x{size} in, {what} out"
+    return Task(title, contenders, ratios, mtvision_agreement(task), notes)
+
+
+def build_multitask(
+    options: BenchmarkOptions, images: list[np.ndarray], work_dir: Path, notes: list[str]
+) -> Task:
+    """The multi-task deployed graph against the three single-task deployed graphs run
+    one after another on the same image, in float and in int8."""
+    size, image = options.size, images[0]
+    stride = (
+        {}
+        if options.multitask_output_stride is None
+        else {"output_stride": options.multitask_output_stride}
+    )
+    model = mtvision.create_model("mobilenet_v2_multitask", num_classes=MULTITASK_CLASSES, **stride)
+    model = randomize_batch_norms_(model, seed=6)
+    notes.append("multi-task SSDLite: " + set_candidates_(model, image, options.det_candidates))
+    files = deploy_files(model, "multitask", size, images, work_dir)
+    singles = {}
+    for head, task in MULTITASK_HEADS.items():
+        single = single_task_model(task, MULTITASK_CLASSES[head])
+        if task == "det":
+            notes.append(
+                "single-task SSDLite: " + set_candidates_(single, image, options.det_candidates)
+            )
+        singles[head] = deploy_files(
+            single, f"single_{task}", None if task == "seg" else size, images, work_dir
+        )
+    with_openvino, note = openvino_available()
+    notes.append(note)
+    runtimes = dict(ort="onnxruntime", **({"openvino": "openvino"} if with_openvino else {}))
+    contenders, ratios = [], []
+    for short, runtime in runtimes.items():
+        for precision in ("float", "int8"):
+            contenders += [
+                deployed_graphs(
+                    f"multi-task {short} {precision}",
+                    f"mtvision multi-task graph (OS {model.backbone.output_stride}), "
+                    f"{runtime} {precision}",
+                    [(files[precision], MULTITASK_HEADS)],
+                    image,
+                    runtime,
+                ),
+                deployed_graphs(
+                    f"3 single-task {short} {precision}",
+                    f"classifier + SSDLite + DeepLabv3 graphs one after another, "
+                    f"{runtime} {precision}",
+                    [
+                        (singles[head][precision], {head: task})
+                        for head, task in MULTITASK_HEADS.items()
+                    ],
+                    image,
+                    runtime,
+                ),
+            ]
+            ratios.append(
+                (f"multi-task {short} {precision}", f"3 single-task {short} {precision}", 0.5)
+            )
+    title = f"multitask: uint8 RGB {size}x{size} in, top-5 + boxes + class map out"
+    return Task(title, contenders, ratios, multitask_agreement, notes)
