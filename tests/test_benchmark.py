@@ -221,3 +221,18 @@ def test_benchmark_task_refuses_batch(capsys):
         benchmark_tool.main(["--task", "cls", "--batch", "2"])
     assert exit_info.value.code == 2
     assert "--task runs on CPU at batch 1" in capsys.readouterr().err
+
+
+def test_tables_name_the_cpu_model():
+    """The CPU model, not only the architecture, heads every table: int8 ratios move with it."""
+    from mtvision.benchmarks.report import cpu_model, device_description
+
+    model = cpu_model()
+    assert model == device_description("cpu")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    except OSError:
+        names = []
+    if names:
+        assert model.startswith(names[0])

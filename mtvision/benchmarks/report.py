@@ -64,23 +64,39 @@ def library_versions() -> str:
     )
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name``), else the architecture.
+
+    Why: int8 ratios move with the CPU (AMX on Intel Xeons, none on AMD EPYCs), so every
+    table names the model it was measured on, not only ``x86_64``.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description(device: str) -> str:
-    """The GPU's name and CUDA version, or the CPU architecture (``x86_64``)."""
+    """The GPU's name and CUDA version, or the CPU model (:func:`cpu_model`)."""
     if device == "cuda":
         return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
-    return platform.machine()
+    return cpu_model()
 
 
 def print_task_versions() -> None:
-    """The end-to-end tables' first line: libraries, the TFLite runtime, CPU architecture
-    and count."""
+    """The end-to-end tables' first line: libraries, the TFLite runtime, CPU model and
+    count."""
     try:
         from ai_edge_litert import __version__ as litert_version
     except ImportError:
         litert_version = "not installed"
     print(
         f"{library_versions()}, ai-edge-litert {litert_version}, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs"
+        f"{cpu_model()}, {os.cpu_count()} CPUs"
     )
 
 
