@@ -8,6 +8,7 @@ pre-filled torch hub cache (``TORCH_HOME`` in tmp_path)."""
 
 import hashlib
 import shutil
+import sys
 
 import pytest
 import torch
@@ -225,3 +226,18 @@ def test_unknown_names_and_weights_of_another_model_are_one_line_errors(torch_ho
         )
         model.init_weights()
     assert not cache_dir().exists()  # nothing fetched for a wrong name
+
+
+def test_without_the_tflite_package_the_first_conversion_says_what_to_install(
+    realdata, torch_home, monkeypatch
+):
+    cache = torch_home / "hub" / "checkpoints" / "mtvision"
+    cache.mkdir(parents=True)
+    shutil.copy(realdata / "coral_mobilenetv2_tflite" / "models" / f"{NAME}.tflite", cache)
+    monkeypatch.setitem(sys.modules, "tflite", None)  # as if not installed: import fails
+    with pytest.raises(CheckpointError) as error:
+        published_checkpoint(NAME)
+    assert str(error.value) == (
+        f"mtvision://{NAME}: converting {cache / f'{NAME}.tflite'} (fetched, sha256 checked) "
+        "needs the 'tflite' package: pip install 'mtvision[tflite]'"
+    )

@@ -168,8 +168,8 @@ def published_checkpoint(name: str) -> str:
         keyword arguments, ``meta["published"]`` the name, URL and sha256).
 
     Raises:
-        CheckpointError: unknown name, failed download, wrong sha256 (one line each).
-        ImportError: conversion needs the ``tflite`` package (``mtvision[tflite]``).
+        CheckpointError: unknown name, failed download, wrong sha256, or the
+            ``tflite`` package missing for the first conversion (one line each).
     """
     entry = published_weights(name)
     converted = cache_dir() / f"{entry.name}-{entry.sha256[:8]}.pth"
@@ -227,7 +227,13 @@ def _convert(entry: PublishedWeights, source: Path, out: Path) -> None:
     from mtvision.convert.tflite_conversion import convert_tflite, save_checkpoint
     from mtvision.convert.tflite_graph import require_tflite
 
-    require_tflite()
+    try:
+        require_tflite()
+    except ImportError as error:
+        raise CheckpointError(
+            f"{SCHEME}{entry.name}: converting {source} (fetched, sha256 checked) needs the "
+            "'tflite' package: pip install 'mtvision[tflite]'"
+        ) from error
     model, meta = convert_tflite(source, num_classes=entry.num_classes)
     if meta["model"]["name"] != entry.model:
         raise CheckpointError(
