@@ -15,6 +15,7 @@ from mmengine.optim import OptimWrapper
 from torch.optim.swa_utils import update_bn
 
 import mtvision
+from mtvision.backbones import load_torchvision_weights
 from mtvision.export.onnx_export import check_onnx_matches, export_onnx
 from mtvision.models import DataPreprocessor, MultiTaskModel
 from mtvision.registry import MODELS
@@ -249,7 +250,7 @@ def test_torchvision_backbone_weights_load():
     # final_conv (features.18) and the classifier are absent on purpose; the rest loads strictly.
     model.load_torchvision_state_dict(reference.state_dict())
     features = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
-    result = model.backbone.load_torchvision_state_dict(features)
+    result = load_torchvision_weights(model.backbone, features)
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert torch.equal(
         model.backbone.stage7[0].project.conv.weight, features["features.17.conv.2.weight"]

@@ -1,4 +1,5 @@
-"""MobileNetV2 backbone: torchvision parity, sizes, taps, dilation, freezing, weight loading."""
+"""MobileNetV2 backbone: torchvision parity, sizes, taps (FeatureInfo), dilation, freezing,
+torchvision weight loading (mtvision.backbones.weights)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ import torch
 import torchvision
 from torch import nn
 
-from mtvision.backbones import FeatureSpec, InvertedResidual, MobileNetV2
-from mtvision.errors import CheckpointError
+import mtvision
+from mtvision.backbones import (
+    FeatureInfo,
+    FeatureSpec,
+    InvertedResidual,
+    MobileNetV2,
+    load_torchvision_weights,
+    torchvision_module_map,
+)
+from mtvision.errors import CheckpointError, ConfigError
 from mtvision.utils.complexity import count_multiply_adds, count_parameters
 from mtvision.utils.parity import randomize_batch_norms_
 
@@ -40,15 +49,20 @@ def _seeded_torchvision(width_mult: float, num_classes: int = 1000) -> nn.Module
     return reference.eval()
 
 
+CLASSIFIER_NAMES = {0.5: "mobilenet_v2_050", 0.75: "mobilenet_v2_075", 1.0: "mobilenet_v2", 1.4: "mobilenet_v2_140"}  # fmt: skip
+
+
 @pytest.mark.parametrize("width_mult", [0.5, 0.75, 1.0, 1.4])
 def test_logits_and_taps_match_torchvision_with_copied_weights(width_mult: float) -> None:
+    """The backbone's taps and, with the ClassifierHead on top (the classifier by name),
+    the logits equal torchvision's mobilenet_v2 with the same weights."""
     reference = _seeded_torchvision(width_mult)
-    model = MobileNetV2(
-        width_mult=width_mult,
-        num_classes=1000,
-        out_features=("layer15_expansion", "final_conv", "logits"),
-    ).eval()
-    result = model.load_torchvision_state_dict(reference.state_dict())
+    classifier = mtvision.create_model(CLASSIFIER_NAMES[width_mult], num_classes=1000).eval()
+    classifier.load_torchvision_state_dict(reference.state_dict())
+    model = classifier.backbone
+    model.set_out_features(("layer15_expansion", "final_conv"))
+    backbone_only = MobileNetV2(width_mult=width_mult).eval()
+    result = load_torchvision_weights(backbone_only, reference.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
 
     captured = {}
@@ -62,6 +76,8 @@ def test_logits_and_taps_match_torchvision_with_copied_weights(width_mult: float
     with torch.no_grad():
         expected_logits = reference(images)
         outputs = model(images)
+        outputs["logits"] = classifier.heads["classification"](outputs)["cls_logits"]
+        assert torch.equal(backbone_only(images)["final_conv"], outputs["final_conv"])
 
     assert list(outputs) == ["layer15_expansion", "final_conv", "logits"]
     for name, expected in (
@@ -81,7 +97,7 @@ def test_logits_and_taps_match_torchvision_with_copied_weights(width_mult: float
 
 
 def test_parameter_count_and_multiply_adds_at_width_1() -> None:
-    model = MobileNetV2(num_classes=1000)
+    model = mtvision.create_model("mobilenet_v2", num_classes=1000)  # backbone + ClassifierHead
     multiply_adds = count_multiply_adds(model, (1, 3, 224, 224))
     print(f"MobileNetV2 1.0 @224: {count_parameters(model)} params, {multiply_adds} MAdds")
     assert count_parameters(model) == 3_504_872
@@ -90,7 +106,7 @@ def test_parameter_count_and_multiply_adds_at_width_1() -> None:
 
 
 def test_parameter_count_at_width_1_4_equals_torchvision() -> None:
-    model = MobileNetV2(width_mult=1.4, num_classes=1000)
+    model = mtvision.create_model("mobilenet_v2_140", num_classes=1000)
     reference = torchvision.models.mobilenet_v2(weights=None, width_mult=1.4)
     print(f"MobileNetV2 1.4: {count_parameters(model)} params")
     assert count_parameters(model) == count_parameters(reference) == 6_108_776
@@ -197,14 +213,50 @@ def test_feature_info_channels_at_width_0_35_and_1_4() -> None:
     assert all(isinstance(spec, FeatureSpec) for spec in MobileNetV2(0.35).feature_info)
 
 
-def test_default_out_features_and_logits_shape() -> None:
-    assert MobileNetV2().out_features == ("final_conv",)
-    classifier = MobileNetV2(num_classes=7).eval()
-    assert classifier.out_features == ("logits",)
+def test_default_out_features_and_no_classifier() -> None:
+    model = MobileNetV2().eval()
+    assert model.out_features == ("final_conv",)
     with torch.no_grad():
-        outputs = classifier(torch.zeros(2, 3, 64, 64))
-    assert list(outputs) == ["logits"]
-    assert outputs["logits"].shape == (2, 7)
+        outputs = model(torch.zeros(2, 3, 64, 64))
+    assert list(outputs) == ["final_conv"] and outputs["final_conv"].shape == (2, 1280, 2, 2)
+    # The classifier is a head (ClassifierHead): the backbone has no "logits" tap.
+    assert not hasattr(model, "classifier")
+    assert "logits" not in model.feature_info
+    with pytest.raises(TypeError, match="num_classes"):
+        MobileNetV2(num_classes=10)
+
+
+def test_feature_info_is_a_sequence_with_lookup_by_name() -> None:
+    info = MobileNetV2(width_mult=0.35, out_features=("stage7",)).feature_info
+    assert isinstance(info, FeatureInfo)
+    assert len(info) == 9 and info[0] == FeatureSpec("stem", 16, 2)
+    assert info[-1] == FeatureSpec("stage7", 112, 32)
+    assert isinstance(info[-2:], FeatureInfo) and info[-2:].names == ("stage6", "stage7")
+    assert [spec.name for spec in info] == list(info.names) == list(ALL_TAPS[:-1])
+    assert info.strides == (2, 2, 4, 8, 16, 16, 16, 32, 32)
+    assert info.channels[-1] == 112
+    assert info.get("layer15_expansion") == FeatureSpec("layer15_expansion", 192, 16)
+    assert "stage3" in info and "final_conv" not in info
+    assert info.select(["stage7", "stage3"]) == [info.get("stage7"), info.get("stage3")]
+    assert info == list(info)  # compares equal to the list it replaces
+    with pytest.raises(KeyError, match=r"unknown feature tap 'final_conv'; available: \['stem',"):
+        info.get("final_conv")
+
+
+def test_feature_info_refuses_duplicate_names_and_decreasing_strides() -> None:
+    with pytest.raises(ConfigError) as error:
+        FeatureInfo([FeatureSpec("a", 8, 2), FeatureSpec("b", 16, 4), FeatureSpec("a", 32, 8)])
+    assert str(error.value) == (
+        "feature taps must have unique names; 'a' appears twice in ['a', 'b', 'a']"
+    )
+    with pytest.raises(ConfigError) as error:
+        FeatureInfo([FeatureSpec("a", 8, 2), FeatureSpec("b", 16, 8), FeatureSpec("c", 32, 4)])
+    assert str(error.value) == (
+        "feature tap strides must never decrease along depth: 'c' (stride 4) comes after "
+        "'b' (stride 8); strides [2, 8, 4]"
+    )
+    assert isinstance(error.value, ValueError)  # not an AssertionError, not skipped by -O
+    assert FeatureInfo([FeatureSpec("a", 8, 2), FeatureSpec("b", 8, 2)]).strides == (2, 2)
 
 
 def test_forward_stops_after_the_deepest_requested_tap() -> None:
@@ -221,15 +273,13 @@ def test_forward_stops_after_the_deepest_requested_tap() -> None:
 
 def test_modules_past_the_deepest_tap_are_dropped() -> None:
     model = MobileNetV2(out_features=("stage7",))
-    assert not hasattr(model, "final_conv") and model.classifier is None
+    assert not hasattr(model, "final_conv")
     assert model.dropped_modules == ("final_conv",)
     assert [spec.name for spec in model.feature_info][-2:] == ["stage6", "stage7"]
     # DeepLabv3's backbone: Table 2 up to the 320-channel stage7, 412,160 fewer than to final_conv.
     assert count_parameters(model) == count_parameters(MobileNetV2()) - 412_160 == 1_811_712
     with pytest.raises(ValueError, match=r"unknown out_features \['final_conv'\].*deepest tap"):
         model.set_out_features(("final_conv",))
-    with pytest.raises(ValueError, match="no classifier"):
-        MobileNetV2(num_classes=10, out_features=("final_conv",)).set_out_features(("logits",))
 
 
 def test_a_cut_at_the_expansion_keeps_only_the_expand_layer() -> None:
@@ -256,9 +306,9 @@ def test_a_cut_at_the_expansion_keeps_only_the_expand_layer() -> None:
 
 def test_seeded_weights_do_not_depend_on_the_kept_taps() -> None:
     torch.manual_seed(0)
-    whole = MobileNetV2(num_classes=10).state_dict()
+    whole = MobileNetV2().state_dict()
     torch.manual_seed(0)
-    cut = MobileNetV2(num_classes=10, out_features=("layer15_expansion",)).state_dict()
+    cut = MobileNetV2(out_features=("layer15_expansion",)).state_dict()
     assert cut.keys() < whole.keys()
     assert all(torch.equal(value, whole[key]) for key, value in cut.items())
 
@@ -320,7 +370,7 @@ def test_norm_eval_keeps_running_statistics() -> None:
 def test_out_features_errors_list_available_taps() -> None:
     with pytest.raises(ValueError, match=r"unknown out_features \['stage8'\].*layer15_expansion"):
         MobileNetV2(out_features=("stage3", "stage8"))
-    with pytest.raises(ValueError, match="no classifier"):
+    with pytest.raises(ValueError, match=r"unknown out_features \['logits'\]"):
         MobileNetV2(out_features=("logits",))
     with pytest.raises(ValueError, match="duplicates"):
         MobileNetV2(out_features=("stage3", "stage3"))
@@ -335,14 +385,14 @@ def test_output_stride_must_be_8_16_or_32(output_stride: int) -> None:
 
 
 def test_loading_weights_of_another_width_lists_shape_mismatches() -> None:
-    model = MobileNetV2(width_mult=1.0, num_classes=1000)
+    model = MobileNetV2(width_mult=1.0)
     other = torchvision.models.mobilenet_v2(weights=None, width_mult=0.5).state_dict()
     with pytest.raises(CheckpointError) as error:
-        model.load_torchvision_state_dict(other)
+        load_torchvision_weights(model, other)
     message = str(error.value)
     assert message.startswith(
         "torchvision mobilenet_v2 weights: the weights do not fit "
-        "MobileNetV2(width_mult=1.0, num_classes=1000) (58 of 314 model keys match"
+        "MobileNetV2(width_mult=1.0) (56 of 312 model keys match"
     )
     assert "shape mismatches: stem.conv.weight: weights (16, 3, 3, 3) vs model (32, 3, 3, 3)" in (
         message
@@ -353,12 +403,12 @@ def test_loading_weights_of_another_width_lists_shape_mismatches() -> None:
 
 
 def test_missing_and_unexpected_keys_are_listed() -> None:
-    model = MobileNetV2(num_classes=1000)
+    model = MobileNetV2()
     state_dict = torchvision.models.mobilenet_v2(weights=None).state_dict()
     del state_dict["features.3.conv.1.1.running_var"]
     state_dict["features.19.weight"] = torch.zeros(4)
     with pytest.raises(CheckpointError) as error:
-        model.load_torchvision_state_dict(state_dict)
+        load_torchvision_weights(model, state_dict)
     message = str(error.value)
     assert (
         "missing keys (in the model, not in the weights): stage2.1.depthwise.bn.running_var;"
@@ -368,7 +418,7 @@ def test_missing_and_unexpected_keys_are_listed() -> None:
         "unexpected keys (in the weights, not in the model): features.19.weight"
     )
 
-    result = model.load_torchvision_state_dict(state_dict, strict=False)
+    result = load_torchvision_weights(model, state_dict, strict=False)
     assert result.missing_keys == ["stage2.1.depthwise.bn.running_var (144,)"]
     assert result.unexpected_keys == ["features.19.weight (4,)"]
 
@@ -378,7 +428,7 @@ def test_classifier_keys_are_dropped_for_a_backbone_without_classifier(tmp_path)
     checkpoint = tmp_path / "mobilenet_v2.pth"
     torch.save(reference.state_dict(), checkpoint)
     backbone = MobileNetV2().eval()
-    result = backbone.load_torchvision_state_dict(torch.load(checkpoint, weights_only=True))
+    result = load_torchvision_weights(backbone, torch.load(checkpoint, weights_only=True))
     assert result == ([], [])
     assert torch.equal(
         backbone.stage7[0].project.bn.running_var, reference.features[17].conv[3].running_var
@@ -392,11 +442,14 @@ def test_classifier_keys_are_dropped_for_a_backbone_without_classifier(tmp_path)
 
 
 def test_torchvision_module_map_covers_every_torchvision_module_with_state() -> None:
-    model = MobileNetV2(num_classes=1000)
     reference = torchvision.models.mobilenet_v2(weights=None)
     stateful = {key.rpartition(".")[0] for key in reference.state_dict()}
-    module_map = model.torchvision_module_map()
-    assert set(module_map) == stateful
+    module_map = torchvision_module_map()
+    # torchvision's classifier.1 is the ClassifierHead's (its own torchvision loader).
+    assert set(module_map) == stateful - {"classifier.1"}
+    assert set(module_map.values()) == {
+        key.rpartition(".")[0] for key in MobileNetV2().state_dict()
+    }
     assert module_map["features.1.conv.1"] == "stage1.0.project.conv"
     assert module_map["features.14.conv.0.0"] == "stage6.0.expand.conv"
     assert module_map["features.18.1"] == "final_conv.bn"
@@ -421,7 +474,7 @@ def test_a_cut_backbone_loads_torchvision_weights_strictly(taps, module) -> None
     reference = _seeded_torchvision(1.0)
     backbone = MobileNetV2(out_features=taps).eval()
     # The keys of the dropped modules (and the classifier) are absent on purpose.
-    assert backbone.load_torchvision_state_dict(reference.state_dict()) == ([], [])
+    assert load_torchvision_weights(backbone, reference.state_dict()) == ([], [])
     captured = []
     module(reference).register_forward_hook(lambda mod, inputs, output: captured.append(output))
     images = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(4))
@@ -438,7 +491,7 @@ def test_a_cut_backbone_still_refuses_real_mismatches() -> None:
     del state_dict["features.17.conv.2.weight"]  # stage7, which the backbone keeps
     state_dict["features.19.weight"] = torch.zeros(4)
     with pytest.raises(CheckpointError) as error:
-        backbone.load_torchvision_state_dict(state_dict)
+        load_torchvision_weights(backbone, state_dict)
     message = str(error.value)
     assert "missing keys (in the model, not in the weights): stage7.0.project.conv.weight" in (
         message
@@ -449,4 +502,4 @@ def test_a_cut_backbone_still_refuses_real_mismatches() -> None:
     assert "final_conv" not in message
     other_width = torchvision.models.mobilenet_v2(weights=None, width_mult=0.5).state_dict()
     with pytest.raises(CheckpointError, match="shape mismatches"):
-        backbone.load_torchvision_state_dict(other_width)
+        load_torchvision_weights(backbone, other_width)

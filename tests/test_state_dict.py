@@ -1,5 +1,5 @@
 """Every weight loader accepts the same inputs and gives the same one-line report:
-MobileNetV2.load_torchvision_state_dict, MultiTaskModel.load_torchvision_state_dict,
+load_torchvision_weights (backbone), MultiTaskModel.load_torchvision_state_dict,
 build_model_from_checkpoint and init_cfg=dict(type="Pretrained") here; the Runner's
 load_from in tests/test_engine_checkpoint.py."""
 
@@ -11,7 +11,7 @@ import torchvision
 from mmengine.config import Config
 
 import mtvision
-from mtvision.backbones import MobileNetV2
+from mtvision.backbones import MobileNetV2, load_torchvision_weights
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.errors import CheckpointError
 from mtvision.models import MultiTaskModel
@@ -56,7 +56,7 @@ WRAPPINGS = [
 def test_backbone_torchvision_loader_accepts_every_wrapping(how):
     weights = torchvision_weights()
     model = MobileNetV2(width_mult=0.35)
-    assert model.load_torchvision_state_dict(wrapped(weights, how)) == ([], [])
+    assert load_torchvision_weights(model, wrapped(weights, how)) == ([], [])
     assert torch.equal(model.stem.conv.weight, weights["features.0.0.weight"])
 
 
@@ -73,7 +73,7 @@ def test_two_sets_of_weights_are_refused_naming_keys_and_what_to_pass():
     weights = torchvision_weights()
     checkpoint = {"state_dict": weights, "model": weights, "epoch": 1}
     for load in (
-        MobileNetV2(width_mult=0.35).load_torchvision_state_dict,
+        lambda c: load_torchvision_weights(MobileNetV2(width_mult=0.35), c),
         lambda c: unwrap_state_dict(c, "ckpt.pth"),
     ):
         with pytest.raises(CheckpointError) as error:
@@ -91,12 +91,12 @@ def test_non_tensor_values_are_reported_not_used():
     weights["epoch"] = 7  # a stray number beside the tensors
     model = MobileNetV2(width_mult=0.35)
     with pytest.raises(CheckpointError) as error:
-        model.load_torchvision_state_dict(weights, strict=False)
+        load_torchvision_weights(model, weights, strict=False)
     assert "stem.conv.weight: weights a list, not a tensor vs model (16, 3, 3, 3)" in str(
         error.value
     )
     del weights["features.0.0.weight"]
-    result = model.load_torchvision_state_dict(weights, strict=False)
+    result = load_torchvision_weights(model, weights, strict=False)
     assert result.unexpected_keys == ["epoch (int)"]
     assert result.missing_keys == ["stem.conv.weight (16, 3, 3, 3)"]
 
@@ -109,7 +109,7 @@ def test_non_strict_load_that_matches_nothing_is_an_error():
         match=rf"not one of the model's {len(ours)} keys is in the weights \(they hold "
         r"stem.conv.weight",
     ):
-        MobileNetV2(width_mult=0.35).load_torchvision_state_dict(ours, strict=False)
+        load_torchvision_weights(MobileNetV2(width_mult=0.35), ours, strict=False)
     with pytest.raises(CheckpointError, match="they hold nothing"):
         check_state_dict_fits(MobileNetV2(width_mult=0.35), {}, "empty.pth", strict=False)
 

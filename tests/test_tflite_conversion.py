@@ -18,11 +18,11 @@ from PIL import Image
 from tflite_float_reference import run_float_reference
 
 import mtvision
+from mtvision.convert.tflite_conversion import convert_tflite
+from mtvision.convert.tflite_graph import TfliteGraph
+from mtvision.convert.tflite_mobilenet_graph import read_mobilenet_v2_graph
 from mtvision.errors import CheckpointError, ConversionError
 from mtvision.evaluation.miou_metric import confusion_matrix, scores_from_confusion
-from mtvision.models.tflite_conversion import convert_tflite
-from mtvision.models.tflite_graph import TfliteGraph
-from mtvision.models.tflite_mobilenet_graph import read_mobilenet_v2_graph
 
 CLASSIFIERS = ("mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq")
 SEGMENTERS = {"deeplabv3_mnv2_pascal_quant": 0.827, "deeplabv3_mnv2_dm05_pascal_quant": 0.814}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from mtvision.convert.tflite_graph import TfliteGraph, TfliteTensor
 from mtvision.errors import ConversionError
-from mtvision.models.tflite_graph import TfliteGraph, TfliteTensor
 
 MODELS = (
     "mobilenet_v2_1.0_224_quant",

@@ -80,7 +80,7 @@ def test_adapter_argument_errors() -> None:
     with pytest.raises(ValueError, match="exactly one map"):
         TorchvisionBackboneAdapter(MobileNetV2(), ("stage3", "final_conv"))
     with pytest.raises(ValueError, match="spatial taps"):
-        TorchvisionBackboneAdapter(MobileNetV2(num_classes=10), ("logits",))
+        TorchvisionBackboneAdapter(MobileNetV2(), ("logits",))
     with pytest.raises(ValueError, match="shallow to deep"):
         TorchvisionBackboneAdapter(MobileNetV2(), ("final_conv", "stage3"), fpn_channels=32)
 

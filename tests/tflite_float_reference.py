@@ -1,6 +1,6 @@
 """A float64 interpreter of a TFLite graph's op list: the oracle for exact conversion.
 
-It runs the ops of :class:`~mtvision.models.tflite_graph.TfliteGraph` in file order
+It runs the ops of :class:`~mtvision.convert.tflite_graph.TfliteGraph` in file order
 on real (dequantised) values with ``torch.nn.functional`` and plain index arithmetic,
 following the TFLite reference kernels rather than mtvision's modules: TF "SAME"
 padding is computed here from TensorFlow's formula, bilinear resizing from TF's three
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtvision.models.tflite_graph import TfliteGraph, TfliteOp
+from mtvision.convert.tflite_graph import TfliteGraph, TfliteOp
 
 
 def _activation(x: torch.Tensor, name: str) -> torch.Tensor:

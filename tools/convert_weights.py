@@ -58,8 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     """Convert as the command line says; returns the checkpoint's meta."""
     args = parse_args(argv)
-    from mtvision.models.tflite_conversion import convert_tflite, save_checkpoint
-    from mtvision.models.tflite_graph import require_tflite
+    from mtvision.convert.tflite_conversion import convert_tflite, save_checkpoint
+    from mtvision.convert.tflite_graph import require_tflite
 
     try:
         require_tflite()

@@ -2,28 +2,23 @@
 
 The architecture is the paper's Table 2, kept below as a literal ``[t, c, n, s]``
 table and read by one loop. Channel rounding follows torchvision, so torchvision's
-``mobilenet_v2`` weights load through :meth:`MobileNetV2.load_torchvision_state_dict`.
+``mobilenet_v2`` weights load (:mod:`mtvision.backbones.weights`, which knows the
+weight formats; this module knows only the architecture and its taps). The
+classifier on top (pooling, dropout, linear) is a head:
+:class:`~mtvision.heads.ClassifierHead`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
 
-import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mtvision.backbones.inverted_residual import InvertedResidual
-from mtvision.backbones.pretrained_weights import (
-    PretrainedWeights,
-    mobilenet_v2_pretrained_weights,
-)
 from mtvision.layers.conv_norm_act import ConvNormAct
-from mtvision.layers.feature_spec import FeatureSpec
+from mtvision.layers.feature_spec import FeatureInfo, FeatureSpec
 from mtvision.registry import MODELS
-from mtvision.utils.state_dict import check_state_dict_fits, unwrap_state_dict
 
 # Table 2: expansion factor t, output channels c, repeats n, stride s of the first repeat.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -43,10 +38,9 @@ FINAL_CHANNELS = 1280
 EXPANSION_TAP = "layer15_expansion"
 EXPANSION_TAP_STAGE = "stage6"
 
-LOGITS = "logits"
 VALID_OUTPUT_STRIDES = (8, 16, 32)
 # Top-level modules in depth order; taps named like a module are that module's output.
-MODULE_ORDER = ("stem", *(f"stage{i}" for i in range(1, 8)), "final_conv", "classifier")
+MODULE_ORDER = ("stem", *(f"stage{i}" for i in range(1, 8)), "final_conv")
 
 
 def _make_divisible(value: float, divisor: int) -> int:
@@ -60,32 +54,26 @@ def _make_divisible(value: float, divisor: int) -> int:
     return rounded
 
 
-class LoadResult(NamedTuple):
-    """Keys skipped by a non-strict :meth:`MobileNetV2.load_torchvision_state_dict`."""
-
-    missing_keys: list[str]
-    unexpected_keys: list[str]
-
-
 @MODELS.register_module()
 class MobileNetV2(BaseModule):
-    """MobileNetV2 returning a dict of named feature maps (and optionally logits).
+    """MobileNetV2 returning a dict of named feature maps.
 
     Modules: ``stem`` (3x3 s2 ConvNormAct), ``stage1`` .. ``stage7`` (``nn.Sequential``
-    of :class:`InvertedResidual`, one per row of Table 2), ``final_conv`` (1x1
-    ConvNormAct) and, when ``num_classes`` is set, ``classifier`` (dropout + linear
-    on the globally average-pooled ``final_conv``).
+    of :class:`InvertedResidual`, one per row of Table 2) and ``final_conv`` (1x1
+    ConvNormAct). The paper's last row (average pool, 1x1 conv to k classes) is a
+    head: :class:`~mtvision.heads.ClassifierHead` (``mtvision.create_model("mobilenet_v2")``).
 
     The model keeps no module past the deepest tap of ``out_features`` (as timm's
     ``features_only`` does): built with ``out_features=("stage7",)`` it has no
     ``final_conv``; cut at ``layer15_expansion`` it keeps only the expand layer of
     ``stage6``'s first block. ``dropped_modules`` names what was cut, so
-    :meth:`load_torchvision_state_dict` knows which keys are absent on purpose. The
-    whole network is built and initialised before the cut, so a seeded model gets
+    the weight loaders (:mod:`mtvision.backbones.weights`) know which keys are absent
+    on purpose (:meth:`is_dropped`). The whole network is built and initialised before the cut, so a seeded model gets
     the same weights whichever taps it keeps.
 
-    ``feature_info`` lists every spatial tap of the kept modules in depth order as
-    :class:`FeatureSpec` (name, channels, stride); a tap of an (N, 3, H, W) input has
+    ``feature_info`` (a :class:`~mtvision.layers.FeatureInfo`) lists every tap of the
+    kept modules in depth order as :class:`FeatureSpec` (name, channels, stride),
+    names unique and strides never decreasing; a tap of an (N, 3, H, W) input has
     shape (N, channels, ceil(H / stride), ceil(W / stride)).
 
     Args:
@@ -93,14 +81,11 @@ class MobileNetV2(BaseModule):
             final 1x1 conv is never thinned below 1280.
         output_stride: 8, 16 or 32. Below 32 the later strides become dilations
             (DeepLab's atrous scheme), so the deepest maps keep 1/output_stride.
-        out_features: tap names returned by ``forward``; default ``("logits",)``
-            with a classifier, else ``("final_conv",)``. The deepest one decides
-            which modules are kept.
+        out_features: tap names returned by ``forward``; default ``("final_conv",)``.
+            The deepest one decides which modules are kept.
         frozen_stages: -1 freezes nothing, 0 the stem, k >= 1 the stem and stage1..k
             (no gradients, kept in eval mode by ``train()``).
         norm_eval: keep every BatchNorm in eval mode during training.
-        num_classes: build the classifier with this many outputs (tap ``"logits"``).
-        dropout: dropout probability before the classifier's linear layer.
         round_nearest: channel rounding divisor (TF-DeepLab's thinned MobileNetV2s
             use 1: width 0.5 has 12 channels where 8 would give 16).
         padding: ``"symmetric"`` (PyTorch, the default) or ``"same"`` (TensorFlow's
@@ -118,8 +103,6 @@ class MobileNetV2(BaseModule):
         out_features: Sequence[str] | None = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
-        num_classes: int | None = None,
-        dropout: float = 0.2,
         round_nearest: int = 8,
         padding: str = "symmetric",
         init_cfg: dict | list[dict] | None = None,
@@ -136,7 +119,6 @@ class MobileNetV2(BaseModule):
         self.output_stride = output_stride
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.num_classes = num_classes
         self.padding = padding
 
         in_channels = _make_divisible(STEM_CHANNELS * width_mult, round_nearest)
@@ -178,15 +160,7 @@ class MobileNetV2(BaseModule):
         self.final_conv = ConvNormAct(in_channels, self.last_channels, kernel_size=1)
         feature_info.append(FeatureSpec("final_conv", self.last_channels, current_stride))
 
-        self.classifier: nn.Sequential | None = None
-        if num_classes is not None:
-            self.classifier = nn.Sequential(
-                nn.Dropout(dropout), nn.Linear(self.last_channels, num_classes)
-            )
-
-        strides = [spec.stride for spec in feature_info]
-        if strides != sorted(strides):
-            raise AssertionError(f"tap strides must never decrease along depth: {feature_info}")
+        feature_info = FeatureInfo(feature_info)  # checks names unique, strides non-decreasing
 
         self._init_weights()
         for module in self._frozen_modules():
@@ -194,8 +168,8 @@ class MobileNetV2(BaseModule):
                 parameter.requires_grad_(False)
 
         if out_features is None:
-            out_features = (LOGITS,) if num_classes is not None else ("final_conv",)
-        out_features = _checked_names(out_features, feature_info, num_classes is not None)
+            out_features = ("final_conv",)
+        out_features = _checked_names(out_features, feature_info)
         self.feature_info, self.dropped_modules = self._drop_past(
             _deepest(out_features, feature_info), feature_info
         )
@@ -203,21 +177,16 @@ class MobileNetV2(BaseModule):
         self.train()
 
     def _drop_past(
-        self, deepest: str, feature_info: list[FeatureSpec]
-    ) -> tuple[list[FeatureSpec], tuple[str, ...]]:
+        self, deepest: str, feature_info: FeatureInfo
+    ) -> tuple[FeatureInfo, tuple[str, ...]]:
         """Delete every module after tap ``deepest``; return the kept taps and dropped paths."""
-        if deepest == LOGITS:
-            return feature_info, ()
         dropped: list[str] = []
         last_module = EXPANSION_TAP_STAGE if deepest == EXPANSION_TAP else deepest
         for name in MODULE_ORDER[MODULE_ORDER.index(last_module) + 1 :]:
             if getattr(self, name, None) is None:
                 continue
             dropped.append(name)
-            if name == "classifier":
-                self.classifier = None
-            else:
-                delattr(self, name)
+            delattr(self, name)
         if deepest == EXPANSION_TAP:
             stage = getattr(self, EXPANSION_TAP_STAGE)
             dropped += [f"{EXPANSION_TAP_STAGE}.{i}" for i in range(1, len(stage))]
@@ -225,8 +194,7 @@ class MobileNetV2(BaseModule):
             dropped += [
                 f"{EXPANSION_TAP_STAGE}.0.{name}" for name in stage[0].cut_after_expansion()
             ]
-        names = [spec.name for spec in feature_info]
-        return feature_info[: names.index(deepest) + 1], tuple(dropped)
+        return feature_info[: feature_info.names.index(deepest) + 1], tuple(dropped)
 
     # ------------------------------------------------------------------ taps
 
@@ -241,22 +209,16 @@ class MobileNetV2(BaseModule):
         Raises ``ValueError`` for unknown names and for taps past the modules this
         backbone kept (build it with the deepest tap you need instead).
         """
-        names = _checked_names(names, self.feature_info, self.classifier is not None)
+        names = _checked_names(names, self.feature_info)
         self._out_features = names
         deepest = _deepest(names, self.feature_info)
-        module_order = [name for name in MODULE_ORDER if name != "classifier"]
-        if deepest == LOGITS:
-            last_module = "final_conv"
-        elif deepest == EXPANSION_TAP:
-            last_module = EXPANSION_TAP_STAGE
-        else:
-            last_module = deepest
-        self._modules_to_run = tuple(module_order[: module_order.index(last_module) + 1])
+        last_module = EXPANSION_TAP_STAGE if deepest == EXPANSION_TAP else deepest
+        self._modules_to_run = MODULE_ORDER[: MODULE_ORDER.index(last_module) + 1]
         self._stop_at_expansion = deepest == EXPANSION_TAP
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """(N, 3, H, W) -> {name: (N, C, ceil(H / stride), ceil(W / stride))}, plus
-        ``"logits"`` (N, num_classes) when requested; keys in ``out_features`` order.
+        """(N, 3, H, W) -> {name: (N, C, ceil(H / stride), ceil(W / stride))}, keys in
+        ``out_features`` order.
 
         Layers after the deepest requested tap are not run.
         """
@@ -276,9 +238,6 @@ class MobileNetV2(BaseModule):
                 x = module(x)
             if name in wanted:
                 taps[name] = x
-        if LOGITS in wanted:
-            assert self.classifier is not None
-            taps[LOGITS] = self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
         return {name: taps[name] for name in wanted}
 
     # ------------------------------------------------------------- training
@@ -293,9 +252,6 @@ class MobileNetV2(BaseModule):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
     def _frozen_modules(self) -> Iterator[nn.Module]:
@@ -318,137 +274,22 @@ class MobileNetV2(BaseModule):
                         module.eval()
         return self
 
-    # -------------------------------------------------- torchvision weights
-
-    def torchvision_module_map(self) -> dict[str, str]:
-        """torchvision ``mobilenet_v2`` module path -> module path in this model.
-
-        ``features.0`` is the stem, ``features.1 .. 17`` the blocks in order,
-        ``features.18`` the final conv. Inside a torchvision block with an expansion,
-        ``conv.0`` / ``conv.1`` / ``conv.2`` / ``conv.3`` are expand / depthwise /
-        project conv / project BN; without one (t = 1) the indices shift down by one.
-        The map covers the whole architecture (Table 2), including the modules this
-        model dropped (``dropped_modules``).
-        """
-        mapping = {"features.0.0": "stem.conv", "features.0.1": "stem.bn"}
-        feature_index = 1
-        for stage_index, (t, _, n, _) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
-            for block_index in range(n):
-                theirs = f"features.{feature_index}.conv"
-                ours = f"stage{stage_index}.{block_index}"
-                layers = ["expand", "depthwise"] if t != 1 else ["depthwise"]
-                for position, layer in enumerate(layers):
-                    mapping[f"{theirs}.{position}.0"] = f"{ours}.{layer}.conv"
-                    mapping[f"{theirs}.{position}.1"] = f"{ours}.{layer}.bn"
-                mapping[f"{theirs}.{len(layers)}"] = f"{ours}.project.conv"
-                mapping[f"{theirs}.{len(layers) + 1}"] = f"{ours}.project.bn"
-                feature_index += 1
-        mapping[f"features.{feature_index}.0"] = "final_conv.conv"
-        mapping[f"features.{feature_index}.1"] = "final_conv.bn"
-        if self.classifier is not None:
-            mapping["classifier.1"] = "classifier.1"
-        return mapping
-
-    def _dropped_on_purpose(self, module_path: str) -> bool:
-        """Whether ``module_path`` lies in a module this model dropped past its deepest tap."""
+    def is_dropped(self, module_path: str) -> bool:
+        """Whether ``module_path`` (e.g. ``"final_conv.bn"``) lies in a module this model
+        dropped past its deepest tap (``dropped_modules``): weights for it are absent
+        on purpose."""
         return any(
             module_path == dropped or module_path.startswith(dropped + ".")
             for dropped in self.dropped_modules
         )
 
-    def rename_torchvision_keys(
-        self, state_dict: Mapping[str, Tensor]
-    ) -> tuple[dict[str, Tensor], list[str], list[str]]:
-        """A torchvision ``mobilenet_v2`` state dict in this model's key names.
 
-        Returns ``(renamed, skipped, unplaced)``: the weights under this model's
-        keys (:meth:`torchvision_module_map`); the torchvision keys absent here on
-        purpose (``classifier.*`` without a classifier, the modules dropped past the
-        deepest tap); and the keys that map to nothing.
-        """
-        module_map = self.torchvision_module_map()
-        own_keys = set(self.state_dict())
-        renamed: dict[str, Tensor] = {}
-        skipped: list[str] = []
-        unplaced: list[str] = []
-        for key, value in state_dict.items():
-            module_path, _, tensor_name = key.rpartition(".")
-            our_key = f"{module_map.get(module_path)}.{tensor_name}"
-            if module_path in module_map and our_key in own_keys:
-                renamed[our_key] = value
-            elif self.classifier is None and key.startswith("classifier."):
-                skipped.append(key)
-            elif module_path in module_map and self._dropped_on_purpose(module_map[module_path]):
-                skipped.append(key)
-            else:
-                unplaced.append(key)
-        return renamed, skipped, unplaced
-
-    def pretrained_weights(
-        self, state_dict: Mapping[str, Tensor], source: str, meta: Mapping | None = None
-    ) -> PretrainedWeights:
-        """The weights of a pretrained file that this backbone takes, in its own key names.
-
-        What ``init_cfg=dict(type="Pretrained", checkpoint=PATH)`` (without ``prefix``)
-        loads into the backbone: an mtvision checkpoint (its ``backbone.*`` keys: a
-        classifier, a detector, a converted TFLite file), a torchvision
-        ``mobilenet_v2`` state dict, or this backbone's own state dict; see
-        :func:`mtvision.backbones.pretrained_weights.mobilenet_v2_pretrained_weights`.
-        """
-        return mobilenet_v2_pretrained_weights(self, state_dict, source, meta)
-
-    def load_torchvision_state_dict(
-        self, state_dict: Mapping[str, Tensor], strict: bool = True
-    ) -> LoadResult:
-        """Load a torchvision ``mobilenet_v2`` state dict (same width) into this model.
-
-        Accepts what every mtvision weight loader does
-        (:func:`mtvision.utils.state_dict.unwrap_state_dict`: a checkpoint dict
-        holding ``state_dict``/``model``, a uniform ``module.`` prefix). Keys are
-        renamed with :meth:`torchvision_module_map`. Keys absent on purpose are
-        skipped: ``classifier.*`` when this model has no classifier, and the keys of
-        the modules it dropped past its deepest tap (``dropped_modules``). Every
-        other key must fit: weights that do not fit raise
-        :class:`~mtvision.errors.CheckpointError` (a ``ValueError``) with the one
-        report of :func:`mtvision.utils.state_dict.check_state_dict_fits`: shape
-        mismatches, non-tensor values and a load matching no key always; missing
-        and unexpected keys when ``strict``, else they are skipped and returned.
-        """
-        state_dict = unwrap_state_dict(state_dict, "torchvision mobilenet_v2 weights")
-        own_state = self.state_dict()
-        renamed, _, unexpected = self.rename_torchvision_keys(state_dict)
-        fit = check_state_dict_fits(
-            own_state,
-            renamed,
-            source="torchvision mobilenet_v2 weights",
-            strict=strict,
-            model_name=f"MobileNetV2(width_mult={self.width_mult}, num_classes={self.num_classes})",
-            unplaced=unexpected,
-        )
-        self.load_state_dict(renamed, strict=False)
-        return LoadResult(
-            missing_keys=[f"{key} {tuple(own_state[key].shape)}" for key in fit.missing],
-            unexpected_keys=[f"{key} {_shape_of(state_dict[key])}" for key in unexpected],
-        )
-
-
-def _shape_of(value: object) -> str:
-    return str(tuple(value.shape)) if isinstance(value, Tensor) else f"({type(value).__name__})"
-
-
-def _checked_names(
-    names: Sequence[str], feature_info: list[FeatureSpec], has_classifier: bool
-) -> tuple[str, ...]:
+def _checked_names(names: Sequence[str], feature_info: FeatureInfo) -> tuple[str, ...]:
     """``names`` as a tuple, or ``ValueError`` naming the problem and the available taps."""
     names = tuple(names)
-    available = [spec.name for spec in feature_info] + ([LOGITS] if has_classifier else [])
+    available = list(feature_info.names)
     if not names:
         raise ValueError(f"out_features must name at least one of {available}")
-    if LOGITS in names and not has_classifier:
-        raise ValueError(
-            f"out_features asks for {LOGITS!r} but the model has no classifier "
-            f"(num_classes=None or dropped); available: {available}"
-        )
     unknown = [name for name in names if name not in available]
     if unknown:
         raise ValueError(
@@ -460,7 +301,5 @@ def _checked_names(
     return names
 
 
-def _deepest(names: tuple[str, ...], feature_info: list[FeatureSpec]) -> str:
-    depth = {spec.name: index for index, spec in enumerate(feature_info)}
-    depth[LOGITS] = len(feature_info)
-    return max(names, key=depth.__getitem__)
+def _deepest(names: tuple[str, ...], feature_info: FeatureInfo) -> str:
+    return max(names, key=feature_info.names.index)

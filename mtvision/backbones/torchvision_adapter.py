@@ -10,7 +10,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from mtvision.backbones.mobilenetv2 import MobileNetV2
-from mtvision.layers.feature_spec import FeatureSpec, select_specs
+from mtvision.layers.feature_spec import FeatureSpec
 
 
 class TorchvisionBackboneAdapter(nn.Module):
@@ -38,18 +38,17 @@ class TorchvisionBackboneAdapter(nn.Module):
     ) -> None:
         super().__init__()
         names = tuple(out_features)
-        spatial_names = [spec.name for spec in backbone.feature_info]
-        not_spatial = [name for name in names if name not in spatial_names]
-        if not names or not_spatial:
+        unknown = [name for name in names if name not in backbone.feature_info]
+        if not names or unknown:
             raise ValueError(
                 f"out_features must be spatial taps of the backbone, got {list(names)}; "
-                f"available: {spatial_names}"
+                f"available: {list(backbone.feature_info.names)}"
             )
         if fpn_channels is None and len(names) != 1:
             raise ValueError(
                 f"without fpn_channels the adapter returns exactly one map, got {list(names)}"
             )
-        specs = select_specs(backbone.feature_info, names)
+        specs = backbone.feature_info.select(names)
         strides = [spec.stride for spec in specs]
         if strides != sorted(strides):
             raise ValueError(

@@ -11,7 +11,8 @@ error that names the file and the global.
 
 Importing this module installs :func:`load_from_local` as mmengine's loader for
 local paths (``CheckpointLoader`` prefix ``''``), so ``load_from``, ``resume``
-and ``init_cfg=dict(type='Pretrained', ...)`` all go through it, and
+and ``init_cfg=dict(type='Pretrained', ...)`` all go through it;
+:func:`load_published` for ``mtvision://NAME`` (published weights by name); and
 :class:`PretrainedInit` as mmengine's ``Pretrained`` initializer, so
 ``init_cfg`` accepts and refuses what every other weight loader does
 (:mod:`mtvision.utils.state_dict`).
@@ -32,6 +33,9 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
+from mtvision.backbones.weights import pretrained_weights as backbone_pretrained_weights
+from mtvision.convert.published_weights import SCHEME as PUBLISHED_SCHEME
+from mtvision.convert.published_weights import published_checkpoint
 from mtvision.errors import CheckpointError
 from mtvision.utils.state_dict import check_state_dict_fits as check_state_dict_fits_shared
 from mtvision.utils.state_dict import summarize_keys, unwrap_state_dict
@@ -154,6 +158,14 @@ def load_from_local(filename, map_location):
     return load_checkpoint_file(filename, map_location=map_location)
 
 
+@CheckpointLoader.register_scheme(prefixes=PUBLISHED_SCHEME, force=True)
+def load_published(filename, map_location):
+    """``mtvision://NAME``: Google's published weights by name, fetched, checked and
+    converted once into torch's hub cache (:func:`published_checkpoint`), then read
+    as a local checkpoint."""
+    return load_checkpoint_file(published_checkpoint(filename), map_location=map_location)
+
+
 def check_state_dict_fits(
     model: nn.Module, state_dict: Mapping, filename: str, strict: bool = True
 ) -> None:
@@ -179,13 +191,14 @@ class PretrainedInit(MMEnginePretrainedInit):
     single key of the module, are a :class:`CheckpointError` naming the file.
 
     Which keys: ``prefix`` (e.g. ``"backbone."``) selects the keys of one
-    sub-module. Without it, a module that knows pretrained layouts (a
-    ``pretrained_weights(state_dict, source, meta)`` method, as
-    :meth:`MobileNetV2.pretrained_weights
-    <mtvision.backbones.MobileNetV2.pretrained_weights>` has: mtvision
-    checkpoints, converted TFLite files, torchvision state dicts) picks its own
-    part; any other module takes the keys as they are (a whole-model checkpoint on
-    the whole model).
+    sub-module. Without it, a backbone whose weight formats are known
+    (:func:`mtvision.backbones.weights.pretrained_weights`: mtvision checkpoints,
+    converted TFLite files, torchvision state dicts) takes its own part; any other
+    module takes the keys as they are (a whole-model checkpoint on the whole model).
+
+    ``checkpoint`` is a path, or ``mtvision://NAME`` for Google's published
+    weights by name (:mod:`mtvision.convert.published_weights`: fetched once into
+    torch's hub cache, sha256-checked, converted).
 
     One log line says what was loaded and what was not: the layout, how many of
     the module's tensors were loaded, those left as initialised and the file's
@@ -217,8 +230,7 @@ class PretrainedInit(MMEnginePretrainedInit):
             source = f"{source} (prefix {prefix!r})"
             warnings: list[str] = []
             preprocessing = meta.get("preprocessing")
-        elif hasattr(module, "pretrained_weights"):
-            weights = module.pretrained_weights(state_dict, source, meta)
+        elif (weights := backbone_pretrained_weights(module, state_dict, source, meta)) is not None:
             state_dict, layout, skipped = weights.state_dict, weights.layout, weights.skipped
             warnings, preprocessing = weights.warnings, weights.preprocessing
         else:

@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel, ModuleDict
 from torch import Tensor, nn
 
+from mtvision.backbones.weights import load_torchvision_weights
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.ops.resize import resize
 from mtvision.registry import MODELS
@@ -248,8 +249,8 @@ class MultiTaskModel(BaseModel):
         takers = [h for h in self.heads.values() if hasattr(h, "load_torchvision_state_dict")]
         for head in takers:
             head.load_torchvision_state_dict(state_dict)
-        self.backbone.load_torchvision_state_dict(
-            {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
+        load_torchvision_weights(
+            self.backbone, {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
         )
 
 

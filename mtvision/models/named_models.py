@@ -27,7 +27,9 @@ def register_model(name: str):
     return decorator
 
 
-def create_model(name: str, checkpoint: str | None = None, **kwargs) -> nn.Module:
+def create_model(
+    name: str, checkpoint: str | None = None, weights: str | None = None, **kwargs
+) -> nn.Module:
     """Build the model registered as ``name`` with the builder's keyword arguments.
 
     ``checkpoint``: an mtvision checkpoint file (``state_dict`` + ``meta``, e.g. a
@@ -40,16 +42,29 @@ def create_model(name: str, checkpoint: str | None = None, **kwargs) -> nn.Modul
     the architecture and preprocessing the weights need; explicit keyword arguments
     override them.
 
+    ``weights``: the name of published pretrained weights for this model
+    (:func:`~mtvision.convert.published_weights.list_published_weights`, e.g.
+    ``"deeplabv3_mnv2_pascal_quant"``; Google's TFLite files), as torchvision's
+    ``weights=``: fetched into torch's hub cache on first use, sha256-checked,
+    converted and cached (:mod:`mtvision.convert.published_weights`), then loaded
+    as ``checkpoint`` is.
+
     Raises:
         KeyError: unknown ``name``.
+        ValueError: both ``checkpoint`` and ``weights``.
         FileNotFoundError, CheckpointError: the checkpoint is missing, unreadable,
             made for another builder, or does not fit the model (keys and shapes
-            listed in one line).
+            listed in one line); unknown ``weights`` or weights for another model,
+            a failed download (the URL and where to place the file), a wrong sha256.
     """
     import mtvision.models  # noqa: F401  (registers the builders)
 
     if name not in _MODEL_BUILDERS:
         raise KeyError(f"unknown model {name!r}; available: {list_models()}")
+    if weights is not None:
+        if checkpoint is not None:
+            raise ValueError("create_model: give checkpoint= or weights=, not both")
+        checkpoint = _published_checkpoint(name, weights)
     if checkpoint is None:
         return _MODEL_BUILDERS[name](**kwargs)
 
@@ -69,6 +84,24 @@ def create_model(name: str, checkpoint: str | None = None, **kwargs) -> nn.Modul
     check_state_dict_fits(model, state_dict, str(checkpoint))
     model.load_state_dict(state_dict, strict=False)  # strictness checked above
     return model.eval()
+
+
+def _published_checkpoint(name: str, weights: str) -> str:
+    """The cached converted checkpoint of the published ``weights`` for model ``name``."""
+    from mtvision.convert.published_weights import (
+        list_published_weights,
+        published_checkpoint,
+        published_weights,
+    )
+    from mtvision.errors import CheckpointError
+
+    entry = published_weights(weights)
+    if entry.model != name:
+        raise CheckpointError(
+            f"weights {entry.name!r} are for create_model({entry.model!r}), not {name!r}; "
+            f"weights for {name!r}: {list_published_weights(name) or 'none'}"
+        )
+    return published_checkpoint(entry.name)
 
 
 def list_models() -> list[str]:

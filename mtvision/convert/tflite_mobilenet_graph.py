@@ -1,7 +1,7 @@
 """The layers of a TFLite MobileNetV2 classifier or on-device DeepLabv3 graph, found by
 walking its data flow.
 
-The graph of the file (:class:`~mtvision.models.tflite_graph.TfliteGraph`) is walked
+The graph of the file (:class:`~mtvision.convert.tflite_graph.TfliteGraph`) is walked
 along its data flow from the input, not matched by tensor names (TF1 and TF2 exports
 name the same layers differently):
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtvision.convert.tflite_graph import TfliteGraph, TfliteOp, check_bias_scale
 from mtvision.errors import ConversionError
-from mtvision.models.tflite_graph import TfliteGraph, TfliteOp, check_bias_scale
 
 __all__ = [
     "BlockLayers",

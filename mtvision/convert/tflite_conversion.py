@@ -1,6 +1,6 @@
 """Google's TFLite MobileNetV2 classifier and DeepLabv3 segmenter as mtvision models.
 
-The file's layers (:func:`~mtvision.models.tflite_mobilenet_graph.read_mobilenet_v2_graph`)
+The file's layers (:func:`~mtvision.convert.tflite_mobilenet_graph.read_mobilenet_v2_graph`)
 are loaded into an mtvision model, built from a config or from what the graph
 describes (:func:`infer_model`). Every layer's kernel, stride, dilation, padding rule,
 activation and weight shape is checked against the module it is loaded into, and the
@@ -26,17 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
-from mtvision.errors import ConversionError
-from mtvision.layers.same_padding import SamePad2d, needs_dynamic_padding
-from mtvision.models.tflite_graph import TfliteGraph
-from mtvision.models.tflite_mobilenet_graph import (
+from mtvision.convert.tflite_graph import TfliteGraph
+from mtvision.convert.tflite_mobilenet_graph import (
     ClassifierTail,
     ConvLayer,
     DeepLabTail,
     MobileNetV2Graph,
     read_mobilenet_v2_graph,
 )
+from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
+from mtvision.errors import ConversionError
+from mtvision.layers.same_padding import SamePad2d, needs_dynamic_padding
 from mtvision.utils.atomic_files import atomic_write_bytes
 
 __all__ = ["convert_tflite", "infer_model", "read_label_file", "save_checkpoint"]
@@ -396,7 +396,7 @@ def convert_tflite(
 def _batch_norm_eps(model: nn.Module, converted: dict[str, torch.Tensor]) -> float:
     """The one eps of the converted BatchNorms (their running_var is 1 - eps), which a
     model with another eps needs to load them exactly
-    (:mod:`mtvision.backbones.pretrained_weights`)."""
+    (:mod:`mtvision.backbones.weights`)."""
     eps = {
         module.eps
         for name, module in model.named_modules()
