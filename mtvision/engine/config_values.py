@@ -13,6 +13,7 @@ whose meaning is known, at any depth, by the key that holds them:
   ``crop_size``, a transform's ``height``, ``width``, ``min_height``,
   ``min_width``, ``max_size``, ``size``) a positive integer or a list of them;
 - loss weights (``loss_weight``, each value of ``loss_weights``) finite and >= 0;
+- ``log_level`` a name of a logging level;
 - fractions in [0, 1]: ``score_threshold``, ``nms_iou_threshold``,
   ``iou_threshold``, ``dropout``, ``label_smoothing``.
 
@@ -85,6 +86,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "loss_weights": (_weights, "a dict of finite numbers >= 0 (head name -> weight)"),
     "width_mult": (_positive, "a finite number > 0"),
+    "log_level": (
+        lambda value: value in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        "one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'",
+    ),
     **dict.fromkeys(
         (
             "input_size",
