@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from mmengine.dataset import BaseDataset as MMEngineBaseDataset
@@ -35,7 +35,14 @@ class BaseDataset(MMEngineBaseDataset):
         test_mode: evaluation mode; cannot be combined with
             ``on_bad_image="skip"`` because a replacement sample would be
             evaluated twice.
-        **kwargs: other ``BaseDataset`` arguments.
+        ann_file, metainfo, data_root, data_prefix, indices, serialize_data,
+            lazy_init, max_refetch: mmengine's ``BaseDataset`` arguments
+            (``data_prefix`` defaults to ``dict(img_path="")``). Its
+            ``filter_cfg`` is not taken: no mtvision dataset filters through it.
+
+    Every parameter is explicit (no ``**kwargs``), here and in the datasets
+    built on this class, so their signatures say which config keys they take
+    (:mod:`mtvision.engine.config_keys` reads them).
     """
 
     def __init__(
@@ -44,7 +51,14 @@ class BaseDataset(MMEngineBaseDataset):
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
-        **kwargs,
+        ann_file: str = "",
+        metainfo: Mapping | None = None,
+        data_root: str = "",
+        data_prefix: dict | None = None,
+        indices: int | Sequence[int] | None = None,
+        serialize_data: bool = True,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
     ) -> None:
         if on_bad_image not in ("raise", "skip"):
             raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
@@ -56,7 +70,18 @@ class BaseDataset(MMEngineBaseDataset):
         self.on_bad_image = on_bad_image
         self.num_skipped_images = 0
         transforms = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
-        super().__init__(pipeline=transforms, test_mode=test_mode, **kwargs)
+        super().__init__(
+            ann_file=ann_file,
+            metainfo=metainfo,
+            data_root=data_root,
+            data_prefix=dict(img_path="") if data_prefix is None else data_prefix,
+            indices=indices,
+            serialize_data=serialize_data,
+            pipeline=transforms,
+            test_mode=test_mode,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
+        )
 
     def prepare_data(self, idx: int) -> dict | None:
         if self.on_bad_image == "raise":

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -95,7 +95,8 @@ class CocoDetection(BaseDataset):
             only crowd or dropped boxes). For training only: evaluation must
             keep every image, so ``test_mode=True`` refuses it.
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
-        **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
+        metainfo, indices, serialize_data, lazy_init, max_refetch: mmengine's
+            ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
     """
 
     def __init__(
@@ -108,7 +109,11 @@ class CocoDetection(BaseDataset):
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
-        **kwargs,
+        metainfo: Mapping | None = None,
+        indices: int | Sequence[int] | None = None,
+        serialize_data: bool = True,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
     ):
         if filter_empty and test_mode:
             raise ValueError(
@@ -125,7 +130,11 @@ class CocoDetection(BaseDataset):
             on_bad_image=on_bad_image,
             pipeline=pipeline,
             test_mode=test_mode,
-            **kwargs,
+            metainfo=metainfo,
+            indices=indices,
+            serialize_data=serialize_data,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
         )
 
     def load_data_list(self) -> list[dict]:

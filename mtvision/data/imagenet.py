@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from mmengine.logging import print_log
@@ -54,8 +54,8 @@ class ImageNetFolder(BaseDataset):
             match other splits; it just has no samples.
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` drops unreadable images in training, counted and logged).
-        **kwargs: other ``BaseDataset`` arguments (``indices``,
-            ``serialize_data``, ``lazy_init``, ``max_refetch``, ...).
+        metainfo, indices, serialize_data, lazy_init, max_refetch: mmengine's
+            ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
 
     What a class folder may hold: images with any case of an extension of
     :data:`IMAGE_EXTENSIONS` (``.JPEG``, ``.Png``) are samples; other files
@@ -76,7 +76,11 @@ class ImageNetFolder(BaseDataset):
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
-        **kwargs,
+        metainfo: Mapping | None = None,
+        indices: int | Sequence[int] | None = None,
+        serialize_data: bool = True,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
     ):
         if on_empty_class not in ("raise", "skip"):
             raise ValueError(f"on_empty_class must be 'raise' or 'skip', got {on_empty_class!r}")
@@ -89,7 +93,11 @@ class ImageNetFolder(BaseDataset):
             on_bad_image=on_bad_image,
             pipeline=pipeline,
             test_mode=test_mode,
-            **kwargs,
+            metainfo=metainfo,
+            indices=indices,
+            serialize_data=serialize_data,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
         )
 
     def load_data_list(self) -> list[dict]:

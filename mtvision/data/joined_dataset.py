@@ -115,7 +115,8 @@ class JoinedDataset(BaseDataset):
             parts' image files (:func:`check_joined_image_sizes`; header reads
             only). Skip it only when the parts share one image folder.
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
-        **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
+        indices, serialize_data, lazy_init, max_refetch: mmengine's
+            ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
 
     Raises:
         ConfigError: no parts, or a part with its own pipeline.
@@ -133,7 +134,10 @@ class JoinedDataset(BaseDataset):
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
-        **kwargs,
+        indices: int | Sequence[int] | None = None,
+        serialize_data: bool = True,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
     ) -> None:
         if not isinstance(datasets, Mapping) or not datasets:
             raise ConfigError(
@@ -155,7 +159,10 @@ class JoinedDataset(BaseDataset):
             on_bad_image=on_bad_image,
             pipeline=[*steps, *pipeline],
             test_mode=test_mode,
-            **kwargs,
+            indices=indices,
+            serialize_data=serialize_data,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
         )
 
     def load_data_list(self) -> list[dict]:

@@ -46,7 +46,7 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -92,7 +92,8 @@ class VOCDetection(BaseDataset):
             classes not listed are left out (counted and logged).
         img_suffix: image file ending after the id (``".jpg"`` in VOC).
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
-        **kwargs: other ``BaseDataset`` arguments (``indices``, ``lazy_init``, ...).
+        metainfo, indices, serialize_data, lazy_init, max_refetch: mmengine's
+            ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
 
     Raises (while loading), naming the file: ``FileNotFoundError`` for a
     missing list file or a listed id without XML; ``AnnotationError`` for an
@@ -113,7 +114,11 @@ class VOCDetection(BaseDataset):
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
-        **kwargs,
+        metainfo: Mapping | None = None,
+        indices: int | Sequence[int] | None = None,
+        serialize_data: bool = True,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
     ):
         self.fixed_classes = None if classes is None else tuple(classes)
         self.img_suffix = img_suffix
@@ -127,7 +132,11 @@ class VOCDetection(BaseDataset):
             on_bad_image=on_bad_image,
             pipeline=pipeline,
             test_mode=test_mode,
-            **kwargs,
+            metainfo=metainfo,
+            indices=indices,
+            serialize_data=serialize_data,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
         )
 
     def load_data_list(self) -> list[dict]:

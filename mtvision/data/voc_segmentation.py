@@ -109,8 +109,8 @@ class VOCSegmentation(BaseDataset):
             classes (of the first ``len(classes)`` indices for other names).
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` also skips unreadable or invalid masks in training).
-        **kwargs: other ``BaseDataset`` arguments (``metainfo``, ``indices``,
-            ``serialize_data``, ``lazy_init``, ...).
+        indices, serialize_data, lazy_init, max_refetch: mmengine's
+            ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
     """
 
     METAINFO = {"classes": VOC_CLASSES, "palette": voc_palette()}
@@ -129,7 +129,10 @@ class VOCSegmentation(BaseDataset):
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
-        **kwargs,
+        indices: int | Sequence[int] | None = None,
+        serialize_data: bool = True,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
     ) -> None:
         data_root = os.fspath(data_root)
         if mask_dir is None:
@@ -148,7 +151,10 @@ class VOCSegmentation(BaseDataset):
             on_bad_image=on_bad_image,
             pipeline=pipeline,
             test_mode=test_mode,
-            **kwargs,
+            indices=indices,
+            serialize_data=serialize_data,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
         )
 
     def load_data_list(self) -> list[dict]:

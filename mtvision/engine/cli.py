@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from mmengine.config import DictAction
 
+from mtvision.engine.config_values import check_option_text
 from mtvision.errors import USER_INPUT_ERRORS
 
 
@@ -41,12 +42,30 @@ def one_line_message(error: BaseException) -> str:
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``KEY=VALUE`` words into a dict, values parsed as
+    int, float, bool, ``None``, lists and tuples) that first refuses a word without
+    ``=`` or with unbalanced brackets, as a :class:`~mtvision.errors.ConfigError`
+    naming the word (``DictAction`` would raise a bare ``ValueError`` or
+    ``AssertionError``, or keep ``[0.5`` as text)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for text in values or ():
+            check_option_text(text)
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_cfg_options_argument(parser: argparse.ArgumentParser, example: str) -> None:
-    """Add mmdet's ``--cfg-options KEY=VALUE ...`` (config overrides) to ``parser``."""
+    """Add mmdet's ``--cfg-options KEY=VALUE ...`` (config overrides) to ``parser``.
+
+    A malformed word raises :class:`~mtvision.errors.ConfigError` while the
+    arguments are parsed; :func:`~mtvision.engine.config.load_config` checks the
+    keys and values against the config.
+    """
     parser.add_argument(
         "--cfg-options",
         nargs="+",
-        action=DictAction,
+        action=CfgOptionsAction,
         metavar="KEY=VALUE",
         help=f"override config entries, e.g. {example}",
     )

@@ -8,7 +8,8 @@ top-level keys, naming the file that defines the key and the closest valid one.
 Below the top level, :func:`mtvision.engine.config_keys.check_config_keys`
 checks every dict against what will be built from it (the signature of its
 ``type``, mmengine's own schemas), for the file and again after
-``--cfg-options`` are merged.
+``--cfg-options`` are merged; :mod:`mtvision.engine.config_values` checks the
+values whose meaning mtvision knows (batch sizes, learning rates, thresholds, ...).
 
 Valid top-level keys:
 
@@ -26,6 +27,7 @@ import ast
 import difflib
 import inspect
 import os.path as osp
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +35,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mtvision.engine.config_keys import check_config_keys
+from mtvision.engine.config_values import check_config_values, check_option_types
 from mtvision.errors import ConfigError
 
 RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
@@ -156,7 +159,9 @@ def load_config(path: str | Path, cfg_options: dict | None = None) -> Config:
         FileNotFoundError: ``path`` does not exist.
         ConfigError: an unknown key, at any depth, in the file (or one of its
             ``_base_`` files) or in ``cfg_options``, naming the key's path and
-            the closest valid name.
+            the closest valid name; or a value its key rules out (a batch size
+            below 1, a learning rate that is no number, ...:
+            :mod:`~mtvision.engine.config_values`), naming the key and the value.
     """
     path = str(path)
     if not osp.isfile(path):
@@ -164,20 +169,25 @@ def load_config(path: str | Path, cfg_options: dict | None = None) -> Config:
     cfg = Config.fromfile(path)
     check_keys(cfg, path)
     check_config_keys(cfg, path)
+    check_config_values(cfg, path)
     if cfg_options:
         check_option_keys(cfg_options)
+        check_option_types(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
-        check_config_keys(cfg, lambda key_path: _option_source(cfg_options, key_path, path))
+        source = lambda key_path: _option_source(cfg_options, key_path, path)  # noqa: E731
+        check_config_keys(cfg, source)
+        check_config_values(cfg, source)
     cfg.setdefault("default_scope", "mtvision")
     return cfg
 
 
 def _option_source(cfg_options: dict, key_path: str, path: str) -> str:
     """The ``--cfg-options`` entry that set ``key_path`` (or an enclosing dict)."""
+    key_path = re.sub(r"\[(\d+)\]", r".\1", key_path)  # list items as mmengine's options name them
     for option, value in cfg_options.items():
         if (
             key_path == option
-            or key_path.startswith((f"{option}.", f"{option}["))
+            or key_path.startswith(f"{option}.")
             or option.startswith(f"{key_path}.")
         ):
             return f"--cfg-options {option}={value}"

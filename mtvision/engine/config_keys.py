@@ -10,29 +10,20 @@ and the closest valid name.
 
 Where the valid keys come from:
 
-- a dict with ``type``: the parameters of that class's ``__init__`` (or the
-  function's signature), the type found in the registry mmengine will build it
-  from (models, datasets, transforms, samplers, functions, optimizers,
-  schedulers, hooks, metrics, loops, visualizers, ...). Where ``__init__``
-  takes ``**kwargs`` and hands them to ``super().__init__(**kwargs)``, the base
-  class's parameters count too (mmengine's ``BaseDataset``, torch's
-  ``DistributedDataParallel``); ``**kwargs`` used any other way cannot be
-  resolved, and then every key is accepted rather than guessed. Keys a parent
-  reads out of a child's dict before building it (``arg["key"]``, found in the
-  parent's ``__init__``) count for the child. A dict of named configs without a
-  ``type`` of its own (a ``MultiTaskModel``'s ``heads``) is walked entry by entry
-  (``model.heads.detection.num_classes``).
-- dicts mmengine reads without a ``type``: the data loaders (torch's
-  ``DataLoader`` arguments and mmengine's ``dataset``/``sampler``/
-  ``batch_sampler``/``collate_fn``/``worker_init_fn``/``num_batch_per_epoch``;
-  for the multi-task evaluation loops a dict of named loaders, and evaluators
-  as ``{entry: {head: metric or list}}``, each walked in turn),
-  ``train_cfg``/``val_cfg``/``test_cfg`` (the loop's arguments; ``by_epoch``
-  picks mmengine's epoch- or iteration-based loop), ``optim_wrapper`` (the
-  wrapper's arguments plus ``optimizer``, ``constructor``, ``paramwise_cfg``
-  and its keys, ``clip_grad`` as torch's ``clip_grad_norm_``/``clip_grad_value_``
-  arguments), ``default_hooks`` (each by its mmengine default type),
-  ``log_processor``, ``env_cfg``, ``randomness``, ``auto_scale_lr``.
+- a dict with ``type``: the signature (``inspect.signature``) of that class or
+  function, found in the registry mmengine will build it from. mtvision's own
+  classes take explicit parameters, no ``**kwargs`` (a test keeps it so). A
+  ``**kwargs`` elsewhere accepts any key, except in mmengine's families known to
+  hand it to the base class (:func:`_forwarding_bases`; the parameters along
+  the MRO count) and its ``CheckpointHook`` and ``EMAHook``
+  (:func:`_forwarded_kwargs`). A dict of named configs without a ``type`` (a
+  ``MultiTaskModel``'s ``heads``) is walked entry by entry.
+- dicts mmengine reads without a ``type``, by mmengine's own schema: the data
+  loaders (torch's ``DataLoader`` arguments and what mmengine takes out first;
+  a multi-task loop's ``{entry: loader}``), the loops' ``*_cfg``, evaluators
+  (``{entry: {head: metric}}`` too), ``optim_wrapper`` (with ``paramwise_cfg``
+  and ``clip_grad``), ``default_hooks``, ``log_processor``, ``env_cfg``,
+  ``randomness``, ``auto_scale_lr``.
 - mmengine's build-time extras: ``_scope_`` everywhere, ``priority`` on
   hooks, ``convert_to_iter_based`` on parameter schedulers.
 
@@ -43,10 +34,8 @@ a class attribute ``nested_config_types = {"argument": resolver}``.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import inspect
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
@@ -149,30 +138,45 @@ def check_config_keys(cfg: Mapping, source: str | Callable[[str], str]) -> None:
 def accepted_keys(target: Any) -> frozenset[str] | None:
     """Keyword arguments ``target`` (a class or a function) accepts; ``None`` for any.
 
-    A class's ``__init__`` that passes ``**kwargs`` on to ``super().__init__``
-    adds the parameters of the next ``__init__`` in its MRO, and so on.
+    Read from ``inspect.signature``. A ``**kwargs`` accepts any key, except in
+    the families of :func:`_forwarding_bases`: there the parameters of each
+    ``__init__`` along the MRO count, up to the first without ``**kwargs``.
     """
-    if inspect.isclass(target):
-        names: set[str] = set()
-        for cls in target.__mro__:
-            init = cls.__dict__.get("__init__")
-            if init is None:
-                continue
-            if init is object.__init__:
-                return frozenset(names)
-            keys, open_ended = _parameters(init)
-            if keys is None:
-                return None
-            names |= keys
-            if not open_ended:
-                return frozenset(names)
-            if not _forwards_kwargs_to_super(init):
-                return None
-        return frozenset(names)
-    if callable(target):
-        keys, open_ended = _parameters(target)
-        return None if keys is None or open_ended else frozenset(keys)
-    return None
+    keys, open_ended = _parameters(target)
+    if keys is None or not open_ended:
+        return None if keys is None else frozenset(keys)
+    if not (inspect.isclass(target) and issubclass(target, _forwarding_bases())):
+        return None
+    names: set[str] = set()
+    for cls in target.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        keys, open_ended = _parameters(init)
+        names |= keys or set()
+        if not open_ended or init is object.__init__:
+            break
+    return frozenset(names)
+
+
+@cache
+def _forwarding_bases() -> tuple[type, ...]:
+    """Classes whose subclasses hand ``**kwargs`` on to ``super().__init__``: mmengine's
+    parameter schedulers (the ``LR``/``Momentum`` mixins), weight initialisers, optimiser
+    wrappers (``AmpOptimWrapper``) and its DDP and FSDP model wrappers."""
+    from mmengine.model.weight_init import BaseInit
+    from mmengine.optim import OptimWrapper
+    from mmengine.optim.scheduler.param_scheduler import _ParamScheduler
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.nn.parallel import DistributedDataParallel
+
+    return (
+        _ParamScheduler,
+        BaseInit,
+        OptimWrapper,
+        DistributedDataParallel,
+        FullyShardedDataParallel,
+    )
 
 
 def _parameters(function: Any) -> tuple[set[str] | None, bool]:
@@ -187,83 +191,6 @@ def _parameters(function: Any) -> tuple[set[str] | None, bool]:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
     }
     return names, any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
-def _function_ast(function: Any) -> ast.FunctionDef | None:
-    try:
-        source = textwrap.dedent(inspect.getsource(function))
-    except (OSError, TypeError):
-        return None
-    try:
-        node = ast.parse(source).body[0]
-    except (SyntaxError, IndexError):
-        return None
-    return node if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else None
-
-
-def _forwards_kwargs_to_super(init: Any) -> bool:
-    """Whether ``init`` calls ``super().__init__(..., **kwargs)`` with its own ``**kwargs``."""
-    node = _function_ast(init)
-    if node is None or node.args.kwarg is None:
-        return False
-    kwargs = node.args.kwarg.arg
-    for call in ast.walk(node):
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr == "__init__"
-        ):
-            continue
-        owner = call.func.value
-        is_super = isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super"
-        if is_super and any(
-            k.arg is None and isinstance(k.value, ast.Name) and k.value.id == kwargs
-            for k in call.keywords
-        ):
-            return True
-    return False
-
-
-@cache
-def _keys_read_from_arguments(target: Any) -> dict[str, frozenset[str]]:
-    """Keys ``target.__init__`` reads out of its dict arguments before building them:
-    ``arg.pop("key")``, ``arg.get("key")``, ``arg["key"]``, also through an alias such
-    as ``head = copy.deepcopy(arg)``."""
-    init = target.__dict__.get("__init__") if inspect.isclass(target) else None
-    node = _function_ast(init) if init is not None else None
-    if node is None:
-        return {}
-    params = {a.arg for a in (*node.args.args, *node.args.kwonlyargs)} - {"self"}
-    alias = {name: name for name in params}
-    for statement in ast.walk(node):
-        if (
-            isinstance(statement, ast.Assign)
-            and len(statement.targets) == 1
-            and isinstance(statement.targets[0], ast.Name)
-        ):
-            value = statement.value
-            names = [value] if isinstance(value, ast.Name) else []
-            if isinstance(value, ast.Call):
-                names = [a for a in value.args if isinstance(a, ast.Name)]
-            for name in names:
-                if name.id in alias:
-                    alias[statement.targets[0].id] = alias[name.id]
-    read: dict[str, set[str]] = {}
-    for sub in ast.walk(node):
-        owner, key = None, None
-        if (
-            isinstance(sub, ast.Call)
-            and isinstance(sub.func, ast.Attribute)
-            and sub.func.attr in ("pop", "get", "setdefault")
-            and sub.args
-            and isinstance(sub.args[0], ast.Constant)
-        ):
-            owner, key = sub.func.value, sub.args[0].value
-        elif isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Constant):
-            owner, key = sub.value, sub.slice.value
-        if isinstance(owner, ast.Name) and owner.id in alias and isinstance(key, str):
-            read.setdefault(alias[owner.id], set()).add(key)
-    return {name: frozenset(keys) for name, keys in read.items()}
 
 
 def _registry_lookup(registry: Any, name: str) -> Any:
@@ -400,7 +327,6 @@ class _Checker:
         self, value: Mapping, path: str, target: Any, registry: Any, resolver: Resolver | None
     ) -> None:
         nested_types = getattr(target, "nested_config_types", {}) if inspect.isclass(target) else {}
-        read = _keys_read_from_arguments(target)
         for key, child in value.items():
             if key in _NOT_CONFIGS or not isinstance(key, str):
                 continue
@@ -423,7 +349,6 @@ class _Checker:
                         child_path,
                         child_registry,
                         resolver=child_resolver,
-                        also=read.get(key, ()),
                         certain=certain,
                     )
 

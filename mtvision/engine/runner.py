@@ -30,31 +30,39 @@ or stays silent:
   another number of processes says what changed and, with ``auto_scale_lr``,
   rescales the learning rate to the new batch (mmengine keeps the old one).
 
+- The start-up log is one line (versions, device, seed); mmengine's
+  environment dump and the config text are logged at DEBUG (``log_level``).
+
 Checkpoint files are read with ``weights_only=True`` and written atomically
 (see :mod:`mtvision.engine.checkpoint` and :mod:`mtvision.utils.atomic_files`).
 """
 
 import copy
 import datetime
+import logging
 import math
 import os
 import os.path as osp
 import re
 from collections import OrderedDict
 
+import mmengine
 import mmengine.dist
 import mmengine.runner
 import torch
 import torch.distributed as torch_dist
 from mmengine.dataset import DefaultSampler
+from mmengine.device import get_device
 from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import MODEL_WRAPPERS
 from mmengine.runner import EpochBasedTrainLoop
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from mmengine.utils.dl_utils import collect_env
 from torch.nn.parallel import DistributedDataParallel
 
+import mtvision
 from mtvision.engine.checkpoint import check_state_dict_fits
 from mtvision.engine.latest_checkpoint import LAST_CHECKPOINT_NAME, find_resumable_checkpoint
 from mtvision.engine.resumable_sampler import ResumableSampler
@@ -122,6 +130,31 @@ class Runner(mmengine.runner.Runner):
                 timeout=None if timeout is None else datetime.timedelta(seconds=timeout),
             )
         super().setup_env(env_cfg)
+
+    def _log_env(self, env_cfg: dict) -> None:
+        """One line at INFO (versions, device, seed); mmengine's environment dump
+        (platform, compilers, the full CUDA build string) and the config at DEBUG,
+        shown with ``log_level='DEBUG'`` (the config is saved in the work dir anyway)."""
+        device = get_device()
+        if device == "cuda":
+            device = f"cuda ({torch.cuda.get_device_name()})"
+        self.logger.info(
+            f"mtvision {mtvision.__version__}, torch {torch.__version__}, mmengine "
+            f"{mmengine.__version__}; {self.world_size} process(es) on {device}; seed {self.seed}"
+            " (log_level='DEBUG' logs the environment and the config)"
+        )
+        if any(handler.level <= logging.DEBUG for handler in self.logger.handlers):
+            environment = {
+                **collect_env(),
+                **env_cfg,
+                **self._randomness_cfg,
+                "seed": self.seed,
+                "launcher": self.launcher,
+            }
+            lines = "".join(f"\n    {key}: {value}" for key, value in environment.items())
+            self.logger.debug(f"Environment:{lines}")
+            if self.cfg._cfg_dict:
+                self.logger.debug(f"Config:\n{self.cfg.pretty_text}")
 
     def wrap_model(self, model_wrapper_cfg, model):
         sync_bn = self.cfg.get("sync_bn")
