@@ -13,8 +13,9 @@ import pytest
 import torch
 from engine_toy import load_tool
 
+from mtvision.benchmarks import gpu_check
+
 REPO = Path(__file__).resolve().parents[1]
-gpu_check = load_tool("gpu_check")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
@@ -39,8 +40,8 @@ def test_the_demo_configs_cut_to_a_few_iterations_train_and_evaluate(tmp_path, m
     )
     monkeypatch.chdir(tmp_path)  # the demo configs read data/demo relative to the working dir
     train, evaluate = load_tool("train").main, load_tool("eval").main
-    assert len(gpu_check.DEMO_CONFIGS) == 4  # classifier, segmenter, multi-task, detector
-    for config in gpu_check.DEMO_CONFIGS:
+    assert len(gpu_check.demo_configs()) == 4  # classifier, segmenter, multi-task, detector
+    for config in gpu_check.demo_configs():
         stem = Path(config).stem
         derived = tmp_path / f"{stem}.py"
         derived.write_text(gpu_check.short_config(config, 2), encoding="utf-8")
