@@ -12,7 +12,7 @@ from engine_toy import SimulatedCrash, load_tool, read_logs, write_config
 from mmengine.runner import CheckpointLoader
 
 from mtvision.engine import Runner, load_checkpoint_file, load_config
-from mtvision.errors import CheckpointError
+from mtvision.errors import CheckpointError, OutputError
 
 train_tool = load_tool("train")
 
@@ -176,8 +176,9 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         for parameter in runner.model.parameters():
             parameter.add_(1.0)
     runner.message_hub.update_info("last_ckpt", str(work_dir / "iter_4.pth"))
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match="iter_4.pth: the disk is full") as error:
         runner.save_checkpoint(str(work_dir), "iter_4.pth")
+    assert "\n" not in str(error.value) and "unchanged" in str(error.value)
     monkeypatch.undo()
 
     assert (work_dir / "iter_4.pth").read_bytes() == before

@@ -26,9 +26,11 @@ from mtvision.export.quantize import (
     QUANTIZATION_METADATA_KEY,
     QuantizationSettings,
     UInt8ImageReader,
+    graph_input,
     postprocessing_nodes,
     quantize_onnx,
 )
+from mtvision.export.sample_images import calibration_batches, calibration_datasets, draw_samples
 
 quantize_tool = load_tool("quantize")
 SIZE = 32
@@ -303,19 +305,19 @@ def test_tool_warns_with_fewer_images_than_asked(tiny_shapes, tmp_path, capsys):
 
 
 def test_tool_draws_without_replacement_by_seed():
-    picks = quantize_tool.draw([5, 3], 6, seed=1)
+    picks = draw_samples([5, 3], 6, seed=1)
     assert len(set(picks)) == 6
-    assert picks == quantize_tool.draw([5, 3], 6, seed=1)
-    assert picks != quantize_tool.draw([5, 3], 6, seed=2)
+    assert picks == draw_samples([5, 3], 6, seed=1)
+    assert picks != draw_samples([5, 3], 6, seed=2)
     assert all(p < (5 if d == 0 else 3) for d, p in picks)
-    assert sorted(quantize_tool.draw([2, 1], 9, seed=0)) == [(0, 0), (0, 1), (1, 0)]
+    assert sorted(draw_samples([2, 1], 9, seed=0)) == [(0, 0), (0, 1), (1, 0)]
 
 
 def test_tool_multitask_entries_and_dynamic_size(tiny_shapes, tmp_path, capsys):
     """A multi-task config draws from its test entries; a dynamic graph (input_size null)
     is calibrated one image at a time at the pipeline's size."""
     graph = _tool_graph(tmp_path, 64, dynamic=True)
-    assert quantize_tool.graph_input(str(graph)) == (None, None)
+    assert graph_input(str(graph)) == (None, None)
     parts = "test_dataloader.shapes.dataset.datasets"
     options = [
         f"{parts}.detection.data_root={tiny_shapes / 'coco'}",
@@ -325,10 +327,10 @@ def test_tool_multitask_entries_and_dynamic_size(tiny_shapes, tmp_path, capsys):
     from mtvision.engine import load_config
 
     cfg = load_config("configs/demo/multitask_shapes.py", dict(o.split("=") for o in options))
-    ((name, dataset),) = quantize_tool.config_test_datasets(cfg)
+    ((name, dataset),) = calibration_datasets(cfg)
     assert name == "test entry 'shapes' (JoinedDataset)" and len(dataset) == 6
     resized = []
-    batches = list(quantize_tool.calibration_batches([dataset], [(0, 1), (0, 4)], None, 8, resized))
+    batches = list(calibration_batches([dataset], [(0, 1), (0, 4)], None, 8, resized))
     assert [tuple(b.shape) for b in batches] == [(1, 3, 160, 160)] * 2 and resized == []
     # A fixed 64 graph: the pipeline's 160 images are resized to it, and said so.
     out = tmp_path / "mt.int8.onnx"
@@ -440,7 +442,7 @@ def test_converted_models_int8_meet_the_accuracy_goals(realdata, tmp_path):
     from mtvision.engine import load_config
 
     cfg = load_config(CLASSIFIER_CONFIG, {"test_dataloader.dataset.data_root": evaluation})
-    ((_, dataset),) = quantize_tool.config_test_datasets(cfg)
+    ((_, dataset),) = calibration_datasets(cfg)
     images = np.stack([dataset[i]["inputs"].numpy() for i in range(len(dataset))])
     sessions = [
         ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (float_cls, int8_cls)
