@@ -8,6 +8,7 @@ real-data accuracy goals (converted MobileNetV2 and DeepLabv3) are the slow test
 at the end.
 """
 
+import errno
 import json
 
 import numpy as np
@@ -21,6 +22,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from mtvision.engine.cli import run_cli
+from mtvision.errors import ExportError, OutputError
 from mtvision.export import export_onnx
 from mtvision.export.quantize import (
     QUANTIZATION_METADATA_KEY,
@@ -379,6 +381,60 @@ def test_tool_errors_are_one_line(tiny_shapes, tmp_path, capsys):
         errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
         assert len(errors) == 1 and errors[0].startswith(message), errors
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_an_int8_file_is_refused_before_calibration(float_graph, int8_graph, tmp_path, capsys):
+    """The tool's own int8 output (its metadata says what it is), or any graph with Q/DQ
+    nodes, is refused in one line naming the float file; no calibration, nothing written
+    (the config's test data does not even exist here)."""
+    int8_path, _ = int8_graph
+    out = tmp_path / "twice.int8.onnx"
+    argv = ["configs/demo/mobilenetv2_shapes.py", str(int8_path), "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: quantize_tool.main([*argv, "--calib", "2"]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {int8_path} is already quantised (minmax, 32 images); quantise the float "
+        f"file it came from, {float_graph}\n"
+    )
+    with pytest.raises(ExportError, match="already quantised"):
+        quantize_onnx(int8_path, out, [_images(2, 0)])  # the Python API refuses too
+    # Without the record (a Q/DQ graph from elsewhere), its nodes say it.
+    foreign = onnx.load(int8_path)
+    del foreign.metadata_props[:]
+    onnx.save(foreign, tmp_path / "foreign.int8.onnx")
+    with pytest.raises(ExportError) as error:
+        graph_input(tmp_path / "foreign.int8.onnx")
+    assert str(error.value) == (
+        f"{tmp_path / 'foreign.int8.onnx'} is already quantised (it has "
+        "DequantizeLinear/QuantizeLinear nodes); quantise the float file it came from"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.int8.onnx"]
+
+
+def test_int8_file_replaces_the_target_only_once_written_whole(float_graph, tmp_path, monkeypatch):
+    """A full disk while the int8 file is written: one error naming --out, the previous
+    file intact, no temporary file left."""
+    import os
+
+    target = tmp_path / "tiny.int8.onnx"
+    target.write_bytes(b"previous int8 file")
+    real_replace = os.replace
+
+    def disk_full(source, destination):
+        if str(destination) == str(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OutputError) as error:
+        quantize_onnx(float_graph, target, [_images(2, 0)])
+    assert str(error.value) == (
+        f"cannot write {target}: the disk is full (no space left on device); the previous "
+        f"{target} is unchanged"
+    )
+    assert target.read_bytes() == b"previous int8 file"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.int8.onnx"]
 
 
 # ------------------------------------------------------------------ real weights, real photos

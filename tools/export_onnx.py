@@ -39,6 +39,9 @@ before it replaces ``--out`` (``mtvision.export.export_raw_checked``).
 from __future__ import annotations
 
 import argparse
+import math
+
+import torch.onnx
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
@@ -48,6 +51,11 @@ from mtvision.export import export_deployed, export_raw_checked
 from mtvision.export.deploy_config import checkpoint_classes, test_input_size
 from mtvision.export.sample_images import test_images
 from mtvision.utils.atomic_files import check_output_file
+
+#: The opsets the deployed graph can be exported at: NonMaxSuppression and Resize need
+#: 11; the newest is torch's TorchScript exporter's.
+MIN_OPSET = 11
+MAX_OPSET = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,6 +126,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--with-preprocess and --static-batch go with --raw")
     if args.topk < 1 or args.check_images < 0 or (args.topk_candidates or 0) < 0:
         parser.error("--topk must be >= 1, --check-images and --topk-candidates >= 0")
+    # What torch would otherwise refuse deep inside the trace (or, for NaN, accept silently).
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        parser.error(
+            f"--opset must be between {MIN_OPSET} (NonMaxSuppression, Resize) and "
+            f"{MAX_OPSET} (the newest this torch exports), got {args.opset}"
+        )
+    if args.max_detections is not None and args.max_detections < 1:
+        parser.error(f"--max-detections must be at least 1, got {args.max_detections}")
+    if args.score_thr is not None and not 0.0 <= args.score_thr <= 1.0:
+        parser.error(f"--score-thr is a score in [0, 1], got {args.score_thr}")
+    for name in ("min_agreement", "tolerance"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            parser.error(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
     return args
 
 

@@ -407,6 +407,7 @@ def check_float_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
             record = json.loads(props[QUANTIZATION_METADATA_KEY])
         except json.JSONDecodeError:
             record = {}
+        record = record if isinstance(record, dict) else {}
         how = ", ".join(
             str(part)
             for part in (
@@ -417,10 +418,9 @@ def check_float_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
             )
             if part
         )
-        origin = f" ({record['source']})" if record.get("source") else ""
+        origin = f", {record['source']}" if record.get("source") else ""
         raise ExportError(
-            f"{path} is already quantised{f' ({how})' if how else ''} "
-            f"(it carries '{QUANTIZATION_METADATA_KEY}' metadata); quantise the float "
+            f"{path} is already quantised{f' ({how})' if how else ''}; quantise the float "
             f"file it came from{origin}"
         )
     qdq = sorted({node.op_type for node in model.graph.node if node.op_type in QDQ_OP_TYPES})
