@@ -185,3 +185,22 @@ def test_tools_check_output_paths_before_any_work(tmp_path, capsys, tool, argv, 
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), errors
     assert _tree(tmp_path) == before
     assert time.perf_counter() - start < 5  # before building a model or reading data
+
+
+def test_staged_write_error_names_the_target(tmp_path, monkeypatch):
+    target = tmp_path / "model.int8.onnx"
+    target.write_bytes(b"previous")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OutputError) as error:
+        with staged_file(target) as staged:
+            atomic_write_bytes(staged, b"new int8 graph")
+    assert str(error.value) == (
+        f"cannot write {target}: the disk is full (no space left on device); the previous "
+        f"{target} is unchanged"
+    )
+    assert target.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["model.int8.onnx"]

@@ -57,7 +57,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from mtvision.errors import ExportError
 from mtvision.export.deploy import METADATA_KEY
 from mtvision.export.onnx_export import onnx_session
-from mtvision.utils.atomic_files import staged_file
+from mtvision.utils.atomic_files import atomic_write_bytes, staged_file
 
 __all__ = [
     "COMPUTE_OP_TYPES",
@@ -590,7 +590,6 @@ def quantize_onnx(
     result.metadata_props.add(key=QUANTIZATION_METADATA_KEY, value=json.dumps(record))
     onnx.checker.check_model(result)
     with staged_file(target) as staged:
-        with open(staged, "wb") as file:
-            file.write(result.SerializeToString())
+        atomic_write_bytes(staged, result.SerializeToString())
         onnx_session(staged)  # onnxruntime reads it: the check before it replaces target
     return record

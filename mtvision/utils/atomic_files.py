@@ -58,13 +58,16 @@ def _output_error(code: int | None, message: str) -> OutputError:
     return error
 
 
-def write_error(error: OSError, path: str | os.PathLike) -> OutputError:
-    """``error`` (raised while writing ``path``) as one :class:`OutputError` line naming
-    ``path`` (not a temporary file) and, when ``path`` exists, saying it is unchanged."""
-    if isinstance(error, OutputError):
+def write_error(error: OSError, path: str | os.PathLike, staged: str | None = None) -> OutputError:
+    """``error`` (raised while writing ``path``, or its ``staged`` temporary file) as one
+    :class:`OutputError` line naming ``path`` and, when ``path`` exists, saying it is
+    unchanged."""
+    if isinstance(error, OutputError) and staged is None:
         return error
     path = os.fspath(path)
     problem = _WRITE_PROBLEMS.get(error.errno) or error.strerror or str(error)
+    if staged is not None:
+        problem = problem.replace(staged, path)
     kept = f"; the previous {path} is unchanged" if osp.isfile(path) else ""
     return _output_error(error.errno, f"cannot write {path}: {problem}{kept}")
 
@@ -212,7 +215,17 @@ def staged_file(path: str | os.PathLike) -> Iterator[str]:
     stem, suffix = osp.splitext(name)
     temp = osp.join(directory, f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.staged{suffix}")
     try:
-        yield temp
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise write_error(error, shown) from error
+    try:
+        try:
+            yield temp
+        except OSError as error:
+            # Writing the staged file failed (full disk, ...): name the target, not it.
+            if temp in str(error) or getattr(error, "filename", None) == temp:
+                raise write_error(error, shown, staged=temp) from error
+            raise
         if not osp.isfile(temp):
             raise _output_error(errno.ENOENT, f"cannot write {shown}: nothing was written")
         try:
