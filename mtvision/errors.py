@@ -21,6 +21,7 @@ __all__ = [
     "ExportError",
     "ImageLoadError",
     "MaskLoadError",
+    "OutputError",
     "ScalarLogError",
 ]
 
@@ -82,6 +83,14 @@ class ExportError(ValueError):
     head) and the problem, e.g. both input sizes or both class counts."""
 
 
+class OutputError(OSError):
+    """An output file or folder that cannot be written: a ``--out`` that is an existing
+    folder, an ``--out-dir`` that is a file, a parent folder that cannot be created,
+    no permission, a full disk. The message names the path (and the option) and the
+    problem; a file that was there before is left as it was
+    (:mod:`mtvision.utils.atomic_files`)."""
+
+
 #: What the command-line tools report as one line instead of a traceback.
 USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     AnnotationError,
@@ -90,6 +99,7 @@ USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     ConversionError,
     ExportError,
     ImageLoadError,
+    OutputError,
     ScalarLogError,
     FileNotFoundError,
 )

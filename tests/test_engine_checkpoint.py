@@ -2,8 +2,10 @@
 
 import collections
 import errno
+import io
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from engine_toy import SimulatedCrash, load_tool, read_logs, write_config
 from mmengine.runner import CheckpointLoader
 
 from mtvision.engine import Runner, load_checkpoint_file, load_config
-from mtvision.errors import CheckpointError
+from mtvision.engine.cli import run_cli
+from mtvision.errors import CheckpointError, OutputError
 
 train_tool = load_tool("train")
 
@@ -161,6 +164,59 @@ def test_truncated_and_missing_files_are_named(tmp_path, full_run):
         load_checkpoint_file(tmp_path / "missing.pth")
 
 
+def _checkpoint_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.arange(64.0)}, "meta": {}}, buffer)
+    return buffer.getvalue()
+
+
+def _zip_without_pickle() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("weights/readme.txt", "not a checkpoint")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, data, problem",
+    [
+        ("cut.pth", lambda: _checkpoint_bytes()[:300], "the file is truncated or corrupt "
+         "(RuntimeError: PytorchStreamReader failed reading zip archive: failed finding "
+         "central directory)"),
+        ("empty.pth", lambda: b"", "the file is empty"),
+        ("notes.pth", lambda: b"epoch 3, loss 0.12\n", "it is a text file, not a checkpoint"),
+        ("weights.pth", _zip_without_pickle, "it is a zip archive without data.pkl, not a "
+         "checkpoint torch.save wrote"),
+        ("mobilenet.tflite", lambda: b"\x1c\x00\x00\x00TFL3" + bytes(range(200)),
+         "it is a TensorFlow Lite file, not a checkpoint; convert it with "
+         "tools/convert_weights.py"),
+    ],
+)  # fmt: skip
+def test_unreadable_and_foreign_files_are_one_line(tmp_path, capsys, name, data, problem):
+    """What torch.load raises about a file that is not a checkpoint (a miniz error
+    with hints, a KeyError from the unpickler, ...) becomes one line naming the file,
+    also through a tool."""
+    path = tmp_path / name
+    path.write_bytes(data())
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint_file(path)
+    assert str(error.value) == f"{path}: cannot read the checkpoint, {problem}"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: load_tool("export_onnx").main(
+            ["configs/demo/ssdlite_shapes.py", str(path), "--out", str(tmp_path / "a.onnx")]
+        ))  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: cannot read the checkpoint, {problem}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_folder_given_as_checkpoint_is_named(tmp_path):
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint_file(tmp_path)
+    assert str(error.value) == f"{tmp_path} is a folder, not a checkpoint file"
+
+
 def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     runner = train(tmp_path, "crash", train_cfg=dict(by_epoch=False, max_iters=4))
     work_dir = Path(runner.work_dir)
@@ -176,8 +232,9 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         for parameter in runner.model.parameters():
             parameter.add_(1.0)
     runner.message_hub.update_info("last_ckpt", str(work_dir / "iter_4.pth"))
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match="iter_4.pth: the disk is full") as error:
         runner.save_checkpoint(str(work_dir), "iter_4.pth")
+    assert "\n" not in str(error.value) and "unchanged" in str(error.value)
     monkeypatch.undo()
 
     assert (work_dir / "iter_4.pth").read_bytes() == before

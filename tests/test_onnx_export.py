@@ -1,4 +1,8 @@
-"""ONNX export: onnxruntime reproduces torch for the classifier and the backbone taps."""
+"""ONNX export: onnxruntime reproduces torch for the classifier and the backbone taps;
+tools/export_onnx.py verifies before it replaces a file."""
+
+import hashlib
+import os
 
 import onnx
 import pytest
@@ -140,3 +144,61 @@ def test_tool_missing_checkpoint_names_the_file(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert str(missing) in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tool_failed_check_keeps_the_previous_file(demo_checkpoint, tmp_path, capsys):
+    """Verify-then-commit: an export the torch-vs-onnxruntime check rejects exits 2 and
+    leaves the previous, accepted file byte for byte; nothing else is left behind."""
+    checkpoint, _ = demo_checkpoint
+    out = tmp_path / "demo.onnx"
+    size = ["--input-size", str(DEMO_SIZE), str(DEMO_SIZE), "--check-images", "2"]
+    argv = [DEMO_CONFIG, str(checkpoint), "--out", str(out), *size]
+    assert export_tool.main(argv) == {"classification": 1.0}
+    accepted = hashlib.md5(out.read_bytes()).hexdigest()
+    capsys.readouterr()
+
+    # --min-agreement 1.5 stands in for any rejected export; --opset 18 makes it differ.
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: export_tool.main([*argv, "--opset", "18", "--min-agreement", "1.5"]))
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "wrote" not in captured.out
+    assert captured.err == (
+        f"error: {out}: onnxruntime agrees with torch on {{'classification': 1.0}} (2 images), "
+        f"below --min-agreement 1.5; the export was rejected and {out} was left as it was\n"
+    )
+    assert hashlib.md5(out.read_bytes()).hexdigest() == accepted
+    assert sorted(os.listdir(tmp_path)) == ["demo.onnx"]
+
+    # The same export, accepted, does replace it (so the md5 above could have changed).
+    export_tool.main([*argv, "--opset", "18"])
+    assert hashlib.md5(out.read_bytes()).hexdigest() != accepted
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_tool_rejected_first_export_writes_nothing(demo_checkpoint, tmp_path, capsys):
+    checkpoint, _ = demo_checkpoint
+    out = tmp_path / "sub" / "demo.onnx"
+    argv = [DEMO_CONFIG, str(checkpoint), "--out", str(out), "--input-size", "64", "64"]
+    with pytest.raises(SystemExit):
+        run_cli(lambda: export_tool.main([*argv, "--check-images", "1", "--min-agreement", "2"]))
+    assert capsys.readouterr().err.endswith("the export was rejected and nothing was written\n")
+    assert not out.exists() and os.listdir(tmp_path / "sub") == []
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--opset", "9"], "--opset must be between 11"),
+        (["--max-detections", "-3"], "--max-detections must be at least 1, got -3"),
+        (["--score-thr", "nan"], "--score-thr is a score in [0, 1], got nan"),
+        (["--min-agreement", "nan"], "--min-agreement must be a number >= 0, got nan"),
+    ],
+)
+def test_tool_refuses_values_torch_would_raise_on(tmp_path, capsys, option, message):
+    """Values that reach torch.onnx.export or a tensor's shape (a negative size) are
+    refused by the argument parser in one line, before anything is built."""
+    with pytest.raises(SystemExit) as exit_info:
+        export_tool.parse_args([DEMO_CONFIG, "x.pth", "--out", str(tmp_path / "a.onnx"), *option])
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err.splitlines()[-1]

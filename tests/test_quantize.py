@@ -8,6 +8,7 @@ real-data accuracy goals (converted MobileNetV2 and DeepLabv3) are the slow test
 at the end.
 """
 
+import errno
 import json
 
 import numpy as np
@@ -21,14 +22,17 @@ from onnx import numpy_helper
 from torch import nn
 
 from mtvision.engine.cli import run_cli
+from mtvision.errors import ExportError, OutputError
 from mtvision.export import export_onnx
 from mtvision.export.quantize import (
     QUANTIZATION_METADATA_KEY,
     QuantizationSettings,
     UInt8ImageReader,
+    graph_input,
     postprocessing_nodes,
     quantize_onnx,
 )
+from mtvision.export.sample_images import calibration_batches, calibration_datasets, draw_samples
 
 quantize_tool = load_tool("quantize")
 SIZE = 32
@@ -303,19 +307,19 @@ def test_tool_warns_with_fewer_images_than_asked(tiny_shapes, tmp_path, capsys):
 
 
 def test_tool_draws_without_replacement_by_seed():
-    picks = quantize_tool.draw([5, 3], 6, seed=1)
+    picks = draw_samples([5, 3], 6, seed=1)
     assert len(set(picks)) == 6
-    assert picks == quantize_tool.draw([5, 3], 6, seed=1)
-    assert picks != quantize_tool.draw([5, 3], 6, seed=2)
+    assert picks == draw_samples([5, 3], 6, seed=1)
+    assert picks != draw_samples([5, 3], 6, seed=2)
     assert all(p < (5 if d == 0 else 3) for d, p in picks)
-    assert sorted(quantize_tool.draw([2, 1], 9, seed=0)) == [(0, 0), (0, 1), (1, 0)]
+    assert sorted(draw_samples([2, 1], 9, seed=0)) == [(0, 0), (0, 1), (1, 0)]
 
 
 def test_tool_multitask_entries_and_dynamic_size(tiny_shapes, tmp_path, capsys):
     """A multi-task config draws from its test entries; a dynamic graph (input_size null)
     is calibrated one image at a time at the pipeline's size."""
     graph = _tool_graph(tmp_path, 64, dynamic=True)
-    assert quantize_tool.graph_input(str(graph)) == (None, None)
+    assert graph_input(str(graph)) == (None, None)
     parts = "test_dataloader.shapes.dataset.datasets"
     options = [
         f"{parts}.detection.data_root={tiny_shapes / 'coco'}",
@@ -325,10 +329,10 @@ def test_tool_multitask_entries_and_dynamic_size(tiny_shapes, tmp_path, capsys):
     from mtvision.engine import load_config
 
     cfg = load_config("configs/demo/multitask_shapes.py", dict(o.split("=") for o in options))
-    ((name, dataset),) = quantize_tool.config_test_datasets(cfg)
+    ((name, dataset),) = calibration_datasets(cfg)
     assert name == "test entry 'shapes' (JoinedDataset)" and len(dataset) == 6
     resized = []
-    batches = list(quantize_tool.calibration_batches([dataset], [(0, 1), (0, 4)], None, 8, resized))
+    batches = list(calibration_batches([dataset], [(0, 1), (0, 4)], None, 8, resized))
     assert [tuple(b.shape) for b in batches] == [(1, 3, 160, 160)] * 2 and resized == []
     # A fixed 64 graph: the pipeline's 160 images are resized to it, and said so.
     out = tmp_path / "mt.int8.onnx"
@@ -377,6 +381,60 @@ def test_tool_errors_are_one_line(tiny_shapes, tmp_path, capsys):
         errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
         assert len(errors) == 1 and errors[0].startswith(message), errors
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_an_int8_file_is_refused_before_calibration(float_graph, int8_graph, tmp_path, capsys):
+    """The tool's own int8 output (its metadata says what it is), or any graph with Q/DQ
+    nodes, is refused in one line naming the float file; no calibration, nothing written
+    (the config's test data does not even exist here)."""
+    int8_path, _ = int8_graph
+    out = tmp_path / "twice.int8.onnx"
+    argv = ["configs/demo/mobilenetv2_shapes.py", str(int8_path), "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: quantize_tool.main([*argv, "--calib", "2"]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {int8_path} is already quantised (minmax, 32 images); quantise the float "
+        f"file it came from, {float_graph}\n"
+    )
+    with pytest.raises(ExportError, match="already quantised"):
+        quantize_onnx(int8_path, out, [_images(2, 0)])  # the Python API refuses too
+    # Without the record (a Q/DQ graph from elsewhere), its nodes say it.
+    foreign = onnx.load(int8_path)
+    del foreign.metadata_props[:]
+    onnx.save(foreign, tmp_path / "foreign.int8.onnx")
+    with pytest.raises(ExportError) as error:
+        graph_input(tmp_path / "foreign.int8.onnx")
+    assert str(error.value) == (
+        f"{tmp_path / 'foreign.int8.onnx'} is already quantised (it has "
+        "DequantizeLinear/QuantizeLinear nodes); quantise the float file it came from"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.int8.onnx"]
+
+
+def test_int8_file_replaces_the_target_only_once_written_whole(float_graph, tmp_path, monkeypatch):
+    """A full disk while the int8 file is written: one error naming --out, the previous
+    file intact, no temporary file left."""
+    import os
+
+    target = tmp_path / "tiny.int8.onnx"
+    target.write_bytes(b"previous int8 file")
+    real_replace = os.replace
+
+    def disk_full(source, destination):
+        if str(destination) == str(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OutputError) as error:
+        quantize_onnx(float_graph, target, [_images(2, 0)])
+    assert str(error.value) == (
+        f"cannot write {target}: the disk is full (no space left on device); the previous "
+        f"{target} is unchanged"
+    )
+    assert target.read_bytes() == b"previous int8 file"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.int8.onnx"]
 
 
 # ------------------------------------------------------------------ real weights, real photos
@@ -440,7 +498,7 @@ def test_converted_models_int8_meet_the_accuracy_goals(realdata, tmp_path):
     from mtvision.engine import load_config
 
     cfg = load_config(CLASSIFIER_CONFIG, {"test_dataloader.dataset.data_root": evaluation})
-    ((_, dataset),) = quantize_tool.config_test_datasets(cfg)
+    ((_, dataset),) = calibration_datasets(cfg)
     images = np.stack([dataset[i]["inputs"].numpy() for i in range(len(dataset))])
     sessions = [
         ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (float_cls, int8_cls)

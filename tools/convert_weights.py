@@ -5,9 +5,11 @@
         [--num-classes 1000]
 
 Reads the ``.tflite`` flatbuffer (needs ``pip install 'mtvision[tflite]'``), walks
-its graph, dequantises every weight and writes ``CKPT.pth`` atomically in mmengine's
-checkpoint layout (``state_dict`` + ``meta``), which ``tools/eval.py CONFIG CKPT``,
-``load_from`` and ``mtvision.create_model(name, checkpoint=CKPT)`` read.
+its graph, dequantises every weight and writes ``CKPT.pth`` in mmengine's checkpoint
+layout (``state_dict`` + ``meta``), which ``tools/eval.py CONFIG CKPT``, ``load_from``
+and ``mtvision.create_model(name, checkpoint=CKPT)`` read. ``--out`` is checked before
+the conversion; the file is written beside it, read back with the weights-only
+loader, and only then renamed over it.
 
 Supported: the MobileNetV2 ImageNet classifier (1001 outputs, row 0 "background")
 and the on-device DeepLabv3-MobileNetV2 segmenter (PASCAL VOC, any width). See
@@ -30,7 +32,9 @@ import argparse
 import sys
 
 from mtvision.engine import load_config
+from mtvision.engine.checkpoint import check_state_dict_fits, load_checkpoint_file
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
+from mtvision.utils.atomic_files import check_output_file, staged_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     """Convert as the command line says; returns the checkpoint's meta."""
     args = parse_args(argv)
+    check_output_file(args.out, "--out", example="model.pth")
     from mtvision.convert.tflite_conversion import convert_tflite, save_checkpoint
     from mtvision.convert.tflite_graph import require_tflite
 
@@ -81,7 +86,9 @@ def main(argv=None) -> dict:
     )
     if args.config is not None:
         meta["config"] = args.config
-    save_checkpoint(model, meta, args.out)
+    with staged_file(args.out) as staged:  # replaces --out only once it reads back
+        save_checkpoint(model, meta, staged)
+        check_state_dict_fits(model, load_checkpoint_file(staged)["state_dict"], args.out)
 
     described = meta["model"]
     classes = meta["dataset_meta"].get("classes")

@@ -60,6 +60,7 @@ from mtvision.errors import ConfigError
 from mtvision.evaluation.coco_metric import CocoMetric, load_coco_results
 from mtvision.export import OnnxRuntimeModel
 from mtvision.registry import METRICS
+from mtvision.utils.atomic_files import check_output_dir, check_output_paths
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 
@@ -259,9 +260,11 @@ def main(argv=None) -> dict:
         print(mmengine.dump(metrics, file_format="json", indent=2, sort_keys=True))
         return metrics
 
+    check_output_paths(files={"--out": args.out}, dirs={"--show-dir": args.show_dir})
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
+    check_output_dir(cfg.work_dir, "--work-dir" if args.work_dir else "work_dir")
     if args.backend != "torch":
         cfg.model = dict(
             type=OnnxRuntimeModel.__name__,

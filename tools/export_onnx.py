@@ -20,43 +20,42 @@ with several heads names them ``<head>.<field>``. ``--dynamic-size`` (only for
 a segmentation-only model) leaves height and width free. The metadata records
 input size, mean/std, heads, classes (from the checkpoint) and the sources.
 
-After writing, ``--check-images`` test images (through the config's test
-pipeline; random images when the test set cannot be read) run through torch
-and onnxruntime and each head's agreement is printed (top-1 labels, matched
-boxes with IoU >= 0.99 and scores within 1e-4, equal pixels). Below
-``--min-agreement`` (default 0.99) is an error.
+The file is written to a temporary file beside ``--out`` and checked there:
+``--check-images`` test images (through the config's test pipeline; random
+images when the test set cannot be read) run through torch and onnxruntime and
+each head's agreement is printed (top-1 labels, matched boxes with IoU >= 0.99
+and scores within 1e-4, equal pixels). Below ``--min-agreement`` (default 0.99)
+is an error, and the rejected file is removed: ``--out`` keeps the previous
+file byte for byte (``mtvision.export.export_deployed``). ``--out`` is checked
+first, before the model is built (an existing folder, a parent that is a file or
+not writable: one ``error:`` line).
 
 ``--raw``: the model's raw tensor forward (``<head>.<output>`` before
 post-processing; ``--with-preprocess`` for uint8 input), checked by max abs
-difference against torch on a random batch (``--tolerance``, relative).
+difference against torch on a random batch (``--tolerance``, relative), also
+before it replaces ``--out`` (``mtvision.export.export_raw_checked``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
-import torch
+import torch.onnx
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.errors import ExportError
-from mtvision.export import (
-    DeployModel,
-    OnnxRuntimeModel,
-    Uint8Input,
-    check_onnx_matches,
-    export_deploy_onnx,
-    export_onnx,
-    flatten_outputs,
-)
+from mtvision.export import export_deployed, export_raw_checked
 from mtvision.export.deploy_config import checkpoint_classes, test_input_size
-from mtvision.export.parity import head_agreement, max_score_difference
 from mtvision.export.sample_images import test_images
+from mtvision.utils.atomic_files import check_output_file
 
-
-class ExportMismatchError(ExportError):
-    """onnxruntime's outputs differ from torch's by more than allowed."""
+#: The opsets the deployed graph can be exported at: NonMaxSuppression and Resize need
+#: 11; the newest is torch's TorchScript exporter's.
+MIN_OPSET = 11
+MAX_OPSET = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -127,44 +126,41 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--with-preprocess and --static-batch go with --raw")
     if args.topk < 1 or args.check_images < 0 or (args.topk_candidates or 0) < 0:
         parser.error("--topk must be >= 1, --check-images and --topk-candidates >= 0")
+    # What torch would otherwise refuse deep inside the trace (or, for NaN, accept silently).
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        parser.error(
+            f"--opset must be between {MIN_OPSET} (NonMaxSuppression, Resize) and "
+            f"{MAX_OPSET} (the newest this torch exports), got {args.opset}"
+        )
+    if args.max_detections is not None and args.max_detections < 1:
+        parser.error(f"--max-detections must be at least 1, got {args.max_detections}")
+    if args.score_thr is not None and not 0.0 <= args.score_thr <= 1.0:
+        parser.error(f"--score-thr is a score in [0, 1], got {args.score_thr}")
+    for name in ("min_agreement", "tolerance"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            parser.error(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
     return args
 
 
 def export_raw(args, model) -> float:
     """The raw tensor forward, checked by max abs difference; returns it."""
     height, width = args.input_size or (224, 224)
-    if args.with_preprocess:
-        model = Uint8Input.from_data_preprocessor(model).eval()
-        input_dtype = torch.uint8
-        check_input = torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8)
-    else:
-        input_dtype = torch.float32
-        check_input = torch.randn(2, 3, height, width)
-    export_onnx(
+    check = export_raw_checked(
         model,
         args.out,
-        input_shape=(1, 3, height, width),
+        (height, width),
+        with_preprocess=args.with_preprocess,
+        static_batch=args.static_batch,
         opset=args.opset,
-        dynamic_batch=not args.static_batch,
-        input_dtype=input_dtype,
+        tolerance=args.tolerance,
     )
-    if args.static_batch:
-        check_input = check_input[:1]
-    max_diff = check_onnx_matches(model, args.out, check_input)
-    with torch.no_grad():
-        outputs = model(check_input)
-    scale = max(float(t.abs().max()) for t in flatten_outputs(outputs)[1])
     print(
         f"wrote {args.out}: input {'uint8' if args.with_preprocess else 'float32'} "
         f"(N, 3, {height}, {width}); onnxruntime vs torch on a random batch of "
-        f"{len(check_input)}: max abs diff {max_diff:.3g} (max |output| {scale:.3g})"
+        f"{check.batch}: max abs diff {check.max_diff:.3g} (max |output| {check.scale:.3g})"
     )
-    if max_diff > args.tolerance * max(scale, 1e-12):
-        raise ExportMismatchError(
-            f"{args.out}: onnxruntime differs from torch by {max_diff:.3g}, more than "
-            f"{args.tolerance:g} x max |output| {scale:.3g}"
-        )
-    return max_diff
+    return check.max_diff
 
 
 def _set_detection_options(model, args) -> None:
@@ -183,6 +179,7 @@ def main(argv=None):
     """Export and verify as the command line says. Returns the raw export's max abs
     difference with ``--raw``, else ``{head: agreement}``."""
     args = parse_args(argv)
+    check_output_file(args.out, "--out", example="model.onnx")
     cfg = load_config(args.config, args.cfg_options)
     model = build_model_from_checkpoint(cfg, args.checkpoint)
     if args.raw:
@@ -198,55 +195,30 @@ def main(argv=None):
                 f"{args.config}: the test pipeline does not resize to one size; pass "
                 "--input-size H W (or --dynamic-size for a segmentation model)"
             )
-    classes = checkpoint_classes(args.checkpoint, model.heads)
-    export_deploy_onnx(
+    images, origin = [], ""
+    if args.check_images:
+        images, origin = test_images(cfg, args.check_images, input_size)
+    agreements = export_deployed(
         model,
         args.out,
         input_size,
-        classes=classes,
+        classes=checkpoint_classes(args.checkpoint, model.heads),
         topk=args.topk,
         seg_logits=args.seg_logits,
         opset=args.opset,
         source={"config": args.config, "checkpoint": args.checkpoint},
+        check_images=images,
+        min_agreement=args.min_agreement,
     )
     size_text = "any size" if input_size is None else f"{input_size[0]}x{input_size[1]}"
     print(f"wrote {args.out}: uint8 RGB images (N, 3, H, W) at {size_text}")
-    if args.check_images == 0:
-        return {}
-
-    images, origin = test_images(cfg, args.check_images, input_size)
-    deployed = OnnxRuntimeModel(args.out)
-    torch_model = DeployModel(model, topk=args.topk, seg_logits=args.seg_logits).eval()
-    agreements = {name: [] for name in deployed.heads}
-    for image in images:
-        batch = image.unsqueeze(0)
-        with torch.no_grad():
-            expected = torch_model.outputs(batch)
-        actual = deployed.run(batch)
-        for name, info in deployed.heads.items():
-            agreements[name].append(
-                (
-                    head_agreement(info["task"], expected[name], actual[name]),
-                    max_score_difference(info["task"], expected[name], actual[name]),
-                )
-            )
-    result = {}
-    for name, values in agreements.items():
-        agreement = sum(v[0] for v in values) / len(values)
-        result[name] = agreement
-        task = deployed.heads[name]["task"]
-        extra = f", max top-k score difference {max(v[1] for v in values):.2g}"
+    for name, head in agreements.items():
+        extra = f", max top-k score difference {head.max_score_difference:.2g}"
         print(
-            f"  {name} ({task}): torch vs onnxruntime agreement {agreement:.4f} on "
-            f"{len(values)} {origin}" + (extra if task == "classification" else "")
+            f"  {name} ({head.task}): torch vs onnxruntime agreement {head.agreement:.4f} on "
+            f"{head.images} {origin}" + (extra if head.task == "classification" else "")
         )
-    low = {name: value for name, value in result.items() if value < args.min_agreement}
-    if low:
-        raise ExportMismatchError(
-            f"{args.out}: onnxruntime agrees with torch on {low}, below --min-agreement "
-            f"{args.min_agreement}"
-        )
-    return result
+    return {name: head.agreement for name, head in agreements.items()}
 
 
 if __name__ == "__main__":

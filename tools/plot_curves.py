@@ -18,7 +18,7 @@ import argparse
 import os
 
 from mtvision.engine.cli import run_cli
-from mtvision.utils.atomic_files import atomic_write_bytes
+from mtvision.utils.atomic_files import atomic_write_bytes, check_output_file
 from mtvision.visualization.training_curves import (
     TrainingCurves,
     find_scalar_log,
@@ -40,13 +40,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> TrainingCurves:
     """Write the PNG; returns the curves read."""
     args = parse_args(argv)
+    if args.out is not None:
+        check_output_file(args.out, "--out", example="curves.png")
     log = find_scalar_log(args.work_dir)
     curves = read_scalar_log(log)
     out = args.out or os.path.join(
         args.work_dir if os.path.isdir(args.work_dir) else os.path.dirname(log), "curves.png"
     )
+    check_output_file(out, "--out" if args.out else "the curves file")
     picture = plot_training_curves(curves, args.metrics)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     atomic_write_bytes(out, picture)
     print(
         f"wrote {out}: {len(curves.losses)} loss curves, {len(curves.metrics)} metrics from {log}"

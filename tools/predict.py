@@ -58,7 +58,7 @@ from tqdm import tqdm
 from mtvision.apis.inferencer import BACKENDS, SEGMENTATION, Inferencer
 from mtvision.engine.cli import add_cfg_options_argument, one_line_message, run_cli
 from mtvision.errors import ImageLoadError
-from mtvision.utils.atomic_files import atomic_write_bytes
+from mtvision.utils.atomic_files import atomic_write_bytes, check_output_dir
 
 #: Files in folders that are predicted on (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -262,6 +262,7 @@ def write_outputs(
 def main(argv=None) -> dict:
     """Predict as the command line says; returns ``{"written": [...], "skipped": [...]}``."""
     args = parse_args(argv)
+    check_output_dir(args.out_dir, "--out-dir")
     jobs, skipped = collect_images(args.inputs, args.out_dir)
     for item in skipped:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)

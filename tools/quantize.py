@@ -18,27 +18,26 @@ time at each image's own size.
 When the dataset has fewer than ``N`` images, one warning line names it and
 both numbers, and all of them are used; none at all is an error. What is
 quantised and the measured accuracy and speed: docs/quantization.md.
+
+Checked before any calibration: ``--out`` (not a folder, its folder writable)
+and ``FILE.onnx`` (an ONNX file with one uint8 image input, not already int8:
+an int8 file of this tool is refused naming the float file it came from). The
+int8 file replaces ``--out`` only after onnxruntime has opened it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Iterator, Sequence
 
-import numpy as np
-import onnx
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
-from mtvision.engine.config import test_dataset_entries
-from mtvision.errors import ConfigError, ExportError
-from mtvision.export.deploy import METADATA_KEY
-from mtvision.export.quantize import QuantizationSettings, quantize_onnx
+from mtvision.errors import ConfigError
+from mtvision.export.quantize import QuantizationSettings, graph_input, quantize_onnx
+from mtvision.export.sample_images import calibration_batches, calibration_datasets, draw_samples
+from mtvision.utils.atomic_files import check_output_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,122 +92,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def graph_input(path: str) -> tuple[tuple[int, int] | None, int | None]:
-    """``(input_size, batch)`` of the ONNX file: ``input_size`` (H, W) from the
-    ``"mtvision"`` metadata, else the input's static shape, ``None`` when dynamic;
-    ``batch`` the input's fixed batch size or ``None`` when dynamic.
-
-    Raises ``ExportError`` naming the file when it is no ONNX model or its one
-    image input is not uint8 (N, 3, H, W).
-    """
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # protobuf's DecodeError and friends: not an ONNX file
-        raise ExportError(f"{path}: not a readable ONNX model ({error})") from None
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in initializers]
-    tensor = inputs[0].type.tensor_type if len(inputs) == 1 else None
-    dims = (
-        [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-        if tensor
-        else []
-    )
-    if (
-        tensor is None
-        or tensor.elem_type != onnx.TensorProto.UINT8
-        or len(dims) != 4
-        or dims[1] != 3
-    ):
-        found = [
-            f"{v.name} {onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower()}"
-            for v in inputs
-        ]
-        raise ExportError(
-            f"{path}: expected one uint8 (N, 3, H, W) image input (a deployed graph, "
-            f"tools/export_onnx.py), got inputs {found}"
-        )
-    size = (dims[2], dims[3]) if dims[2] and dims[3] else None
-    props = {prop.key: prop.value for prop in model.metadata_props}
-    if METADATA_KEY in props:
-        metadata = json.loads(props[METADATA_KEY])
-        if "input_size" in metadata:
-            given = metadata["input_size"]
-            size = None if given is None else (int(given[0]), int(given[1]))
-    return size, dims[0] or None
-
-
-def config_test_datasets(cfg) -> list[tuple[str, object]]:
-    """``[(description, dataset), ...]`` of the config's test data: one dataset, or one
-    per entry of a multi-task config's ``test_dataloader``."""
-    from mmengine.registry import init_default_scope
-
-    from mtvision.registry import DATASETS
-
-    init_default_scope(cfg.get("default_scope", "mtvision"))
-    datasets = []
-    for name, dataset_cfg, _ in test_dataset_entries(cfg):
-        dataset = DATASETS.build(_unserialized(dataset_cfg))
-        kind = type(dataset).__name__
-        root = getattr(dataset, "data_root", None)
-        where = f"{kind} at {root}" if root else kind
-        datasets.append((f"test entry {name!r} ({where})" if name else where, dataset))
-    return datasets
-
-
-def _unserialized(config: dict) -> dict:
-    """mmengine's ``serialize_data`` off: the calibration reads in this process, and
-    serialising an empty data list fails with a bare numpy error instead of the
-    "no images" message."""
-    from mmengine.dataset import BaseDataset as MMEngineBaseDataset
-
-    from mtvision.registry import DATASETS
-
-    kind = config.get("type")
-    kind = DATASETS.get(kind) if isinstance(kind, str) else kind
-    if isinstance(kind, type) and issubclass(kind, MMEngineBaseDataset):
-        return {**config, "serialize_data": False}
-    return config
-
-
-def draw(sizes: Sequence[int], count: int, seed: int) -> list[tuple[int, int]]:
-    """``count`` distinct ``(dataset index, sample index)`` pairs drawn uniformly from
-    all samples of datasets of ``sizes`` (without replacement; all when fewer)."""
-    total = sum(sizes)
-    picks = np.random.default_rng(seed).permutation(total)[: min(count, total)]
-    offsets = np.cumsum([0, *sizes])
-    which = np.searchsorted(offsets, picks, side="right") - 1
-    return [(int(d), int(p - offsets[d])) for d, p in zip(which, picks, strict=True)]
-
-
-def calibration_batches(
-    datasets: Sequence, picks: Sequence[tuple[int, int]], size, batch_size: int, resized: list
-) -> Iterator[torch.Tensor]:
-    """uint8 (B, 3, H, W) batches of the picked samples through their test pipelines;
-    ``size`` None: one image per batch at its own size. Images whose pipeline output
-    differs from ``size`` are resized (bilinear) and counted in ``resized``."""
-    batch = []
-    for dataset_index, sample_index in picks:
-        image = datasets[dataset_index][sample_index]["inputs"]
-        if size is not None and tuple(image.shape[-2:]) != tuple(size):
-            resized.append(tuple(image.shape[-2:]))
-            image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True)
-            image = image[0].round().clamp(0, 255).to(torch.uint8)
-        batch.append(image)
-        if size is None or len(batch) == batch_size:
-            yield torch.stack(batch)
-            batch = []
-    if batch:
-        yield torch.stack(batch)
-
-
 def main(argv=None) -> dict:
     """Quantise as the command line says; returns the quantisation record."""
     args = parse_args(argv)
+    check_output_file(args.out, "--out", example="model.int8.onnx")
     size, fixed_batch = graph_input(args.onnx)
     cfg = load_config(args.config, args.cfg_options)
-    datasets = config_test_datasets(cfg)
+    datasets = calibration_datasets(cfg)
     sizes = [len(dataset) for _, dataset in datasets]
     names = " + ".join(description for description, _ in datasets)
     if sum(sizes) == 0:
@@ -219,7 +109,7 @@ def main(argv=None) -> dict:
             f"--calib {args.calib}; calibrating on all {sum(sizes)}",
             file=sys.stderr,
         )
-    picks = draw(sizes, args.calib, args.seed)
+    picks = draw_samples(sizes, args.calib, args.seed)
     batch_size = fixed_batch or (args.batch_size if size is not None else 1)
     resized: list = []
     settings = QuantizationSettings(

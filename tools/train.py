@@ -32,6 +32,7 @@ from mtvision.engine import build_runner, load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
 from mtvision.errors import ConfigError
+from mtvision.utils.atomic_files import check_output_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,6 +63,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
+    check_output_dir(cfg.work_dir, "--work-dir" if args.work_dir else "work_dir")
     if args.amp:
         if not torch.cuda.is_available():
             raise ConfigError(

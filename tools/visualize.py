@@ -33,6 +33,7 @@ from mtvision.engine.config import test_dataset_entries
 from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.registry import DATASETS
 from mtvision.utils.arrays import to_numpy
+from mtvision.utils.atomic_files import check_output_file
 from mtvision.utils.metainfo import task_metainfo
 from mtvision.visualization.draw import draw_classification, draw_prediction, tile_grid
 from mtvision.visualization.show_predictions_hook import task_classes, task_palette
@@ -90,6 +91,7 @@ def draw_tile(input_image: torch.Tensor, prediction: dict, metainfo: dict) -> np
 def main(argv=None) -> np.ndarray:
     """Write the grid; returns it as an HWC uint8 RGB array."""
     args = parse_args(argv)
+    check_output_file(args.out, "--out", example="grid.png")
     cfg = load_config(args.config, args.cfg_options)
     model = build_model_from_checkpoint(cfg, args.checkpoint)
     tiles, correct, classified = [], 0, 0

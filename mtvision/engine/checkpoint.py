@@ -22,6 +22,7 @@ import logging
 import os.path as osp
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -119,21 +120,82 @@ def _unpickler_complaint(message: str) -> str:
     return lines[-1].rpartition("WeightsUnpickler error:")[2].strip() if lines else message
 
 
+#: (leading bytes, offset, what such a file is) of formats users pass as checkpoints.
+_FOREIGN_SIGNATURES = (
+    (b"TFL3", 4, "a TensorFlow Lite file"),
+    (b"\x89HDF", 0, "an HDF5 (Keras) file"),
+    (b"\x89PNG", 0, "a PNG image"),
+    (b"\xff\xd8\xff", 0, "a JPEG image"),
+    (b"\x93NUMPY", 0, "a NumPy .npy file"),
+)
+
+
+def _first_sentence(error: BaseException) -> str:
+    """torch's error text up to its first sentence (its hints run for lines)."""
+    text = " ".join(str(error).split())
+    return text.split(". ")[0].rstrip(".") or type(error).__name__
+
+
+def _foreign_format(filename: str) -> str | None:
+    """What ``filename`` is, when it is recognisably not a torch checkpoint (else None)."""
+    try:
+        with open(filename, "rb") as file:
+            head = file.read(16)
+    except OSError as error:
+        return f"the file cannot be opened ({error.strerror or error})"
+    if not head:
+        return "the file is empty"
+    for signature, offset, what in _FOREIGN_SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            hint = "; convert it with tools/convert_weights.py" if "Lite" in what else ""
+            return f"it is {what}, not a checkpoint{hint}"
+    if filename.lower().endswith(".onnx"):
+        return "it is an ONNX file, not a checkpoint; run it with --backend onnxruntime"
+    if len(head) >= 9 and head[8:9] == b"{" and filename.lower().endswith(".safetensors"):
+        return "it is a safetensors file, not a torch checkpoint"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(filename) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None  # a zip cut short: torch's own message says so
+        if not any(name.endswith("data.pkl") for name in names):
+            return "it is a zip archive without data.pkl, not a checkpoint torch.save wrote"
+    if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head):
+        return "it is a text file, not a checkpoint"
+    return None
+
+
 def load_checkpoint_file(filename: str, map_location=None):
     """``torch.load(filename, weights_only=True)`` with mmengine's globals allowed.
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
-        CheckpointError: the file is truncated or corrupt, or needs a Python
-            global outside :data:`CHECKPOINT_SAFE_GLOBALS` (named in the message).
+        CheckpointError: one line naming the file: a folder, an empty, truncated or
+            corrupt file, a file of another format (TFLite, ONNX, text, a zip that
+            torch did not write, ...), or one that needs a Python global outside
+            :data:`CHECKPOINT_SAFE_GLOBALS` (named in the message).
     """
     filename = osp.expanduser(str(filename))
+    if osp.isdir(filename):
+        raise CheckpointError(f"{filename} is a folder, not a checkpoint file")
     if not osp.isfile(filename):
         raise FileNotFoundError(f"checkpoint file not found: {filename}")
     try:
         with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
             return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as error:
+        foreign = _foreign_format(filename)
+        if foreign is not None:
+            raise CheckpointError(f"{filename}: cannot read the checkpoint, {foreign}") from error
+        _raise_unreadable(filename, error)
+
+
+def _raise_unreadable(filename: str, error: Exception):
+    """The :class:`CheckpointError` for a file torch cannot load (not a foreign format)."""
+    if isinstance(error, pickle.UnpicklingError):
         refused = _REFUSED_GLOBAL.search(str(error))
         if refused is None:
             raise CheckpointError(
@@ -145,11 +207,10 @@ def load_checkpoint_file(filename: str, map_location=None):
             "which is not on mtvision's checkpoint allow-list; it is refused for safety "
             "because unpickling arbitrary globals can execute code"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{filename}: cannot read the checkpoint, the file is truncated or corrupt "
-            f"({type(error).__name__}: {error})"
-        ) from error
+    raise CheckpointError(
+        f"{filename}: cannot read the checkpoint, the file is truncated or corrupt "
+        f"({type(error).__name__}: {_first_sentence(error)})"
+    ) from error
 
 
 @CheckpointLoader.register_scheme(prefixes="", force=True)

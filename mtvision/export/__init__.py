@@ -4,6 +4,8 @@
   in and final results out (post-processing inside), with its metadata.
 - :class:`OnnxRuntimeModel`: such a file behind the torch model's ``predict``.
 - :func:`export_onnx` / :class:`Uint8Input`: a model's raw tensor forward.
+- :func:`export_deployed` / :func:`export_raw_checked`: export, compare with torch on
+  onnxruntime, and only then replace the target file (:mod:`mtvision.export.verify`).
 """
 
 from mtvision.export.deploy import DeployModel, export_deploy_onnx, read_deploy_metadata
@@ -15,15 +17,27 @@ from mtvision.export.onnx_export import (
     onnx_session,
 )
 from mtvision.export.onnx_model import OnnxRuntimeModel, check_deploy_matches
+from mtvision.export.verify import (
+    ExportMismatchError,
+    HeadAgreement,
+    deployed_agreement,
+    export_deployed,
+    export_raw_checked,
+)
 
 __all__ = [
     "DeployModel",
+    "ExportMismatchError",
+    "HeadAgreement",
     "OnnxRuntimeModel",
     "Uint8Input",
     "check_deploy_matches",
     "check_onnx_matches",
+    "deployed_agreement",
     "export_deploy_onnx",
+    "export_deployed",
     "export_onnx",
+    "export_raw_checked",
     "flatten_outputs",
     "onnx_session",
     "read_deploy_metadata",

@@ -16,7 +16,14 @@ Calibration: a :class:`UInt8ImageReader` hands onnxruntime the caller's uint8
 a histogram for Percentile/Entropy) and derives the scales. The written file
 keeps the source file's ``metadata_props`` (the ``"mtvision"`` JSON byte for
 byte) and adds ``"mtvision.quantization"``: JSON with the calibration images'
-count and the settings.
+count, the settings and the float file it came from (``source``).
+
+A graph that is already int8 (it carries that record, or QuantizeLinear /
+DequantizeLinear nodes) is refused before any calibration, in one line naming
+the float file to quantise instead (:func:`check_float_graph`). The int8 file is
+written beside the target under a temporary name, opened with onnxruntime, and
+only then renamed over the target (verify-then-commit,
+:func:`~mtvision.utils.atomic_files.staged_file`).
 
 Reference: onnxruntime's ``quantize_static`` and its CPU guidance (uint8
 activations, int8 weights on x86 with VNNI; QDQ since onnxruntime 1.11);
@@ -47,14 +54,19 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from mtvision.utils.atomic_files import atomic_write_bytes
+from mtvision.errors import ExportError
+from mtvision.export.deploy import METADATA_KEY
+from mtvision.export.onnx_export import onnx_session
+from mtvision.utils.atomic_files import atomic_write_bytes, staged_file
 
 __all__ = [
     "COMPUTE_OP_TYPES",
     "QUANTIZATION_METADATA_KEY",
     "QuantizationSettings",
     "UInt8ImageReader",
+    "check_float_graph",
     "fold_pads_into_convs",
+    "graph_input",
     "postprocessing_nodes",
     "quantize_onnx",
 ]
@@ -82,6 +94,9 @@ COMPUTE_OP_TYPES = (
 )
 #: The ``metadata_props`` key of the quantisation record (JSON).
 QUANTIZATION_METADATA_KEY = "mtvision.quantization"
+
+#: Nodes that only a quantised graph holds.
+QDQ_OP_TYPES = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul")
 
 _METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -356,6 +371,117 @@ def _calibrate(path: str, reader: UInt8ImageReader, settings: QuantizationSettin
     return calibrator.compute_data() if reader.images else None
 
 
+def load_onnx_file(path: str | os.PathLike) -> onnx.ModelProto:
+    """The ONNX model at ``path`` (external data not loaded).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ExportError: a folder, or a file that is not ONNX (protobuf's ``DecodeError``
+            and friends), named in one line.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ExportError(f"{path} is a folder, not an ONNX file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(path, load_external_data=False)
+    except Exception as error:  # DecodeError, RuntimeWarning-like parse errors: not ONNX
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"{path}: not a readable ONNX model ({first})") from None
+
+
+def check_float_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Raise :class:`ExportError` when ``model`` (read from ``path``) is already quantised.
+
+    What a file is, its metadata says: ``"mtvision.quantization"`` (written by
+    :func:`quantize_onnx`, with its calibration and its float ``source``); a graph
+    from elsewhere is recognised by its QuantizeLinear / DequantizeLinear nodes.
+    Quantising it again would double the Q/DQ pairs (onnx's checker then fails
+    deep inside onnxruntime's quantiser).
+    """
+    path = os.fspath(path)
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    if QUANTIZATION_METADATA_KEY in props:
+        try:
+            record = json.loads(props[QUANTIZATION_METADATA_KEY])
+        except json.JSONDecodeError:
+            record = {}
+        record = record if isinstance(record, dict) else {}
+        how = ", ".join(
+            str(part)
+            for part in (
+                record.get("method"),
+                f"{record['calibration_images']} images"
+                if "calibration_images" in record
+                else None,
+            )
+            if part
+        )
+        origin = f", {record['source']}" if record.get("source") else ""
+        raise ExportError(
+            f"{path} is already quantised{f' ({how})' if how else ''}; quantise the float "
+            f"file it came from{origin}"
+        )
+    qdq = sorted({node.op_type for node in model.graph.node if node.op_type in QDQ_OP_TYPES})
+    if qdq:
+        raise ExportError(
+            f"{path} is already quantised (it has {'/'.join(qdq)} nodes); quantise the "
+            "float file it came from"
+        )
+
+
+def graph_input(path: str | os.PathLike) -> tuple[tuple[int, int] | None, int | None]:
+    """``(input_size, batch)`` of the float deployed ONNX file at ``path``: ``input_size``
+    (H, W) from the ``"mtvision"`` metadata, else the input's static shape, ``None``
+    when dynamic; ``batch`` the input's fixed batch size or ``None`` when dynamic.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ExportError: naming the file, when it is no ONNX model, is already quantised
+            (:func:`check_float_graph`), or its one image input is not uint8
+            (N, 3, H, W).
+    """
+    path = os.fspath(path)
+    model = load_onnx_file(path)
+    check_float_graph(model, path)
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    tensor = inputs[0].type.tensor_type if len(inputs) == 1 else None
+    dims = (
+        [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        if tensor
+        else []
+    )
+    if (
+        tensor is None
+        or tensor.elem_type != onnx.TensorProto.UINT8
+        or len(dims) != 4
+        or dims[1] != 3
+    ):
+        found = [
+            f"{v.name} {onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower()}"
+            for v in inputs
+        ]
+        raise ExportError(
+            f"{path}: expected one uint8 (N, 3, H, W) image input (a deployed graph, "
+            f"tools/export_onnx.py), got inputs {found}"
+        )
+    size = (dims[2], dims[3]) if dims[2] and dims[3] else None
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    if METADATA_KEY in props:
+        try:
+            metadata = json.loads(props[METADATA_KEY])
+        except json.JSONDecodeError as error:
+            raise ExportError(
+                f"{path}: its '{METADATA_KEY}' metadata is not JSON ({error})"
+            ) from None
+        if "input_size" in metadata:
+            given = metadata["input_size"]
+            size = None if given is None else (int(given[0]), int(given[1]))
+    return size, dims[0] or None
+
+
 def quantize_onnx(
     source: str | os.PathLike,
     target: str | os.PathLike,
@@ -369,8 +495,9 @@ def quantize_onnx(
     Args:
         source: a float ONNX graph with one uint8 (N, 3, H, W) image input
             (mtvision's deployed graph, or ``export_onnx`` of a ``Uint8Input``).
-        target: where the int8 graph goes; written atomically (a temporary
-            file, then a rename), so it is never partial.
+        target: where the int8 graph goes; written to a temporary file beside it,
+            checked (``onnx.checker``, an onnxruntime session) and only then renamed
+            over it, so it is never partial and a file that fails stays unwritten.
         calibration_batches: uint8 (N, 3, H, W) RGB batches (numpy or torch),
             each at a size the graph takes, already through the config's test
             pipeline (resize): the activation ranges are measured on them.
@@ -385,13 +512,16 @@ def quantize_onnx(
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
+        ExportError: ``source`` is no ONNX file or is already quantised
+            (:func:`check_float_graph`), before any calibration.
         ValueError: no calibration image, or a batch that is not uint8 (N, 3, H, W).
+        OutputError: ``target`` cannot be written (full disk, permissions).
     """
     settings = settings or QuantizationSettings()
     source, target = os.fspath(source), os.fspath(target)
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"{source}: no such ONNX file")
+    load_onnx_file(source)  # a clear error for a folder or a file that is not ONNX
     original = onnx.load(source)
+    check_float_graph(original, source)
     input_name = _input_name(original)
 
     with tempfile.TemporaryDirectory(prefix="mtvision-quantize-") as work:
@@ -449,6 +579,7 @@ def quantize_onnx(
         "float_nodes": float_compute,
         "postprocessing_nodes": len(excluded),
         "folded_pads": folded_pads,
+        "source": source,
     }
     if settings.method != "percentile":
         record.pop("percentile")
@@ -458,5 +589,7 @@ def quantize_onnx(
             result.metadata_props.add(key=prop.key, value=prop.value)
     result.metadata_props.add(key=QUANTIZATION_METADATA_KEY, value=json.dumps(record))
     onnx.checker.check_model(result)
-    atomic_write_bytes(target, result.SerializeToString())
+    with staged_file(target) as staged:
+        atomic_write_bytes(staged, result.SerializeToString())
+        onnx_session(staged)  # onnxruntime reads it: the check before it replaces target
     return record
