@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxoptimizer
 from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -257,60 +258,20 @@ def _constant(model: onnx.ModelProto, name: str) -> np.ndarray | None:
 
 
 def fold_pads_into_convs(model: onnx.ModelProto) -> int:
-    """Move each zero ``Pad`` that feeds only a ``Conv`` into that Conv's ``pads``; returns
-    how many were folded. Exact in float: a Conv's own padding is zeros too.
+    """Move each zero ``Pad`` that feeds a ``Conv`` into that Conv's ``pads`` (onnxoptimizer's
+    ``fuse_pad_into_conv`` pass), in place; returns how many were folded. Exact in float: a
+    Conv's own padding is zeros too.
 
     Why: TF's "SAME" padding (mtvision's ``padding="same"``, the converted TFLite
     models) exports as a ``Pad`` before each stride-2 convolution, and onnxruntime runs
     a Pad between int8 convolutions in float (dequantise, pad, quantise: three passes
     over the tensor); inside the Conv it is the quantised kernel's own zero padding.
-    Only constant-mode pads of value 0 on the spatial axes of a 4-D tensor, with
-    constant amounts, into a Conv without ``auto_pad``, are folded.
+    The pass folds only constant-mode pads of value 0 on the spatial axes.
     """
-    graph = model.graph
-    consumers = _consumers(graph)
-    outputs = {value.name for value in graph.output}
-    folded = []
-    for pad in graph.node:
-        if pad.op_type != "Pad" or pad.output[0] in outputs:
-            continue
-        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
-        amounts = _constant(model, pad.input[1]) if len(pad.input) > 1 else None
-        value = _constant(model, pad.input[2]) if len(pad.input) > 2 and pad.input[2] else 0
-        axes = len(pad.input) > 3 and pad.input[3]
-        users = consumers.get(pad.output[0], [])
-        if (
-            mode != "constant"
-            or axes
-            or amounts is None
-            or amounts.shape != (8,)
-            or value is None
-            or np.any(np.asarray(value) != 0)
-            or np.any(amounts < 0)
-            or np.any(amounts[[0, 1, 4, 5]] != 0)
-            or len(users) != 1
-            or users[0].op_type != "Conv"
-            or users[0].input[0] != pad.output[0]
-        ):
-            continue
-        conv = users[0]
-        attributes = {a.name: a for a in conv.attribute}
-        if "auto_pad" in attributes and attributes["auto_pad"].s not in (b"", b"NOTSET"):
-            continue
-        old = list(attributes["pads"].ints) if "pads" in attributes else [0, 0, 0, 0]
-        new = [old[0] + amounts[2], old[1] + amounts[3], old[2] + amounts[6], old[3] + amounts[7]]
-        if "pads" in attributes:
-            conv.attribute.remove(attributes["pads"])
-        conv.attribute.append(onnx.helper.make_attribute("pads", [int(p) for p in new]))
-        conv.input[0] = pad.input[0]
-        folded.append(pad)
-    for pad in folded:
-        graph.node.remove(pad)
-    used = {name for node in graph.node for name in node.input}
-    for tensor in [t for t in graph.initializer if t.name not in used]:
-        if any(tensor.name in pad.input[1:] for pad in folded):
-            graph.initializer.remove(tensor)
-    return len(folded)
+    pads_before = sum(node.op_type == "Pad" for node in model.graph.node)
+    fused = onnxoptimizer.optimize(model, ["fuse_pad_into_conv"])
+    model.CopyFrom(fused)
+    return pads_before - sum(node.op_type == "Pad" for node in model.graph.node)
 
 
 def _first_conv(model: onnx.ModelProto) -> list[str]:
