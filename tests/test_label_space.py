@@ -179,6 +179,26 @@ def test_model_label_of_maps_by_name_and_names_missing_classes():
         model_label_of(["b", "x"], ["a", "b"], "split")
 
 
+def test_lists_without_a_shared_name_are_matched_by_position_only_when_counts_agree(
+    logged_warnings,
+):
+    """ImageNet synset folders vs a converted model's readable labels (tools/convert_weights.py
+    --labels): only positions can be matched, and the warning says so."""
+    label_of, missing = model_label_of(["n01", "n02"], ["tench", "goldfish"], "val")
+    assert label_of == {"n01": 0, "n02": 1} and missing == []
+    assert logged_warnings == [
+        "val: none of the data's 2 class names is a class name of the model (data ['n01', "
+        "'n02'], model ['tench', 'goldfish']); the counts agree, so class i of the data is "
+        "taken as the model's class i"
+    ]
+    check_same_classes(["bg", "cat"], ["background", "kitty"], "masks")  # same rule
+    with pytest.raises(AnnotationError, match=r"classes \['n01'\] are not classes of the model"):
+        model_label_of(["n01"], ["tench", "goldfish"], "val")
+    many = [f"c{i}" for i in range(30)]
+    with pytest.raises(AnnotationError, match=r"the model \['c0', .*'c19', \.\.\. \(30 in all\)\]"):
+        model_label_of(["x"], many, "val")
+
+
 def test_check_same_classes_names_both_lists():
     check_same_classes(("bg", "cat"), ["bg", "cat"], "masks")
     with pytest.raises(AnnotationError, match=r"masks: the data's classes \['cat', 'bg'\] are "

@@ -14,6 +14,9 @@ during training), the dataset is built with ``model_classes``:
 - a class of the data the model does not have is an
   :class:`~mtvision.errors.AnnotationError` naming both lists (its images
   cannot be scored);
+- two lists without one shared name but with as many classes (ImageNet synset
+  folders and a converted model's readable labels) are matched by position,
+  with one warning saying so;
 - a dataset whose labels are fixed by its files (VOC masks) cannot be remapped:
   its class list must equal the model's.
 
@@ -25,7 +28,10 @@ of a ``JoinedDataset``/``TaskConcatDataset`` and of mmengine's wrappers).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping, Sequence
+
+from mmengine.logging import print_log
 
 from mtvision.errors import AnnotationError
 from mtvision.utils.metainfo import TASKS_KEY, task_metainfo
@@ -58,12 +64,14 @@ def model_label_of(
         AnnotationError: a data class the model does not have, naming both lists.
     """
     model_classes = [str(name) for name in model_classes]
+    if _by_position(data_classes, model_classes, source):
+        return {name: label for label, name in enumerate(data_classes)}, []
     unknown = [name for name in data_classes if name not in model_classes]
     if unknown:
         raise AnnotationError(
-            f"{source}: classes {unknown} are not classes of the model; the data has "
-            f"{list(data_classes)}, the model {model_classes} (select the model's classes "
-            "with classes=[...], or evaluate a model trained on them)"
+            f"{source}: classes {_shown(unknown)} are not classes of the model; the data has "
+            f"{_shown(data_classes)}, the model {_shown(model_classes)} (select the model's "
+            "classes with classes=[...], or evaluate a model trained on them)"
         )
     label_of = {name: model_classes.index(name) for name in data_classes}
     missing = [name for name in model_classes if name not in label_of]
@@ -80,11 +88,35 @@ def check_same_classes(
     """
     data_classes = [str(name) for name in data_classes]
     model_classes = [str(name) for name in model_classes]
-    if data_classes != model_classes:
+    if data_classes != model_classes and not _by_position(data_classes, model_classes, source):
         raise AnnotationError(
-            f"{source}: the data's classes {data_classes} are not the model's "
-            f"{model_classes}; their labels (index = class) cannot be mapped by name here"
+            f"{source}: the data's classes {_shown(data_classes)} are not the model's "
+            f"{_shown(model_classes)}; their labels (index = class) cannot be mapped by name here"
         )
+
+
+def _by_position(data_classes: Sequence[str], model_classes: list[str], source: str) -> bool:
+    """True (and one warning) when the two lists name their classes in different vocabularies
+    (not one name shared, e.g. ImageNet synset folders and a converted model's readable
+    labels) but count the same classes: then only their positions can be matched."""
+    if set(data_classes) & set(model_classes) or len(data_classes) != len(model_classes):
+        return False
+    print_log(
+        f"{source}: none of the data's {len(data_classes)} class names is a class name of the "
+        f"model (data {_shown(data_classes, 3)}, model {_shown(model_classes, 3)}); the counts "
+        "agree, so class i of the data is taken as the model's class i",
+        logger="current",
+        level=logging.WARNING,
+    )
+    return True
+
+
+def _shown(names: Sequence[str], limit: int = 20) -> str:
+    """``names`` as a list, cut after ``limit`` with the count (a message stays one line)."""
+    names = [str(name) for name in names]
+    if len(names) <= limit:
+        return str(names)
+    return f"{str(names[:limit])[:-1]}, ... ({len(names)} in all)]"
 
 
 def with_model_classes(dataset_cfg, model_meta: Mapping | None, task: str | None = None):
