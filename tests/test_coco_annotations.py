@@ -196,3 +196,70 @@ def test_category_without_name(tmp_path):
     # ... a dataset names its classes.
     with pytest.raises(AnnotationError, match=r"gt.json: categories \[1\] have no 'name'"):
         CocoDetection(tmp_path, ann_file="gt.json")
+
+
+def duplicate_pair() -> tuple[dict, dict, list[dict]]:
+    """gt (1 image, 2 cats), gt_dup (annotation 1 copied as id 3, as a CVAT export wrote
+    it) and one exact detection per real object."""
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 40, 40], "area": 1600},
+        ],
+    }
+    gt_dup = dict(gt, annotations=[*gt["annotations"], dict(gt["annotations"][0], id=3)])
+    results = [
+        {"image_id": 1, "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+        for a in gt["annotations"]
+    ]
+    return gt, gt_dup, results
+
+
+def test_exact_duplicate_annotations_are_dropped_with_one_warning(tmp_path, logged_warnings):
+    _, gt_dup, _ = duplicate_pair()
+    # Not duplicates: another box, another category, a crowd region on the same box.
+    gt_dup["categories"].append({"id": 2, "name": "dog"})
+    gt_dup["annotations"] += [
+        {"id": 4, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 31]},
+        {"id": 5, "image_id": 1, "category_id": 2, "bbox": [10, 10, 30, 30]},
+        {"id": 6, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "iscrowd": 1},
+        {"id": 7, "image_id": 1, "category_id": 1, "bbox": [50.0, 50.0, 40.0, 40.0]},
+    ]
+    path = write_json(tmp_path / "gt_dup.json", gt_dup)
+    loaded = load_coco_instances(path)
+    assert [a["id"] for a in loaded["annotations"]] == [1, 2, 4, 5, 6]
+    assert logged_warnings == [
+        f"{path}: dropped 2 duplicate annotations (an exact copy of an earlier one: same "
+        "image, category and bbox, another id): ids 3 (copy of 1), 7 (copy of 2)"
+    ]
+    assert normalize_coco_instances(loaded, path) == loaded  # idempotent, and silent
+    assert len(logged_warnings) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_duplicate_ground_truth_does_not_lower_the_metric(tmp_path, backend, logged_warnings):
+    gt, gt_dup, results = duplicate_pair()
+    res_file = write_json(tmp_path / "res.json", results)
+    for name, data in (("gt.json", gt), ("gt_dup.json", gt_dup)):
+        metric = CocoMetric(write_json(tmp_path / name, data), backend=backend, classwise=False)
+        stats = metric.evaluate_results(load_coco_results(res_file))
+        # Kept, the copy was a third object no detection matches: mAP 0.663, AR 0.667.
+        assert stats["bbox_mAP"] == pytest.approx(1.0, abs=1e-12)
+        assert stats["bbox_AR@100"] == pytest.approx(1.0, abs=1e-12)
+    assert [w.split(": ", 1)[0] for w in logged_warnings] == [str(tmp_path / "gt_dup.json")]
+
+
+def test_duplicate_annotation_is_one_training_target(tmp_path, logged_warnings):
+    _, gt_dup, _ = duplicate_pair()
+    _write_images(tmp_path, {"a.jpg": (100, 100)})
+    write_json(tmp_path / "gt_dup.json", gt_dup)
+    dataset = CocoDetection(tmp_path, ann_file="gt_dup.json", data_prefix=dict(img=""))
+    np.testing.assert_array_equal(
+        dataset.get_data_info(0)["boxes"], [[10, 10, 40, 40], [50, 50, 90, 90]]
+    )
+    assert logged_warnings == [
+        f"{tmp_path / 'gt_dup.json'}: dropped 1 duplicate annotation (an exact copy of an "
+        "earlier one: same image, category and bbox, another id): id 3 (copy of 1)"
+    ]

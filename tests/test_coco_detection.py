@@ -350,3 +350,45 @@ def test_file_names_with_folders_and_mixed_case(tmp_path):
     write_coco(tmp_path, [image_entry(1, "sub/dir/A.JPG")], [ann(1, 1, 1, [1, 1, 5, 5])])
     dataset = CocoDetection(tmp_path, pipeline=PIPELINE)
     assert dataset[0]["data_samples"]["labels"].tolist() == [0]
+
+
+# ------------------------------------------------------------ the model's label space
+
+
+def test_model_classes_keep_the_models_labels_by_name(tmp_path, logged_warnings):
+    """A val json lacking 'cat' and numbering its categories otherwise: labels by name."""
+    categories = [{"id": 40, "name": "emu"}, {"id": 9, "name": "dog"}]
+    images = [image_entry(1, "a.jpg")]
+    annotations = [ann(1, 1, 40, [1, 1, 10, 10]), ann(2, 1, 9, [20, 5, 10, 10])]
+    write_coco(tmp_path, images, annotations, categories)
+    model_classes = ("cat", "dog", "emu")  # trained on ids 1, 7, 3 (CATEGORIES)
+    dataset = CocoDetection(
+        tmp_path, ann_file="annotations/instances_train2017.json", model_classes=model_classes
+    )
+    assert dataset.metainfo["classes"] == model_classes
+    assert dataset.metainfo["category_ids"] == (None, 9, 40)
+    info = dataset.get_data_info(0)
+    assert info["labels"].tolist() == [2, 1]  # emu, dog: the model's labels
+    assert dataset.load_data_list()[0]["labels"].tolist() == [2, 1]  # loads again alike
+    json_path = tmp_path / "annotations" / "instances_train2017.json"
+    assert logged_warnings[0] == (
+        f"CocoDetection: 1 of the model's 3 classes are not categories of {json_path}: cat; "
+        "they are scored as classes without objects (the other categories keep the model's "
+        "labels)"
+    )
+
+
+def test_model_classes_refuse_a_category_the_model_lacks(tmp_path):
+    write_coco(tmp_path, [image_entry(1, "a.jpg")], [ann(1, 1, 7, [1, 1, 10, 10])])
+    json_path = tmp_path / "annotations" / "instances_train2017.json"
+    message = (
+        f"{json_path}: classes ['emu', 'dog'] are not classes of the model; the data has "
+        "['cat', 'emu', 'dog'], the model ['cat', 'yak']"
+    )
+    with pytest.raises(AnnotationError, match=re.escape(message)):
+        CocoDetection(tmp_path, ann_file=str(json_path), model_classes=("cat", "yak"))
+    # Selecting the model's classes (classes=) leaves the other categories out, as before.
+    dataset = CocoDetection(
+        tmp_path, ann_file=str(json_path), classes=("cat",), model_classes=("cat", "yak")
+    )
+    assert dataset.metainfo["category_ids"] == (1, None)

@@ -441,3 +441,23 @@ def test_metric_selects_by_class_names_without_category_ids(tmp_path):
         [_result(a["image_id"], 2, a["bbox"], 0.5) for a in dogs], [2], [1, 2]
     ))  # fmt: skip
     assert metric.evaluate(size=2)["coco/bbox_mAP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_model_classes_the_file_lacks_are_left_out(tmp_path):
+    """A dataset built with ``model_classes`` gives ``None`` ids for classes the json lacks:
+    their predictions are not scored, the others are, under the file's ids."""
+    annotations = cat_and_dog()
+    metric = CocoMetric(ann_file=write_json(tmp_path / "instances.json", annotations))
+    metric.dataset_meta = {"classes": ("dog", "yak", "cat"), "category_ids": (2, None, 1)}
+    predictions = []
+    for image_id in (1, 2):
+        mine = [a for a in annotations["annotations"] if a["image_id"] == image_id]
+        boxes = torch.tensor([a["bbox"] for a in mine], dtype=torch.float32)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = [0 if a["category_id"] == 2 else 2 for a in mine]
+        predictions.append(
+            {"boxes": torch.cat([boxes, boxes[:1]]), "scores": torch.tensor([0.9, 0.9, 0.95]),
+             "labels": torch.tensor([*labels, 1]), "meta": {"img_id": image_id}}
+        )  # fmt: skip
+    metric.process({}, predictions)
+    assert metric.evaluate(size=2)["coco/bbox_mAP"] == pytest.approx(1.0, abs=1e-12)

@@ -87,6 +87,26 @@ def test_evaluates_a_results_file(files, capsys):
     assert table[3].split() == ["cat", "0.000", "0.000"]
 
 
+def test_duplicate_ground_truth_is_reported_and_not_scored(files, tmp_path, capsys):
+    """An annotation listed twice under a new id (a CVAT export fault) is named and
+    dropped: the metric is the one of the file without the copy."""
+    results_file, ann_file = files
+    with_copy = annotations()
+    with_copy["annotations"].append(dict(with_copy["annotations"][0], id=99))
+    dup_file = tmp_path / "instances_dup.json"
+    dup_file.write_text(json.dumps(with_copy))
+    clean = eval_tool.main(["--predictions", results_file, "--ann", ann_file])
+    assert "duplicate" not in capsys.readouterr().out
+    metrics = eval_tool.main(["--predictions", results_file, "--ann", str(dup_file)])
+    assert metrics == clean and metrics["coco/bbox_mAP"] == pytest.approx(0.25, abs=1e-12)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1
+    assert warnings[0].endswith(
+        f"{dup_file}: dropped 1 duplicate annotation (an exact copy of an earlier one: same "
+        "image, category and bbox, another id): id 99 (copy of 1)"
+    )
+
+
 @pytest.mark.parametrize("first_id", [1, 2**53, 2**63 - 3])
 def test_results_file_with_ids_beyond_float64(tmp_path, first_id):
     """The same boxes under any ids give the small-id numbers (ids are renumbered before

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mtvision.data import ImageLoadError, ImageNetFolder, collate_samples
+from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 
 PIPELINE = [
@@ -208,7 +209,7 @@ def test_classes_from_openmmlab_metainfo(tree):
 # ------------------------------------------------------------ what real folders hold
 
 
-def test_link_back_up_the_tree_does_not_loop_or_repeat(tree):
+def test_link_back_up_the_tree_does_not_loop_or_repeat(tree, logged_warnings):
     (tree / "train" / "cat" / "more" / "up").symlink_to(tree / "train", target_is_directory=True)
     (tree / "train" / "dog" / "same").symlink_to(tree / "train" / "dog")  # itself again
     elsewhere = tree.parent / "elsewhere" / "fox.jpg"
@@ -219,6 +220,54 @@ def test_link_back_up_the_tree_does_not_loop_or_repeat(tree):
            for i in range(len(dataset))]  # fmt: skip
     assert rel == ["cat/c0.jpg", "cat/c1.jpg", "cat/more/gray.png", "dog/d0.JPEG",
                    "dog/linked/fox.jpg"]  # fmt: skip
+    split = tree / "train"
+    assert logged_warnings == [
+        f"ImageNetFolder: 2 folder links in {split} not followed: "
+        f"{split / 'cat' / 'more' / 'up'} -> {split} (an ancestor of its class folder: its "
+        f"images would repeat without end); {split / 'dog' / 'same'} -> {split / 'dog'} (its "
+        "own class folder again: its images would repeat)"
+    ]
+    assert dataset.skipped_links == logged_warnings[0].split(": ", 2)[2].split("; ")
+
+
+def test_link_into_another_class_is_named(tree, logged_warnings):
+    (tree / "train" / "dog" / "cats").symlink_to(tree / "train" / "cat", target_is_directory=True)
+    dataset = ImageNetFolder(tree, split="train")
+    assert [dataset.get_data_info(i)["label"] for i in range(len(dataset))] == [0, 0, 0, 1]
+    assert logged_warnings == [
+        f"ImageNetFolder: 1 folder link in {tree / 'train'} not followed: "
+        f"{tree / 'train' / 'dog' / 'cats'} -> {tree / 'train' / 'cat'} (inside class folder "
+        "'cat': its images would get a second label)"
+    ]
+
+
+def test_model_classes_label_a_split_lacking_folders_by_name(tree, logged_warnings):
+    """The val split has cat and dog; the model knows ant, cat, dog, emu."""
+    dataset = ImageNetFolder(tree, split="val", model_classes=["ant", "cat", "dog", "emu"])
+    assert dataset.metainfo["classes"] == ("ant", "cat", "dog", "emu")
+    assert [dataset.get_data_info(i)["label"] for i in range(len(dataset))] == [1, 2]
+    assert logged_warnings == [
+        f"ImageNetFolder: 2 of the model's 4 classes have no folder in {tree / 'val'}: ant, "
+        "emu; they are scored as classes without images (the other folders keep the model's "
+        "labels)"
+    ]
+    # The model's order, not the sorted folders': dog is label 0 here.
+    dataset = ImageNetFolder(tree, split="val", model_classes=["dog", "cat"])
+    assert [dataset.get_data_info(i)["label"] for i in range(len(dataset))] == [0, 1]
+    assert [os.path.basename(dataset.get_data_info(i)["img_path"]) for i in (0, 1)] == [
+        "v1.jpg",
+        "v0.jpg",
+    ]
+
+
+def test_model_classes_refuse_a_folder_the_model_lacks(tree):
+    with pytest.raises(AnnotationError) as info:
+        ImageNetFolder(tree, split="val", model_classes=["ant", "cat"])
+    assert str(info.value) == (
+        f"{tree / 'val'}: classes ['dog'] are not classes of the model; the data has "
+        "['cat', 'dog'], the model ['ant', 'cat'] (select the model's classes with "
+        "classes=[...], or evaluate a model trained on them)"
+    )
 
 
 def test_mixed_case_extensions_hidden_and_other_files(tmp_path):

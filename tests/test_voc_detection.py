@@ -298,3 +298,33 @@ def test_empty_xml_and_other_image_suffix(tmp_path):
     (root / "Annotations" / "a.xml").write_text("")
     with pytest.raises(AnnotationError, match=r"a.xml: malformed XML \(the file is empty\)"):
         VOCDetection(root)
+
+
+def test_an_object_listed_twice_in_one_xml_is_kept_once(tmp_path, logged_warnings):
+    root = write_voc(
+        tmp_path / "VOC2007",
+        {
+            "000001": voc_xml(
+                [("dog", (1, 1, 10, 20), 0), ("dog", (1, 1, 10, 20), 0), ("dog", (1, 1, 10, 21), 0)]
+            )
+        },
+    )
+    info = VOCDetection(root).get_data_info(0)
+    np.testing.assert_array_equal(info["boxes"], [[0, 0, 10, 20], [0, 0, 10, 21]])
+    assert len(info["meta"]["ann"]["labels"]) == 2  # the metric's ground truth too
+    assert logged_warnings == [
+        f"VOCDetection: dropped 1 duplicate object of {root} (an exact copy of an earlier "
+        "object of its XML: same class, box and difficult flag): "
+        f"{root / 'Annotations' / '000001.xml'}: object 1 (copy of 0)"
+    ]
+
+
+def test_model_classes_label_objects_by_name(voc2007, logged_warnings):
+    model_classes = ("person", "car", "yak", "dog")
+    dataset = VOCDetection(voc2007, classes=("car", "dog", "person"), model_classes=model_classes)
+    assert dataset.metainfo["classes"] == model_classes
+    info = dataset.get_data_info(0)
+    assert info["meta"]["ann"]["labels"].tolist() == [3, 0, 1]  # dog, person, car
+    assert logged_warnings[0].startswith("VOCDetection: the model's classes ['yak'] are not")
+    with pytest.raises(AnnotationError, match=re.escape("classes ['car'] are not classes of")):
+        VOCDetection(voc2007, classes=("car", "dog"), model_classes=("dog",))

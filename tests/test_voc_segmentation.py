@@ -314,3 +314,17 @@ def test_duplicate_ids_empty_list_and_other_case_are_named(voc_root):
                        r"'2008_000002.JPG': names are case-sensitive; set img_suffix"):  # fmt: skip
         VOCSegmentation(voc_root, split="val")
     assert len(VOCSegmentation(voc_root, split="val", img_suffix=".JPG")) == 1
+
+
+def test_model_classes_must_be_the_mask_classes(voc_root):
+    """Mask values are class indices: a model with other classes cannot be scored here."""
+    dataset = VOCSegmentation(voc_root, split="val", model_classes=VOC_CLASSES)
+    assert dataset.metainfo["classes"] == VOC_CLASSES
+    model_classes = ("background", "cat", "dog")
+    with pytest.raises(AnnotationError) as info:
+        VOCSegmentation(voc_root, split="val", model_classes=model_classes)
+    assert str(info.value) == (
+        f"{voc_root / 'SegmentationClass'}: the data's classes {str(list(VOC_CLASSES[:20]))[:-1]}"
+        f", ... (21 in all)] are not the model's {list(model_classes)}; their labels (index = class) cannot be mapped by name "
+        "here"
+    )

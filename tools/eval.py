@@ -30,7 +30,13 @@ COCO results file against a COCO annotation file, without a config or model:
 every image of the annotation file counts (an image without results has its
 objects missed). It prints the 12 COCO box statistics and a per-category table.
 
-The checkpoint must fit the model exactly.
+The checkpoint must fit the model exactly. The test data is labelled in the
+model's label space: the class names the checkpoint (``meta["dataset_meta"]``)
+or the deployed file's metadata records. An ImageNet split lacking some class
+folders, or a COCO json lacking some categories, keeps the model's label of
+each name (the missing classes are logged as empty); data with a class the
+model does not have is refused in one line naming both lists
+(:mod:`mtvision.data.label_space`).
 
 ``--backend onnxruntime`` (the default for a ``.onnx`` file; ``openvino`` runs the
 same file in OpenVINO) evaluates a deployed
@@ -53,12 +59,14 @@ import mmengine
 from mmengine.dist import is_main_process
 from mmengine.logging import MMLogger
 
+from mtvision.data.label_space import dataloaders_with_model_classes
 from mtvision.engine import build_runner, load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
 from mtvision.errors import ConfigError
 from mtvision.evaluation.coco_metric import CocoMetric, load_coco_results
 from mtvision.export import OnnxRuntimeModel
+from mtvision.export.deploy_config import checkpoint_dataset_meta, deployed_dataset_meta
 from mtvision.registry import METRICS
 from mtvision.utils.atomic_files import check_output_dir, check_output_paths
 
@@ -265,6 +273,16 @@ def main(argv=None) -> dict:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
     check_output_dir(cfg.work_dir, "--work-dir" if args.work_dir else "work_dir")
+    # The test data takes the model's label space (class names, by name), so a split
+    # lacking some classes keeps the model's labels (mtvision.data.label_space).
+    model_meta = (
+        checkpoint_dataset_meta(args.checkpoint)
+        if args.backend == "torch"
+        else deployed_dataset_meta(args.checkpoint)
+    )
+    cfg.test_dataloader = dataloaders_with_model_classes(
+        cfg.test_dataloader, cfg.get("test_evaluator"), model_meta
+    )
     if args.backend != "torch":
         cfg.model = dict(
             type=OnnxRuntimeModel.__name__,

@@ -56,6 +56,7 @@ from mmengine.logging import print_log
 from mtvision.data.base_dataset import BaseDataset
 from mtvision.data.coco_annotations import load_coco_instances
 from mtvision.data.image_io import read_image_size
+from mtvision.data.label_space import model_label_of
 from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 from mtvision.utils.boxes import clip_boxes, valid_boxes
@@ -94,6 +95,17 @@ class CocoDetection(BaseDataset):
         filter_empty: drop images without any training target (no annotation,
             only crowd or dropped boxes). For training only: evaluation must
             keep every image, so ``test_mode=True`` refuses it.
+        model_classes: the class names of the model this json is scored
+            against, index = label (tools/eval.py and the val loop pass the
+            checkpoint's / training data's, :mod:`~mtvision.data.label_space`).
+            Each selected category is labelled by its name's index there, so
+            a json lacking some categories (or numbering them otherwise)
+            keeps the model's labels: ``metainfo["classes"]`` is then
+            ``model_classes`` and ``metainfo["category_ids"]`` this json's id
+            of each (``None`` for a model class the json lacks, logged once;
+            the metric leaves those predictions out). A selected category
+            that is no class of the model is an
+            :class:`~mtvision.errors.AnnotationError` naming both lists.
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
         metainfo, indices, serialize_data, lazy_init, max_refetch: mmengine's
             ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
@@ -106,6 +118,7 @@ class CocoDetection(BaseDataset):
         data_prefix: dict | None = None,
         classes: Sequence[str] | None = None,
         filter_empty: bool = False,
+        model_classes: Sequence[str] | None = None,
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
@@ -122,6 +135,7 @@ class CocoDetection(BaseDataset):
             )
         self.fixed_classes = None if classes is None else tuple(classes)
         self.filter_empty = filter_empty
+        self.model_classes = None if model_classes is None else tuple(map(str, model_classes))
         self.num_dropped_boxes = 0
         super().__init__(
             data_root=os.fspath(data_root),
@@ -140,10 +154,13 @@ class CocoDetection(BaseDataset):
     def load_data_list(self) -> list[dict]:
         instances = load_coco_instances(self.ann_file)
         category_ids = self._select_categories(instances["categories"])
-        label_of = {cat_id: label for label, cat_id in enumerate(category_ids)}
         name_of = {category["id"]: category["name"] for category in instances["categories"]}
-        self._metainfo["category_ids"] = category_ids
-        self._metainfo["classes"] = tuple(name_of[cat_id] for cat_id in category_ids)
+        if self.model_classes is None:
+            label_of = {cat_id: label for label, cat_id in enumerate(category_ids)}
+            self._metainfo["category_ids"] = category_ids
+            self._metainfo["classes"] = tuple(name_of[cat_id] for cat_id in category_ids)
+        else:
+            label_of = self._model_labels(category_ids, name_of)
 
         annotations_of: dict[int, list[dict]] = {image["id"]: [] for image in instances["images"]}
         for ann in instances["annotations"]:
@@ -216,6 +233,24 @@ class CocoDetection(BaseDataset):
             level=logging.INFO,
         )
         return kept
+
+    def _model_labels(self, category_ids, name_of: dict) -> dict[int, int]:
+        """{selected category id: the model's label of its name}; sets the metainfo."""
+        names = [name_of[cat_id] for cat_id in category_ids]
+        label_of_name, absent = model_label_of(names, self.model_classes, self.ann_file)
+        id_of = {name_of[cat_id]: cat_id for cat_id in category_ids}
+        self._metainfo["classes"] = self.model_classes
+        self.fixed_classes = tuple(names)  # the categories read, should the list be loaded again
+        self._metainfo["category_ids"] = tuple(id_of.get(name) for name in self.model_classes)
+        if absent:
+            print_log(
+                f"CocoDetection: {len(absent)} of the model's {len(self.model_classes)} classes "
+                f"are not categories of {self.ann_file}: {', '.join(absent)}; they are scored "
+                "as classes without objects (the other categories keep the model's labels)",
+                logger="current",
+                level=logging.WARNING,
+            )
+        return {id_of[name]: label for name, label in label_of_name.items()}
 
     def _select_categories(self, categories: list[dict]) -> tuple[int, ...]:
         """Category ids of the selected classes, ascending."""

@@ -32,6 +32,11 @@ differ. Without ``<size>`` (or with a zero one, as some tools write) the
 image file's header gives the size. So a box that a 0-based tool wrote with
 ``xmin=0`` (``x1 = -1`` here) is clipped to the image either way.
 
+Duplicates: an object listed twice in one XML (same class, box and
+``difficult`` flag), as annotation tools' exports sometimes write, is kept
+once; one warning per dataset names the XML files and object indices (kept,
+the copy would be an object no detection can match, lowering AP).
+
 Classes: the default is the 20 VOC classes, and an object of any other name
 is an error naming its XML (a typo or another dataset). A dataset built with
 ``classes=(...)`` (or ``metainfo=dict(classes=...)``) that differ from the
@@ -54,12 +59,15 @@ from mmengine.logging import print_log
 
 from mtvision.data.base_dataset import BaseDataset
 from mtvision.data.image_io import read_image_size
+from mtvision.data.label_space import model_label_of
 from mtvision.data.voc_segmentation import VOC_CLASSES, read_id_list
 from mtvision.errors import AnnotationError, ImageLoadError
 from mtvision.registry import DATASETS
 from mtvision.utils.boxes import clip_boxes, valid_boxes
 
 __all__ = ["VOC_DETECTION_CLASSES", "VOCDetection"]
+
+_MAX_LISTED_DUPLICATES = 10  # duplicate objects named one by one in the warning
 
 VOC_DETECTION_CLASSES: tuple[str, ...] = tuple(c for c in VOC_CLASSES if c != "background")
 """The 20 PASCAL VOC object classes; a class's index is its detection label."""
@@ -91,6 +99,12 @@ class VOCDetection(BaseDataset):
             is an error naming its XML file. Other classes select: objects of
             classes not listed are left out (counted and logged).
         img_suffix: image file ending after the id (``".jpg"`` in VOC).
+        model_classes: the class names of the model this split is scored
+            against (tools/eval.py and the val loop pass them,
+            :mod:`~mtvision.data.label_space`): each class keeps the model's
+            label of its name (``metainfo["classes"]`` is then
+            ``model_classes``); a class that is no class of the model is an
+            :class:`~mtvision.errors.AnnotationError` naming both lists.
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`.
         metainfo, indices, serialize_data, lazy_init, max_refetch: mmengine's
             ``BaseDataset`` arguments (``indices=N`` keeps the first N samples).
@@ -111,6 +125,7 @@ class VOCDetection(BaseDataset):
         data_prefix: dict | None = None,
         classes: Sequence[str] | None = None,
         img_suffix: str = ".jpg",
+        model_classes: Sequence[str] | None = None,
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
@@ -122,6 +137,7 @@ class VOCDetection(BaseDataset):
     ):
         self.fixed_classes = None if classes is None else tuple(classes)
         self.img_suffix = img_suffix
+        self.model_classes = None if model_classes is None else tuple(map(str, model_classes))
         self.num_unselected_objects = 0
         super().__init__(
             data_root=os.fspath(data_root),
@@ -141,11 +157,25 @@ class VOCDetection(BaseDataset):
 
     def load_data_list(self) -> list[dict]:
         classes = self.fixed_classes or tuple(self._metainfo["classes"])
-        self._metainfo["classes"] = classes
-        label_of = {name: label for label, name in enumerate(classes)}
+        if self.model_classes is None:
+            self._metainfo["classes"] = classes
+            label_of = {name: label for label, name in enumerate(classes)}
+        else:
+            label_of, absent = model_label_of(classes, self.model_classes, self.data_root)
+            self._metainfo["classes"] = self.model_classes
+            self.fixed_classes = classes  # the classes read, should the list be loaded again
+            if absent:
+                print_log(
+                    f"VOCDetection: the model's classes {absent} are not among the classes "
+                    f"{list(classes)} of {self.data_root}; they are scored as classes without "
+                    "objects",
+                    logger="current",
+                    level=logging.WARNING,
+                )
         selecting = classes != VOC_DETECTION_CLASSES
 
         data_list = []
+        duplicates: list[str] = []
         unselected: Counter[str] = Counter()
         for img_id in self._read_image_ids():
             xml_path = os.path.join(self.data_prefix["ann"], f"{img_id}.xml")
@@ -158,7 +188,7 @@ class VOCDetection(BaseDataset):
             root = _parse_xml(xml_path)
             size = _image_size(root) or self._size_from_file(img_path)
             boxes, labels, difficult, skipped = _parse_objects(
-                root, xml_path, label_of, size, selecting
+                root, xml_path, label_of, size, selecting, duplicates
             )
             unselected.update(skipped)
             keep = ~difficult
@@ -175,6 +205,20 @@ class VOCDetection(BaseDataset):
             if size is not None:
                 info["width"], info["height"] = size
             data_list.append(info)
+        if duplicates:
+            print_log(
+                f"VOCDetection: dropped {len(duplicates)} duplicate object"
+                f"{'s' if len(duplicates) > 1 else ''} of {self.data_root} (an exact copy of an "
+                "earlier object of its XML: same class, box and difficult flag): "
+                f"{'; '.join(duplicates[:_MAX_LISTED_DUPLICATES])}"
+                + (
+                    f"; and {len(duplicates) - _MAX_LISTED_DUPLICATES} more"
+                    if len(duplicates) > _MAX_LISTED_DUPLICATES
+                    else ""
+                ),
+                logger="current",
+                level=logging.WARNING,
+            )
         self.num_unselected_objects = sum(unselected.values())
         if unselected:
             counts = ", ".join(f"{name} {count}" for name, count in sorted(unselected.items()))
@@ -220,11 +264,15 @@ def _parse_objects(
     label_of: dict[str, int],
     image_size: tuple[float, float] | None,
     selecting: bool,
+    duplicates: list[str],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Objects of one VOC XML: boxes float32 (M, 4) xyxy pixel edges clipped to
     ``image_size`` (width, height), labels int64 (M,), difficult bool (M,), and the
-    class names of objects left out because ``selecting`` and not in ``label_of``."""
+    class names of objects left out because ``selecting`` and not in ``label_of``.
+    An object repeating an earlier one exactly (class, box, difficult) is left
+    out and named in ``duplicates`` ("<xml>: object j (copy of i)")."""
     boxes, labels, difficult, skipped = [], [], [], []
+    first_of: dict[tuple, int] = {}
     for index, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
         where = f"{path}: object {index} ({name})"
@@ -247,9 +295,15 @@ def _parse_objects(
                 f"{where} has an empty box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} "
                 f"ymax={ymax:g} (image size {image_size})"
             )
+        is_difficult = obj.findtext("difficult", "0").strip() in ("1", "true", "True")
+        key = (name, *(float(v) for v in box), is_difficult)
+        if key in first_of:
+            duplicates.append(f"{path}: object {index} (copy of {first_of[key]})")
+            continue
+        first_of[key] = index
         boxes.append(list(box))
         labels.append(label_of[name])
-        difficult.append(obj.findtext("difficult", "0").strip() in ("1", "true", "True"))
+        difficult.append(is_difficult)
     return (
         np.array(boxes, np.float32).reshape(-1, 4),
         np.array(labels, np.int64),

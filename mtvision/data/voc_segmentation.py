@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from mtvision.data.base_dataset import BaseDataset
+from mtvision.data.label_space import check_same_classes
 from mtvision.errors import AnnotationError
 from mtvision.registry import DATASETS
 from mtvision.utils.palette import voc_colormap
@@ -107,6 +108,11 @@ class VOCSegmentation(BaseDataset):
             A proper subset of :data:`VOC_CLASSES` selects classes (see the
             module docstring). The palette defaults to the VOC colours of the
             classes (of the first ``len(classes)`` indices for other names).
+        model_classes: the class names of the model this split is scored
+            against (tools/eval.py and the val loop pass them,
+            :mod:`~mtvision.data.label_space`): they must equal the classes
+            (mask values are class indices, fixed by the files), else an
+            :class:`~mtvision.errors.AnnotationError` names both lists.
         on_bad_image, pipeline, test_mode: see :class:`BaseDataset`
             (``"skip"`` also skips unreadable or invalid masks in training).
         indices, serialize_data, lazy_init, max_refetch: mmengine's
@@ -126,6 +132,7 @@ class VOCSegmentation(BaseDataset):
         mask_suffix: str = ".png",
         classes: Sequence[str] | None = None,
         metainfo: dict | None = None,
+        model_classes: Sequence[str] | None = None,
         on_bad_image: Literal["raise", "skip"] = "raise",
         pipeline: Sequence = (),
         test_mode: bool = False,
@@ -144,6 +151,7 @@ class VOCSegmentation(BaseDataset):
         self.mask_dir = os.path.join(data_root, mask_dir)
         self.img_suffix = img_suffix
         self.mask_suffix = mask_suffix
+        self.model_classes = None if model_classes is None else tuple(map(str, model_classes))
         super().__init__(
             data_root=data_root,
             ann_file=os.fspath(ann_file),
@@ -160,6 +168,9 @@ class VOCSegmentation(BaseDataset):
     def load_data_list(self) -> list[dict]:
         ids = self._read_ids()
         classes = tuple(self._metainfo["classes"])
+        if self.model_classes is not None:
+            # A mask value is a class index: the files fix the labels, nothing to remap.
+            check_same_classes(classes, self.model_classes, self.mask_dir)
         label_map = selection_label_map(classes, VOC_CLASSES)
         # The mask files hold VOC's indices when the classes select some of them.
         num_classes = len(VOC_CLASSES) if label_map else len(classes)

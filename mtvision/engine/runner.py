@@ -32,6 +32,8 @@ or stays silent:
 
 - The start-up log is one line (versions, device, seed); mmengine's
   environment dump and the config text are logged at DEBUG (``log_level``).
+- While training, the val data is labelled in the training data's label
+  space (its class names, :mod:`mtvision.data.label_space`).
 
 Checkpoint files are read with ``weights_only=True`` and written atomically
 (see :mod:`mtvision.engine.checkpoint` and :mod:`mtvision.utils.atomic_files`).
@@ -57,12 +59,13 @@ from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import MODEL_WRAPPERS
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import BaseLoop, EpochBasedTrainLoop
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from mmengine.utils.dl_utils import collect_env
 from torch.nn.parallel import DistributedDataParallel
 
 import mtvision
+from mtvision.data.label_space import dataloaders_with_model_classes
 from mtvision.engine.checkpoint import check_state_dict_fits
 from mtvision.engine.latest_checkpoint import LAST_CHECKPOINT_NAME, find_resumable_checkpoint
 from mtvision.engine.resumable_sampler import ResumableSampler
@@ -181,6 +184,20 @@ class Runner(mmengine.runner.Runner):
             if isinstance(wrapper_type, type) and issubclass(wrapper_type, DistributedDataParallel):
                 model_wrapper_cfg.setdefault("device_ids", None)
         return super().wrap_model(model_wrapper_cfg, model)
+
+    def build_val_loop(self, loop):
+        """mmengine's, with the val data labelled in the training data's label space.
+
+        While training (the train loop is built), the val datasets take the train
+        dataset's class names as ``model_classes`` (:mod:`mtvision.data.label_space`):
+        a val split lacking some classes keeps the training labels.
+        """
+        if isinstance(loop, dict) and isinstance(self._train_loop, BaseLoop):
+            train_meta = getattr(self._train_loop.dataloader.dataset, "metainfo", None)
+            self._val_dataloader = dataloaders_with_model_classes(
+                self._val_dataloader, self._val_evaluator, train_meta
+            )
+        return super().build_val_loop(loop)
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         super().register_hooks(default_hooks, custom_hooks)

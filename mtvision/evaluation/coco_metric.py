@@ -162,7 +162,7 @@ def to_coco_results(
     boxes: np.ndarray,
     scores: np.ndarray,
     labels: np.ndarray,
-    category_ids: Sequence[int],
+    category_ids: Sequence[int | None],
 ) -> list[dict]:
     """One image's detections as COCO result entries.
 
@@ -170,7 +170,9 @@ def to_coco_results(
         img_id: the COCO image id.
         boxes: (K, 4) xyxy pixels.
         scores: (K,) confidences.
-        labels: (K,) contiguous labels; label i becomes ``category_ids[i]``.
+        labels: (K,) contiguous labels; label i becomes ``category_ids[i]``
+            (a label whose id is ``None``, a class the annotation file lacks,
+            gives no entry).
 
     Returns:
         ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``
@@ -186,6 +188,7 @@ def to_coco_results(
             "score": float(score),
         }
         for box, score, label in zip(xywh, np.asarray(scores), np.asarray(labels), strict=True)
+        if category_ids[int(label)] is not None
     ]
 
 
@@ -474,8 +477,12 @@ class CocoMetric(BaseMetric):
         }
 
     @property
-    def category_ids(self) -> list[int]:
+    def category_ids(self) -> list[int | None]:
         """COCO category id of each contiguous label: the dataset's selection.
+
+        ``None`` for a label of the model that is no category of the file (a
+        dataset built with ``model_classes`` the json lacks): its predictions
+        are left out, as those of any category not evaluated.
 
         ``dataset_meta["category_ids"]`` (what
         :class:`~mtvision.data.coco_detection.CocoDetection` sets); else the
@@ -485,7 +492,7 @@ class CocoMetric(BaseMetric):
         """
         meta = self.dataset_meta or {}
         if "category_ids" in meta:
-            return [int(c) for c in meta["category_ids"]]
+            return [None if c is None else int(c) for c in meta["category_ids"]]
         names = meta.get("classes")
         id_of = {name: cat_id for cat_id, name in self.category_names.items()}
         if names and all(name in id_of for name in names):
@@ -538,7 +545,7 @@ class CocoMetric(BaseMetric):
                 )
             seen.add(result["img_id"])
         category_ids = self.category_ids
-        unknown = sorted(set(category_ids) - set(self.category_names))
+        unknown = sorted(set(category_ids) - set(self.category_names) - {None})
         if unknown:
             raise AnnotationError(
                 f"dataset_meta['category_ids'] has ids {unknown} that are not categories of "
@@ -554,7 +561,8 @@ class CocoMetric(BaseMetric):
         if self.results_file is not None:
             dump_coco_results(coco_results, self.results_file)
             print_log(f"COCO results written to {self.results_file}", logger="current")
-        return self.evaluate_results(coco_results, img_ids=seen, cat_ids=category_ids)
+        evaluated = [cat_id for cat_id in category_ids if cat_id is not None]
+        return self.evaluate_results(coco_results, img_ids=seen, cat_ids=evaluated)
 
     def evaluate_results(
         self,

@@ -1,4 +1,5 @@
-"""What a config and a checkpoint say about deployment: the test input size and class names."""
+"""What a config, a checkpoint and a deployed file say about deployment: the test input
+size and class names."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Mapping
 
 from mtvision.engine.checkpoint import load_checkpoint_file
 from mtvision.engine.config import test_dataset_entries
-from mtvision.utils.metainfo import task_metainfo
+from mtvision.export.deploy import read_deploy_metadata
+from mtvision.utils.metainfo import TASKS_KEY, task_metainfo
 
 #: Albumentations transforms whose output size is their ``height`` x ``width``.
 _FIXED_SIZE_TRANSFORMS = ("Resize", "CenterCrop", "Crop", "RandomCrop", "LongestMaxSizePad")
@@ -37,12 +39,32 @@ def test_input_size(cfg) -> tuple[int, int] | None:
     return None
 
 
-def checkpoint_classes(checkpoint_path: str, head_names) -> dict[str, list[str] | None]:
-    """Class names of each head from the checkpoint's ``meta["dataset_meta"]`` (what a
-    Runner or ``tools/convert_weights.py`` wrote), None where it has none."""
+def checkpoint_dataset_meta(checkpoint_path: str) -> dict | None:
+    """The checkpoint's ``meta["dataset_meta"]`` (the training data's ``metainfo``: class
+    names, COCO category ids, ...), None where it has none."""
     checkpoint = load_checkpoint_file(checkpoint_path, map_location="cpu")
     meta = checkpoint.get("meta", {}) if isinstance(checkpoint, Mapping) else {}
     dataset_meta = meta.get("dataset_meta") if isinstance(meta, Mapping) else None
+    return dict(dataset_meta) if isinstance(dataset_meta, Mapping) else None
+
+
+def deployed_dataset_meta(onnx_file: str) -> dict | None:
+    """A deployed file's class names (its metadata) in ``dataset_meta`` form:
+    ``{"classes": ...}`` for one head, ``{"tasks": {head: {"classes": ...}}}`` for
+    several; None when it records no names."""
+    heads = read_deploy_metadata(onnx_file)["heads"]
+    tasks = {
+        name: {"classes": info["classes"]} for name, info in heads.items() if info.get("classes")
+    }
+    if not tasks:
+        return None
+    return next(iter(tasks.values())) if len(heads) == 1 else {TASKS_KEY: tasks}
+
+
+def checkpoint_classes(checkpoint_path: str, head_names) -> dict[str, list[str] | None]:
+    """Class names of each head from the checkpoint's ``meta["dataset_meta"]`` (what a
+    Runner or ``tools/convert_weights.py`` wrote), None where it has none."""
+    dataset_meta = checkpoint_dataset_meta(checkpoint_path)
     classes = {}
     for name in head_names:
         try:
