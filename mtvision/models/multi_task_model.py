@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.ops.resize import resize
 from mtvision.registry import MODELS
+from mtvision.tasks import Task, task_of
 from mtvision.utils.state_dict import unwrap_state_dict
 
 PLAIN_VIEW = (1.0, False)
@@ -124,6 +125,15 @@ class MultiTaskModel(BaseModel):
     def active_head_names(self) -> tuple[str, ...]:
         """Heads that run in ``tensor`` and ``predict`` mode (all heads unless restricted)."""
         return self._active
+
+    @property
+    def head_tasks(self) -> dict[str, Task]:
+        """``{head name: the task adapter it declares}`` of every head (:mod:`mtvision.tasks`).
+
+        Raises:
+            ValueError: a head declares no task adapter.
+        """
+        return {name: task_of(head, name) for name, head in self.heads.items()}
 
     def active_heads(self, names: Iterable[str] | None) -> _ActiveHeads:
         """Restrict ``tensor`` and ``predict`` mode to the heads ``names`` (``None``: all).
