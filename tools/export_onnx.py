@@ -51,7 +51,6 @@ from mtvision.export import (
     flatten_outputs,
 )
 from mtvision.export.deploy_config import checkpoint_classes, test_input_size
-from mtvision.export.parity import head_agreement, max_score_difference
 from mtvision.export.sample_images import test_images
 
 
@@ -168,15 +167,18 @@ def export_raw(args, model) -> float:
 
 
 def _set_detection_options(model, args) -> None:
+    """The options given, in every head whose ``test_cfg`` has the key (the detectors)."""
+    options = {}
+    if args.score_thr is not None:
+        options["score_threshold"] = float(args.score_thr)
+    if args.max_detections is not None:
+        options["max_detections"] = int(args.max_detections)
+    if args.topk_candidates is not None:
+        options["topk_candidates"] = args.topk_candidates or None
     for head in model.heads.values():
-        if getattr(head, "task", None) != "detection":
-            continue
-        if args.score_thr is not None:
-            head.test_cfg["score_threshold"] = float(args.score_thr)
-        if args.max_detections is not None:
-            head.test_cfg["max_detections"] = int(args.max_detections)
-        if args.topk_candidates is not None:
-            head.test_cfg["topk_candidates"] = args.topk_candidates or None
+        test_cfg = getattr(head, "test_cfg", None)
+        if isinstance(test_cfg, dict):
+            test_cfg.update({k: v for k, v in options.items() if k in test_cfg})
 
 
 def main(argv=None):
@@ -223,22 +225,23 @@ def main(argv=None):
         with torch.no_grad():
             expected = torch_model.outputs(batch)
         actual = deployed.run(batch)
-        for name, info in deployed.heads.items():
+        for name, task in deployed.head_tasks.items():
             agreements[name].append(
                 (
-                    head_agreement(info["task"], expected[name], actual[name]),
-                    max_score_difference(info["task"], expected[name], actual[name]),
+                    task.agreement(expected[name], actual[name]),
+                    task.max_score_difference(expected[name], actual[name]),
                 )
             )
     result = {}
     for name, values in agreements.items():
         agreement = sum(v[0] for v in values) / len(values)
         result[name] = agreement
-        task = deployed.heads[name]["task"]
-        extra = f", max top-k score difference {max(v[1] for v in values):.2g}"
+        task = deployed.head_tasks[name]
+        differences = [v[1] for v in values if v[1] is not None]
+        extra = f", max top-k score difference {max(differences):.2g}" if differences else ""
         print(
-            f"  {name} ({task}): torch vs onnxruntime agreement {agreement:.4f} on "
-            f"{len(values)} {origin}" + (extra if task == "classification" else "")
+            f"  {name} ({task.name}): torch vs onnxruntime agreement {agreement:.4f} on "
+            f"{len(values)} {origin}" + extra
         )
     low = {name: value for name, value in result.items() if value < args.min_agreement}
     if low:

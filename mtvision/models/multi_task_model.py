@@ -141,8 +141,8 @@ class MultiTaskModel(BaseModel):
         Takes effect at once; used as a context manager it restores the previous
         selection on exit::
 
-            with model.active_heads(["detection"]):
-                predictions = model.test_step(coco_batch)
+            with model.active_heads([name]):
+                predictions = model.test_step(batch_of_that_heads_data)
 
         ``loss`` mode always uses every head (each parameter must take part for DDP).
 

@@ -9,6 +9,7 @@ compare task names.
 from mtvision.tasks.base import (
     HeadInfo,
     Task,
+    predicted_heads,
     register_task,
     registered_tasks,
     task_named,
@@ -29,6 +30,7 @@ __all__ = [
     "Classification",
     "Detection",
     "HeadInfo",
+    "predicted_heads",
     "Segmentation",
     "Task",
     "register_task",

@@ -50,12 +50,15 @@ class Task:
             marks the head's presence in a merged ``MultiTaskModel.predict`` dict.
         draw_order: layer of its drawing in a picture of several heads (lower first).
         fixed_input_size: whether its deployed graph needs a fixed input size.
+        in_image_pixels: whether its predictions are drawn in the pixels of the original
+            image (boxes, masks) rather than beside it (a caption).
     """
 
     name: str = ""
     fields: tuple[str, ...] = ()
     draw_order: int = 0
     fixed_input_size: bool = True
+    in_image_pixels: bool = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -137,6 +140,11 @@ class Task:
         self, picture: np.ndarray, result: Mapping, head: HeadInfo, options, scale: float = 1.0
     ):
         """``picture`` with a result dict drawn; ``scale``: picture pixels per result pixel."""
+        raise NotImplementedError
+
+    def draw_tile(self, image: np.ndarray, prediction: Mapping, head: HeadInfo, size: int):
+        """A ``size`` x ``size`` tile of a prediction that is not in image pixels
+        (``in_image_pixels`` False), drawn on the network input ``image``."""
         raise NotImplementedError
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from mtvision.tasks.base import HeadInfo, Task, register_task
 from mtvision.utils.arrays import to_numpy
 from mtvision.utils.topk import scores_from_top_k, top_k
-from mtvision.visualization.draw import draw_ranked, draw_topk
+from mtvision.visualization.draw import draw_classification, draw_ranked, draw_topk
 
 __all__ = ["CLASSIFICATION", "Classification", "classification_to_original"]
 
@@ -29,6 +29,7 @@ class Classification(Task):
     name = "classification"
     fields = ("pred_score", "pred_label", "gt_label")
     draw_order = 2
+    in_image_pixels = False
 
     def deploy_options(self, topk: int, seg_logits: bool) -> dict:
         return {"topk": topk}
@@ -78,6 +79,11 @@ class Classification(Task):
         self, picture: np.ndarray, result: Mapping, head: HeadInfo, options, scale: float = 1.0
     ):
         return draw_ranked(picture, result["labels"], result["scores"], head.classes)
+
+    def draw_tile(self, image: np.ndarray, prediction: Mapping, head: HeadInfo, size: int):
+        """The predicted class and score (green when right, red when wrong) and the true
+        class below the image resized to ``size`` x ``size``."""
+        return draw_classification(image, head.classes, prediction, size)
 
 
 CLASSIFICATION = register_task(Classification())

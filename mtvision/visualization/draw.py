@@ -34,22 +34,26 @@ def _caption(lines: Sequence[tuple[str, tuple[int, int, int]]], width: int) -> n
     return strip
 
 
+def _name(classes: Sequence[str] | None, label: int) -> str:
+    return classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
+
+
 def draw_classification(
-    image: np.ndarray, classes: Sequence[str], prediction: dict, size: int = 160
+    image: np.ndarray, classes: Sequence[str] | None, prediction: dict, size: int = 160
 ) -> np.ndarray:
     """Return a tile: ``image`` (HWC uint8 RGB) resized to ``size`` x ``size`` above its labels.
 
     First caption line: predicted class and probability, green when it equals
     the true class and red otherwise; second line: the true class. The captions
-    sit below the picture so they never hide it.
+    sit below the picture so they never hide it. ``classes`` None writes numbers.
     """
     picture = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     pred = int(prediction["pred_label"])
     score = float(prediction["pred_score"][pred])
     gt = prediction.get("gt_label")
     color = WHITE if gt is None else (GREEN if gt == pred else RED)
-    lines = [(f"pred: {classes[pred]} {score:.2f}", color)]
-    lines.append((f"true: {classes[gt]}" if gt is not None else "true: -", WHITE))
+    lines = [(f"pred: {_name(classes, pred)} {score:.2f}", color)]
+    lines.append((f"true: {_name(classes, gt)}" if gt is not None else "true: -", WHITE))
     return np.concatenate([picture, _caption(lines, size)], axis=0)
 
 
@@ -91,10 +95,6 @@ def draw_ranked(
 ) -> np.ndarray:
     """Return ``image`` above a caption listing ``labels`` with their ``scores``, in the
     given order (best first), as :func:`draw_topk` does for the best of a score vector."""
-
-    def name(label: int) -> str:
-        return classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
-
     lines = []
     for rank, (label, score) in enumerate(zip(labels, scores, strict=True)):
         color = WHITE
@@ -102,9 +102,9 @@ def draw_ranked(
             color = GREEN
         elif gt_label is not None and rank == 0:
             color = RED
-        lines.append((f"{rank + 1}. {name(int(label))} {float(score):.2f}", color))
+        lines.append((f"{rank + 1}. {_name(classes, int(label))} {float(score):.2f}", color))
     if gt_label is not None:
-        lines.append((f"true: {name(int(gt_label))}", WHITE))
+        lines.append((f"true: {_name(classes, int(gt_label))}", WHITE))
     width = max(image.shape[1], min_width)
     picture = np.zeros((image.shape[0], width, 3), np.uint8)
     picture[:, : image.shape[1]] = image
@@ -175,8 +175,7 @@ def draw_detections(
         color = class_color(label)
         x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        name = classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
-        text = f"{name} {scores[k]:.2f}"
+        text = f"{_name(classes, label)} {scores[k]:.2f}"
         (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, 1)
         tag_h = text_h + baseline + 2
         top = y1 - tag_h if y1 - tag_h >= 0 else y1
