@@ -33,6 +33,7 @@ from mtvision.engine import load_config
 from mtvision.errors import CheckpointError, ExportError, ImageLoadError
 from mtvision.export import export_deploy_onnx
 from mtvision.registry import TRANSFORMS
+from mtvision.tasks import CLASSIFICATION, DETECTION, SEGMENTATION
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -195,9 +196,9 @@ def test_multitask_results_per_head(tmp_path):
     inferencer = Inferencer(MULTITASK, str(checkpoint), score_threshold=0.0, topk=2)
     assert inferencer.multi_head
     assert {name: head.task for name, head in inferencer.heads.items()} == {
-        "classification": "classification",
-        "detection": "detection",
-        "segmentation": "segmentation",
+        "classification": CLASSIFICATION,
+        "detection": DETECTION,
+        "segmentation": SEGMENTATION,
     }
     result = inferencer(path)
     assert set(result) == {"classification", "detection", "segmentation"}

@@ -164,15 +164,18 @@ def export_raw(args, model) -> float:
 
 
 def _set_detection_options(model, args) -> None:
+    """The options given, in every head whose ``test_cfg`` has the key (the detectors)."""
+    options = {}
+    if args.score_thr is not None:
+        options["score_threshold"] = float(args.score_thr)
+    if args.max_detections is not None:
+        options["max_detections"] = int(args.max_detections)
+    if args.topk_candidates is not None:
+        options["topk_candidates"] = args.topk_candidates or None
     for head in model.heads.values():
-        if getattr(head, "task", None) != "detection":
-            continue
-        if args.score_thr is not None:
-            head.test_cfg["score_threshold"] = float(args.score_thr)
-        if args.max_detections is not None:
-            head.test_cfg["max_detections"] = int(args.max_detections)
-        if args.topk_candidates is not None:
-            head.test_cfg["topk_candidates"] = args.topk_candidates or None
+        test_cfg = getattr(head, "test_cfg", None)
+        if isinstance(test_cfg, dict):
+            test_cfg.update({k: v for k, v in options.items() if k in test_cfg})
 
 
 def main(argv=None):
@@ -213,10 +216,11 @@ def main(argv=None):
     size_text = "any size" if input_size is None else f"{input_size[0]}x{input_size[1]}"
     print(f"wrote {args.out}: uint8 RGB images (N, 3, H, W) at {size_text}")
     for name, head in agreements.items():
-        extra = f", max top-k score difference {head.max_score_difference:.2g}"
+        difference = head.max_score_difference
+        extra = "" if difference is None else f", max top-k score difference {difference:.2g}"
         print(
-            f"  {name} ({head.task}): torch vs onnxruntime agreement {head.agreement:.4f} on "
-            f"{head.images} {origin}" + (extra if head.task == "classification" else "")
+            f"  {name} ({head.task.name}): torch vs onnxruntime agreement {head.agreement:.4f} on "
+            f"{head.images} {origin}" + extra
         )
     return {name: head.agreement for name, head in agreements.items()}
 

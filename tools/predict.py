@@ -42,42 +42,13 @@ was predicted, else 2 with an ``error:`` line, as for a bad config or checkpoint
 from __future__ import annotations
 
 import argparse
-import glob
-import io
-import json
-import os
-import sys
-from collections.abc import Iterator
-from typing import NamedTuple
 
-import cv2
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
+from mtvision.apis.inferencer import BACKENDS, Inferencer
+from mtvision.apis.prediction_files import predict_to_files
+from mtvision.engine.cli import add_cfg_options_argument, run_cli
+from mtvision.utils.atomic_files import check_output_dir
 
-from mtvision.apis.inferencer import BACKENDS, SEGMENTATION, Inferencer
-from mtvision.engine.cli import add_cfg_options_argument, one_line_message, run_cli
-from mtvision.errors import ImageLoadError
-from mtvision.utils.atomic_files import atomic_write_bytes, check_output_dir
-
-#: Files in folders that are predicted on (matched case-insensitively).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 NO_CHECKPOINT = "-"
-JPEG_QUALITY = 95
-
-
-class ImageJob(NamedTuple):
-    """One input image: where it is read from and the output stem (path under DIR, no suffix)."""
-
-    path: str
-    stem: str
-
-
-class Skipped(NamedTuple):
-    """An input that is not predicted on, and why."""
-
-    path: str
-    reason: str
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -124,148 +95,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
-def _folder_files(folder: str, exclude: str | None = None) -> Iterator[str]:
-    """Every file below ``folder``, sorted, hidden files and folders and the folder
-    ``exclude`` (the output folder) left out."""
-    excluded = None if exclude is None else os.path.realpath(exclude)
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if not _is_hidden(d) and os.path.realpath(os.path.join(root, d)) != excluded
-        )
-        for name in sorted(files):
-            if not _is_hidden(name):
-                yield os.path.join(root, name)
-
-
-def collect_images(
-    inputs: list[str], out_dir: str | None = None
-) -> tuple[list[ImageJob], list[Skipped]]:
-    """The images to predict on, with unique output stems, and the inputs skipped.
-
-    A folder's walk leaves ``out_dir`` out, so predicting into a folder inside an
-    input folder never reads the pictures of an earlier run."""
-    jobs: list[ImageJob] = []
-    skipped: list[Skipped] = []
-    taken: set[str] = set()
-    seen: set[str] = set()
-
-    def add(path: str, stem: str) -> None:
-        real = os.path.realpath(path)
-        if real in seen:  # given twice (a file and its folder, overlapping globs)
-            return
-        seen.add(real)
-        unique, number = stem, 1
-        while unique.lower() in taken:
-            number += 1
-            unique = f"{stem}-{number}"
-        taken.add(unique.lower())
-        jobs.append(ImageJob(path, unique))
-
-    def add_folder(folder: str) -> None:
-        name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
-        for path in _folder_files(folder, out_dir):
-            if not path.lower().endswith(IMAGE_EXTENSIONS):
-                skipped.append(Skipped(path, "not an image file (by its extension)"))
-                continue
-            relative = os.path.splitext(os.path.relpath(path, folder))[0]
-            add(path, os.path.join(name, relative))
-
-    for given in inputs:
-        if os.path.isdir(given):
-            add_folder(given)
-        elif os.path.lexists(given):
-            add(given, os.path.splitext(os.path.basename(given))[0])
-        elif glob.has_magic(given):
-            matches = sorted(glob.glob(given, recursive=True))
-            if not matches:
-                skipped.append(Skipped(given, "no file matches this pattern"))
-            for match in matches:
-                if os.path.isdir(match):
-                    add_folder(match)
-                else:
-                    add(match, os.path.splitext(os.path.basename(match))[0])
-        else:
-            skipped.append(Skipped(given, "no such file or folder"))
-    return jobs, skipped
-
-
-def _encode(image: np.ndarray, suffix: str, *params: int) -> bytes:
-    ok, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(params))
-    if not ok:
-        raise OSError(f"OpenCV could not encode a {suffix} picture")
-    return data.tobytes()
-
-
-def encode_palette_png(mask: np.ndarray, palette: np.ndarray) -> bytes:
-    """A (H, W) uint8 class map as a palette PNG (PIL mode "P"), unused colours black."""
-    png = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
-    full = np.zeros((256, 3), np.uint8)
-    full[: min(len(palette), 256)] = palette[:256]
-    png.putpalette(full.tobytes())
-    buffer = io.BytesIO()
-    png.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def format_json(value, indent: str = "") -> str:
-    """JSON with one key per line and each innermost list (a box, the scores) on one line."""
-    inner = indent + "  "
-    if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(str(k))}: {format_json(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
-    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
-        return "[\n" + ",\n".join(inner + format_json(v, inner) for v in value) + f"\n{indent}]"
-    return json.dumps(value)
-
-
-def write_outputs(
-    inferencer: Inferencer,
-    job: ImageJob,
-    image: np.ndarray,
-    result: dict,
-    out_dir: str,
-    picture_size: int | None = None,
-) -> list[str]:
-    """Write the picture, the mask PNG(s) and the JSON of one image; returns their paths."""
-    base = os.path.join(out_dir, job.stem)
-    files: dict[str, bytes] = {}
-    per_head = result if inferencer.multi_head else {next(iter(inferencer.heads)): result}
-    segmentation_heads = [n for n in per_head if inferencer.heads[n].task == SEGMENTATION]
-    numbers = {}
-    for name, head_result in per_head.items():
-        head = inferencer.heads[name]
-        fields = dict(head_result)
-        if head.task == SEGMENTATION:
-            suffix = "_mask.png" if len(segmentation_heads) == 1 else f"_{name}_mask.png"
-            files[base + suffix] = encode_palette_png(fields["mask"], head.palette)
-            fields["mask"] = os.path.basename(base + suffix)
-        numbers[name] = fields
-    if not inferencer.multi_head:
-        (numbers,) = numbers.values()
-    height, width = image.shape[:2]
-    document = {"image": job.path, "width": width, "height": height, **numbers}
-    picture = inferencer.draw(image, result, max_size=picture_size)
-    files[base + ".jpg"] = _encode(picture, ".jpg", cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY)
-    files[base + ".json"] = (format_json(document) + "\n").encode("utf-8")
-    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
-    for path, data in files.items():
-        atomic_write_bytes(path, data)
-    return list(files)
-
-
 def main(argv=None) -> dict:
     """Predict as the command line says; returns ``{"written": [...], "skipped": [...]}``."""
     args = parse_args(argv)
     check_output_dir(args.out_dir, "--out-dir")
-    jobs, skipped = collect_images(args.inputs, args.out_dir)
-    for item in skipped:
-        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     checkpoint = None if args.checkpoint == NO_CHECKPOINT else args.checkpoint
     inferencer = Inferencer(
         args.config,
@@ -277,25 +110,19 @@ def main(argv=None) -> dict:
         topk=args.topk,
         cfg_options=args.cfg_options,
     )
-    written: list[str] = []
-    progress = tqdm(jobs, desc="predict", unit="image", disable=args.no_progress or not jobs)
-    for job in progress:
-        try:
-            image = inferencer.load(job.path)
-        except ImageLoadError as error:
-            reason = one_line_message(error).removeprefix(f"cannot load image {job.path!r}: ")
-            skipped.append(Skipped(job.path, reason))
-            tqdm.write(f"skipped {job.path}: {reason}", file=sys.stderr)
-            continue
-        (result,) = inferencer.predict_images([image], [job.path])
-        write_outputs(inferencer, job, image, result, args.out_dir, args.picture_size or None)
-        written.append(job.path)
-    print(f"predicted {len(written)} images into {args.out_dir}, skipped {len(skipped)}")
-    if not written:
+    run = predict_to_files(
+        inferencer,
+        args.inputs,
+        args.out_dir,
+        picture_size=args.picture_size or None,
+        progress=not args.no_progress,
+    )
+    print(f"predicted {len(run.written)} images into {args.out_dir}, skipped {len(run.skipped)}")
+    if not run.written:
         raise FileNotFoundError(
-            f"no image could be predicted ({len(skipped)} inputs skipped, listed above)"
+            f"no image could be predicted ({len(run.skipped)} inputs skipped, listed above)"
         )
-    return {"written": written, "skipped": [item.path for item in skipped]}
+    return {"written": run.written, "skipped": [item.path for item in run.skipped]}
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ runs the exported graph through :class:`mtvision.export.OnnxRuntimeModel`, whose
 ``predict`` returns the same dicts as ``MultiTaskModel.predict``, so both backends
 share the conversion below.
 
-A result is, per head (``task`` from the head):
+A result is, per head, what its task adapter makes of the head's prediction
+(:meth:`mtvision.tasks.Task.result`; the task from the head, or from the deployed
+file's metadata):
 
 - classification: ``{"labels": [k ids], "label_names": [k names], "scores": [k
   softmax probabilities]}``, the ``topk`` best classes, best first;
@@ -35,7 +37,9 @@ A model with one head returns that head's dict; a model with several returns
 (JSON-ready); only the mask is an array. Class names come from the ONNX file's
 metadata (backend ``"onnxruntime"``), else the checkpoint's ``meta["dataset_meta"]``
 (what training saves), else the config's dataset ``classes``/``metainfo``; without
-any, ``label_names`` are the label numbers as text.
+any, ``label_names`` are the label numbers as text. Class names are looked up by
+head name, so a head named anything (or a second head of one task) keeps its own.
+Heads of one task (whose prediction fields would clash) run one after the other.
 """
 
 from __future__ import annotations
@@ -58,35 +62,15 @@ from mtvision.engine.model_loading import build_model_from_checkpoint
 from mtvision.errors import ConfigError, ExportError
 from mtvision.export.deploy_config import pipeline_output_size
 from mtvision.registry import DATASETS, TRANSFORMS
-from mtvision.utils.arrays import to_numpy
-from mtvision.utils.metainfo import TASKS_KEY, task_metainfo
-from mtvision.utils.palette import voc_colormap
-from mtvision.visualization.draw import draw_prediction
+from mtvision.tasks import HeadInfo, Task
+from mtvision.utils.metainfo import TASKS_KEY
+from mtvision.visualization.draw import DrawOptions, draw_prediction
 
 __all__ = ["BACKENDS", "HeadInfo", "Inferencer", "test_entries"]
 
 #: ``torch`` runs the checkpoint; the others run an exported ONNX file
 #: (:class:`~mtvision.export.runtimes.DeployedSession`).
 BACKENDS = ("torch", "onnxruntime", "openvino")
-CLASSIFICATION, DETECTION, SEGMENTATION = "classification", "detection", "segmentation"
-#: The tasks whose ``MultiTaskModel.predict`` fields have a result format here.
-TASKS = (CLASSIFICATION, DETECTION, SEGMENTATION)
-
-
-@dataclass(frozen=True)
-class HeadInfo:
-    """What the inferencer knows about one head: its task, class names and mask colours."""
-
-    name: str
-    task: str
-    classes: tuple[str, ...] | None
-    palette: np.ndarray | None = None  # (N, 3) uint8 RGB, segmentation only
-    max_topk: int | None = None  # classes a deployed graph returns (None: all)
-
-    def label_name(self, label: int) -> str:
-        if self.classes is not None and 0 <= label < len(self.classes):
-            return str(self.classes[label])
-        return str(label)
 
 
 @dataclass
@@ -162,7 +146,6 @@ class Inferencer:
             if model is not None:
                 raise ValueError("model= is the ONNX file of backends 'onnxruntime'/'openvino'")
             self.model = build_model_from_checkpoint(cfg, checkpoint).to(self.device)
-            tasks = {name: _head_task(name, head) for name, head in self.model.heads.items()}
             file_classes: dict[str, Sequence[str] | None] = {}
             max_topk: dict[str, int] = {}
         else:
@@ -177,14 +160,18 @@ class Inferencer:
                 os.fspath(model), model=cfg.model, config_source=config_source, runtime=backend
             )
             heads_meta = self.model.metadata["heads"]
-            tasks = {name: head["task"] for name, head in heads_meta.items()}
             file_classes = {name: head.get("classes") for name, head in heads_meta.items()}
-            max_topk = _graph_topk(self.model)
+            # A deployed classification graph returns its own top-k only.
+            max_topk = {
+                name: int(head["topk"]) for name, head in heads_meta.items() if "topk" in head
+            }
         # The file that runs names its classes first, then the checkpoint, then the config.
         metainfo = dataset_meta or _config_metainfo(cfg)
         self.heads = {
-            name: _head_info(name, task, file_classes.get(name), metainfo, max_topk.get(name))
-            for name, task in tasks.items()
+            name: HeadInfo.from_metainfo(
+                name, task, metainfo, file_classes.get(name), max_topk=max_topk.get(name)
+            )
+            for name, task in self.model.head_tasks.items()
         }
         entries = test_entries(cfg)
         if backend != "torch":
@@ -243,10 +230,14 @@ class Inferencer:
             ]
             inputs = [sample["inputs"] for sample in samples]
             data_samples = [sample["data_samples"] for sample in samples]
-            predictions = self._predict(inputs, data_samples, entry.heads)
-            for result, prediction in zip(merged, predictions, strict=True):
-                for head in entry.heads:
-                    result[head] = self._head_result(self.heads[head], prediction)
+            for heads in _runs(entry.heads, self.heads):
+                predictions = self._predict(inputs, data_samples, heads)
+                for result, prediction in zip(merged, predictions, strict=True):
+                    for name in heads:
+                        head = self.heads[name]
+                        result[name] = head.task.result(
+                            prediction, head, self.topk, self.score_threshold
+                        )
         if self.multi_head:
             return merged
         (head,) = self.heads
@@ -257,48 +248,6 @@ class Inferencer:
         # normalises in its data preprocessor, the ONNX graph inside itself).
         with torch.no_grad(), self.model.active_heads(heads):
             return self.model.test_step({"inputs": inputs, "data_samples": data_samples})
-
-    def _head_result(self, head: HeadInfo, prediction: Mapping) -> dict:
-        """One head's fields of a ``MultiTaskModel.predict`` dict as a result dict."""
-        if head.task == CLASSIFICATION:
-            scores = to_numpy(prediction["pred_score"], np.float64).reshape(-1)
-            # A deployed graph returns its own top-k only (the other scores are 0).
-            k = min(self.topk, scores.size, head.max_topk or scores.size)
-            order = np.argsort(-scores, kind="stable")[:k]
-            labels = [int(label) for label in order]
-            return {
-                "labels": labels,
-                "label_names": [head.label_name(label) for label in labels],
-                "scores": [float(scores[label]) for label in labels],
-            }
-        if head.task == DETECTION:
-            scores = to_numpy(prediction["scores"], np.float32).reshape(-1)
-            keep = np.flatnonzero(scores >= self.score_threshold)
-            keep = keep[np.argsort(-scores[keep], kind="stable")]
-            boxes = to_numpy(prediction["boxes"], np.float32).reshape(-1, 4)[keep]
-            labels = [int(label) for label in to_numpy(prediction["labels"]).reshape(-1)[keep]]
-            return {
-                "boxes": boxes.tolist(),
-                "scores": scores[keep].tolist(),
-                "labels": labels,
-                "label_names": [head.label_name(label) for label in labels],
-            }
-        if head.task == SEGMENTATION:
-            mask = to_numpy(prediction["pred_mask"])
-            if mask.size and (mask.min() < 0 or mask.max() > 255):
-                raise ValueError(
-                    f"head {head.name!r}: class map values {mask.min()}..{mask.max()} do not "
-                    "fit a uint8 mask"
-                )
-            mask = np.ascontiguousarray(mask, dtype=np.uint8)
-            labels, areas = np.unique(mask, return_counts=True)
-            return {
-                "mask": mask,
-                "labels": labels.tolist(),
-                "label_names": [head.label_name(int(label)) for label in labels],
-                "areas": areas.tolist(),
-            }
-        raise ValueError(f"head {head.name!r}: no result format for task {head.task!r}")
 
     def draw(self, image: np.ndarray, result: Mapping, max_size: int | None = None) -> np.ndarray:
         """One picture of a result on its (H, W, 3) uint8 RGB image: the mask's colours,
@@ -317,34 +266,10 @@ class Inferencer:
             scale = max_size / max(height, width)
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        prediction: dict = {}
-        classes: dict[str, tuple[str, ...] | None] = {}
-        palette, topk = None, self.topk
-        for name, head_result in per_head.items():
-            head = self.heads[name]
-            classes[head.task] = head.classes
-            if head.task == CLASSIFICATION:
-                size = max(len(head.classes or ()), max(head_result["labels"], default=-1) + 1)
-                scores = np.zeros(size)
-                scores[head_result["labels"]] = head_result["scores"]
-                prediction["pred_score"] = scores
-                topk = max(1, len(head_result["labels"]))
-            elif head.task == DETECTION:
-                boxes = np.asarray(head_result["boxes"], np.float64).reshape(-1, 4)
-                prediction["boxes"] = boxes * scale
-                prediction["scores"] = np.asarray(head_result["scores"], np.float64)
-                prediction["labels"] = np.asarray(head_result["labels"], np.int64)
-            elif head.task == SEGMENTATION:
-                mask = head_result["mask"]
-                if scale != 1.0:
-                    size = (image.shape[1], image.shape[0])
-                    mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-                prediction["pred_mask"] = mask
-                palette = head.palette
+        heads = [(self.heads[name], head_result) for name, head_result in per_head.items()]
         # Every kept detection is drawn: the results are already thresholded.
-        return draw_prediction(
-            image, prediction, classes, palette, score_threshold=-np.inf, topk=topk
-        )
+        options = DrawOptions(score_threshold=-np.inf, topk=self.topk)
+        return draw_prediction(image, heads, options, results=True, scale=scale)
 
 
 def test_entries(cfg: Config) -> list[tuple[list, tuple[str, ...] | None]]:
@@ -412,45 +337,19 @@ def _start_sample(image: np.ndarray, source: str | None, index: int) -> dict:
     return {"img_path": img_path, "image": image, "meta": meta}
 
 
-def _head_task(name: str, head) -> str:
-    """The task of a head (its ``task`` attribute)."""
-    task = getattr(head, "task", None)
-    if task not in TASKS:
-        raise ValueError(
-            f"head {name!r} ({type(head).__name__}): task {task!r} has no result format; the "
-            f"inferencer knows {list(TASKS)}"
-        )
-    return task
-
-
-def _head_info(
-    name: str,
-    task: str,
-    file_classes: Sequence[str] | None,
-    metainfo: Mapping | None,
-    max_topk: int | None = None,
-) -> HeadInfo:
-    try:
-        meta = task_metainfo(metainfo, name)
-    except KeyError:  # a multi-task dataset without this head's task: label numbers
-        meta = {}
-    classes = file_classes or meta.get("classes")
-    palette = None
-    if task == SEGMENTATION:
-        palette = meta.get("palette")
-        palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
-        palette = palette.reshape(-1, 3)
-    classes = None if classes is None else tuple(str(c) for c in classes)
-    return HeadInfo(name, task, classes, palette, max_topk)
-
-
-def _graph_topk(onnx_model) -> dict[str, int]:
-    """Classes each classification head of a deployed graph returns (its metadata's ``topk``)."""
-    return {
-        name: int(info.get("topk", info["num_classes"]))
-        for name, info in onnx_model.metadata["heads"].items()
-        if info["task"] == CLASSIFICATION
-    }
+def _runs(entry_heads: tuple[str, ...], heads: Mapping[str, HeadInfo]) -> list[tuple[str, ...]]:
+    """``entry_heads`` in as few runs as possible with at most one head of each task per run
+    (heads of one task predict the same fields, which one merged prediction cannot hold)."""
+    runs: list[list[str]] = []
+    for name in entry_heads:
+        task: Task = heads[name].task
+        for run in runs:
+            if all(heads[other].task is not task for other in run):
+                run.append(name)
+                break
+        else:
+            runs.append([name])
+    return [tuple(run) for run in runs]
 
 
 def _check_input_size(onnx_model, entries, config_source: str) -> None:

@@ -13,7 +13,9 @@ Output names (see ``docs/export.md``): a head's fields (``scores``/``labels``;
 ``seg_logits``) as they are for a single-head model, ``"<head>.<field>"`` when
 the model has several heads. The file's ``metadata_props`` hold, under the key
 ``"mtvision"``, a JSON description (input size, mean/std, heads with their
-task, classes and outputs) that :func:`read_deploy_metadata` returns.
+task, classes and outputs) that :func:`read_deploy_metadata` returns. What
+depends on a head's kind (its ``deploy`` arguments, metadata entries, outputs
+that follow the input size) is its task adapter's (:mod:`mtvision.tasks`).
 """
 
 from __future__ import annotations
@@ -29,20 +31,20 @@ from torch import Tensor, nn
 from mtvision.errors import ExportError
 from mtvision.export.onnx_export import trace_to_onnx
 from mtvision.layers.same_padding import SamePad2d
+from mtvision.tasks import Task, task_of
 from mtvision.utils.atomic_files import atomic_write_bytes
 
 METADATA_KEY = "mtvision"
 METADATA_FORMAT = 1
 INPUT_NAME = "images"
-TASKS = ("classification", "detection", "segmentation")
 
 
 class DeployModel(nn.Module):
     """``model`` as deployed: uint8 (N, 3, H, W) RGB images -> each head's final outputs.
 
     Args:
-        model: a :class:`~mtvision.models.MultiTaskModel` whose heads have a ``task``
-            (``"classification"``, ``"detection"`` or ``"segmentation"``) and a
+        model: a :class:`~mtvision.models.MultiTaskModel` whose heads declare a task
+            adapter (``task``, :mod:`mtvision.tasks`) and have a
             ``deploy(outputs, input_size, ...)`` method; its data preprocessor's mean
             and std are baked in. Run in eval mode.
         topk: classes returned by a classification head.
@@ -63,13 +65,16 @@ class DeployModel(nn.Module):
             raise ExportError(f"{type(model).__name__} is not a MultiTaskModel (backbone + heads)")
         self.model = model
         self.head_names = tuple(model.active_head_names)
-        self.tasks = {}
+        self.tasks: dict[str, Task] = {}
         for name in self.head_names:
-            task = getattr(heads[name], "task", None)
-            if task not in TASKS or not hasattr(heads[name], "deploy"):
+            try:
+                task = task_of(heads[name], name)
+            except ValueError:
+                task = None
+            if task is None or not hasattr(heads[name], "deploy"):
                 raise ExportError(
                     f"head {name!r} ({type(heads[name]).__name__}) has no deployable "
-                    f"post-processing (a task in {TASKS} and a deploy method)"
+                    "post-processing (a task adapter and a deploy method)"
                 )
             self.tasks[name] = task
         self.topk = int(topk)
@@ -78,13 +83,6 @@ class DeployModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def _head_options(self, task: str) -> dict:
-        if task == "classification":
-            return {"topk": self.topk}
-        if task == "segmentation":
-            return {"with_logits": self.seg_logits}
-        return {}
-
     def outputs(self, images: Tensor) -> dict[str, dict[str, Tensor]]:
         """``{head: {field: Tensor}}`` of the uint8 (N, 3, H, W) batch."""
         inputs = (images.float() - self.mean) / self.std
@@ -92,7 +90,9 @@ class DeployModel(nn.Module):
         features = self.model.backbone(inputs)
         return {
             name: self.model.heads[name].deploy(
-                self.model.heads[name](features), input_size, **self._head_options(task)
+                self.model.heads[name](features),
+                input_size,
+                **task.deploy_options(topk=self.topk, seg_logits=self.seg_logits),
             )
             for name, task in self.tasks.items()
         }
@@ -141,9 +141,9 @@ def export_deploy_onnx(
         model: a MultiTaskModel (any heads); put in eval mode for the trace and restored.
         path: the ONNX file, written atomically after ``onnx.checker`` passed.
         input_size: (H, W) the graph is fixed to; ``None`` makes height and width
-            dynamic, which only a segmentation-only model with PyTorch's symmetric
-            padding allows (anchors depend on the input size, a classifier is trained
-            at one, and TF-"same" padding amounts are fixed when traced).
+            dynamic, which only a model whose tasks allow it (segmentation; anchors
+            depend on the input size, a classifier is trained at one) with PyTorch's
+            symmetric padding allows (TF-"same" padding amounts are fixed when traced).
         classes: head name -> class names, recorded in the metadata (``None``: ids only).
         topk, seg_logits: see :class:`DeployModel`.
         opset: ONNX opset (NonMaxSuppression needs >= 11).
@@ -152,14 +152,14 @@ def export_deploy_onnx(
     Returns ``path`` as a string.
 
     Raises:
-        ExportError: dynamic size for a model with a non-segmentation head or with
-            TF-"same" padding, a bad
+        ExportError: dynamic size for a model with a head that needs a fixed size or
+            with TF-"same" padding, a bad
             ``input_size``, or any :class:`DeployModel` error.
     """
     path = os.fspath(path)
     deploy = DeployModel(model, topk=topk, seg_logits=seg_logits)
     if input_size is None:
-        fixed = [name for name, task in deploy.tasks.items() if task != "segmentation"]
+        fixed = [name for name, task in deploy.tasks.items() if task.fixed_input_size]
         if fixed:
             raise ExportError(
                 f"heads {fixed} need a fixed input size (detection anchors and a "
@@ -186,11 +186,12 @@ def export_deploy_onnx(
         dynamic_axes = {INPUT_NAME: {0: "batch"}}
         if input_size is None:
             dynamic_axes[INPUT_NAME].update({2: "height", 3: "width"})
-        for name in output_names:
-            dynamic_axes[name] = {0: "batch"}
-            if input_size is None and name.split(".")[-1] in ("mask", "seg_logits"):
-                axes = (1, 2) if name.endswith("mask") else (2, 3)
-                dynamic_axes[name].update({axes[0]: "height", axes[1]: "width"})
+        for head, fields in output_map.items():
+            for field, name in fields.items():
+                dynamic_axes[name] = {0: "batch"}
+                axes = deploy.tasks[head].spatial_axes(field)
+                if input_size is None and axes is not None:
+                    dynamic_axes[name].update({axes[0]: "height", axes[1]: "width"})
         data = trace_to_onnx(deploy, example, opset, [INPUT_NAME], output_names, dynamic_axes)
     finally:
         model.train(was_training)
@@ -206,15 +207,12 @@ def export_deploy_onnx(
                 f"were given"
             )
         heads[name] = {
-            "task": task,
+            "task": task.name,
             "num_classes": int(head.num_classes),
             "classes": names,
             "outputs": output_map[name],
+            **task.deploy_metadata(head, topk=topk),
         }
-        if task == "classification":
-            heads[name]["topk"] = min(int(topk), int(head.num_classes))
-        if task == "segmentation":
-            heads[name]["align_corners"] = bool(getattr(head, "align_corners", False))
     metadata = {
         "format": METADATA_FORMAT,
         "input_name": INPUT_NAME,

@@ -2,8 +2,8 @@
 
 :class:`OnnxRuntimeModel` reads the metadata :func:`~mtvision.export.export_deploy_onnx`
 writes, runs the graph on uint8 images and maps its outputs back to the
-original images with the same functions the heads use
-(:func:`~mtvision.heads.ssdlite_head.detections_to_original`, ...), so its
+original images through each head's task adapter (:meth:`mtvision.tasks.Task.from_deployed`,
+with the functions the heads use, e.g. :func:`~mtvision.tasks.detection.detections_to_original`), so its
 predictions have exactly the fields of :meth:`MultiTaskModel.predict
 <mtvision.models.MultiTaskModel.predict>` and every metric, the show hook and
 ``tools/predict.py`` take them unchanged. Registered in ``MODELS``, it also
@@ -26,10 +26,8 @@ from torch import Tensor, nn
 from mtvision.errors import ExportError
 from mtvision.export.deploy import read_deploy_metadata
 from mtvision.export.runtimes import DeployedSession
-from mtvision.heads.classifier_head import classification_to_original
-from mtvision.heads.deeplabv3_head import class_map_to_original, logits_to_original
-from mtvision.heads.ssdlite_head import detections_to_original
 from mtvision.registry import MODELS
+from mtvision.tasks import Task, task_named, task_of
 
 
 @MODELS.register_module()
@@ -47,8 +45,10 @@ class OnnxRuntimeModel(BaseModel):
         runtime: ``"onnxruntime"`` or ``"openvino"`` (:class:`~mtvision.export.runtimes.DeployedSession`),
             the same file and the same outputs.
 
-    Attributes: ``metadata`` (the file's JSON metadata), ``input_size`` ((H, W), or
-    None when the graph takes any size), ``session`` (a ``DeployedSession``).
+    Attributes: ``metadata`` (the file's JSON metadata), ``heads`` (``{head name: its
+    metadata entry}``), ``head_tasks`` (``{head name: task adapter}``, from the
+    metadata's recorded task), ``input_size`` ((H, W), or None when the graph takes
+    any size), ``session`` (a ``DeployedSession``).
 
     Raises:
         ExportError: the file is missing, unreadable, has no mtvision metadata, or
@@ -70,6 +70,12 @@ class OnnxRuntimeModel(BaseModel):
         size = self.metadata.get("input_size")
         self.input_size = None if size is None else (int(size[0]), int(size[1]))
         self.heads = dict(self.metadata["heads"])
+        try:
+            self.head_tasks: dict[str, Task] = {
+                name: task_named(info["task"]) for name, info in self.heads.items()
+            }
+        except ValueError as error:
+            raise ExportError(f"{self.onnx_file}: {error}") from None
         if model is not None:
             if isinstance(model, Mapping):
                 model = MODELS.build(dict(model))
@@ -166,18 +172,7 @@ class OnnxRuntimeModel(BaseModel):
     def _to_original(
         self, name: str, outputs: dict[str, Tensor], samples: list[dict]
     ) -> list[dict]:
-        info = self.heads[name]
-        task = info["task"]
-        if task == "classification":
-            scores = torch.zeros(len(samples), int(info["num_classes"]))
-            scores.scatter_(1, outputs["labels"], outputs["scores"].float())
-            results = {"pred_score": scores, "pred_label": outputs["labels"][:, 0]}
-            return classification_to_original(results, samples)
-        if task == "detection":
-            return detections_to_original(outputs, samples)
-        if "seg_logits" in outputs:
-            return logits_to_original(outputs, samples, bool(info.get("align_corners", False)))
-        return class_map_to_original(outputs["mask"], samples)
+        return self.head_tasks[name].from_deployed(outputs, samples, self.heads[name])
 
     # ------------------------------------------------- mmengine's model contract
 
@@ -219,10 +214,14 @@ def check_deploy_matches(
         )
     for name, num_classes in file_heads.items():
         task = metadata["heads"][name]["task"]
-        config_task = getattr(heads[name], "task", None)
-        if config_task != task:
+        try:
+            config_task = task_of(heads[name], name)
+        except ValueError as error:
+            raise ExportError(f"{config_source}: {error}") from None
+        if config_task is not task_named(task):
             raise ExportError(
-                f"{onnx_file}: head {name!r} is {task} but in {config_source} it is {config_task}"
+                f"{onnx_file}: head {name!r} is {task} but in {config_source} it is "
+                f"{config_task.name}"
             )
         if num_classes != config_heads[name]:
             raise ExportError(

@@ -4,7 +4,7 @@ onnxruntime has been compared with torch on it and agreed.
 :func:`export_deployed` writes the deployed graph (:func:`~mtvision.export.export_deploy_onnx`)
 to a temporary file beside the target (:func:`~mtvision.utils.atomic_files.staged_file`),
 runs test images through torch and onnxruntime (:func:`deployed_agreement`, one
-number per head from :mod:`mtvision.export.parity`), and renames the file over the
+number per head from its task adapter, :mod:`mtvision.tasks`), and renames the file over the
 target only when every head agrees at least ``min_agreement``. A rejected export is
 removed: the previous file stays byte for byte what it was, and a script that
 treats the error as "keep the old model" keeps the right one.
@@ -32,7 +32,7 @@ from mtvision.export.onnx_export import (
     flatten_outputs,
 )
 from mtvision.export.onnx_model import OnnxRuntimeModel
-from mtvision.export.parity import head_agreement, max_score_difference
+from mtvision.tasks.base import Task
 from mtvision.utils.atomic_files import staged_file
 
 __all__ = [
@@ -55,18 +55,18 @@ class HeadAgreement:
     """How one head of a deployed file follows torch on the test images.
 
     Attributes:
-        task: the head's task (from the file's metadata).
+        task: the head's task adapter (from the file's metadata).
         agreement: mean over images of :func:`~mtvision.export.parity.head_agreement`
             (share of equal top-1 labels, matched detections or equal pixels), in [0, 1].
         images: how many images were compared.
-        max_score_difference: largest |torch - onnxruntime| top-k score (classification;
-            0 for other tasks).
+        max_score_difference: largest |torch - onnxruntime| score where the task has one
+            worth printing (classification's top-k), else None.
     """
 
-    task: str
+    task: Task
     agreement: float
     images: int
-    max_score_difference: float
+    max_score_difference: float | None
 
 
 @dataclass(frozen=True)
@@ -97,32 +97,33 @@ def deployed_agreement(
     deployed = OnnxRuntimeModel(onnx_file)
     was_training = model.training
     torch_model = DeployModel(model, topk=topk, seg_logits=seg_logits).eval()
-    values: dict[str, list[tuple[float, float]]] = {name: [] for name in deployed.heads}
+    tasks = deployed.head_tasks
+    values: dict[str, list[tuple[float, float | None]]] = {name: [] for name in tasks}
     try:
         for image in images:
             batch = image.unsqueeze(0)
             with torch.no_grad():
                 expected = torch_model.outputs(batch)
             actual = deployed.run(batch)
-            for name, info in deployed.heads.items():
-                task = info["task"]
+            for name, task in tasks.items():
                 values[name].append(
                     (
-                        head_agreement(task, expected[name], actual[name]),
-                        max_score_difference(task, expected[name], actual[name]),
+                        task.agreement(expected[name], actual[name]),
+                        task.max_score_difference(expected[name], actual[name]),
                     )
                 )
     finally:
         model.train(was_training)
-    return {
-        name: HeadAgreement(
-            task=deployed.heads[name]["task"],
+    result = {}
+    for name, pairs in values.items():
+        differences = [v[1] for v in pairs if v[1] is not None]
+        result[name] = HeadAgreement(
+            task=tasks[name],
             agreement=sum(v[0] for v in pairs) / len(pairs),
             images=len(pairs),
-            max_score_difference=max(v[1] for v in pairs),
+            max_score_difference=max(differences) if differences else None,
         )
-        for name, pairs in values.items()
-    }
+    return result
 
 
 def _not_replaced(path: str) -> str:

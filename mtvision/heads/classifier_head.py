@@ -6,17 +6,18 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mtvision.heads.data_samples import annotated_samples, sample_source, zero_loss
-from mtvision.layers.feature_spec import FeatureSpec, select_specs
+from mtvision.heads.base import Head, annotated_samples, sample_source, zero_loss
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
+from mtvision.tasks import CLASSIFICATION
+from mtvision.tasks.classification import classification_to_original
 from mtvision.utils.state_dict import check_state_dict_fits, unwrap_state_dict
 
 
 @MODELS.register_module()
-class ClassifierHead(BaseModule):
+class ClassifierHead(Head):
     """Classify from one backbone tap, as in the paper's Table 2 (avgpool, 1x1 conv to k classes).
 
     The 1x1 convolution on a 1x1 pooled map is a linear layer; it is named
@@ -42,7 +43,7 @@ class ClassifierHead(BaseModule):
     - ``deploy(outputs, input_size, topk=5)``: the deployed graph's outputs (top-k).
     """
 
-    task = "classification"
+    task = CLASSIFICATION
     in_features: tuple[str, ...] = ("final_conv",)
 
     def __init__(
@@ -57,10 +58,7 @@ class ClassifierHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.in_features = tuple(in_features or type(self).in_features)
-        if len(self.in_features) != 1:
-            raise ValueError(f"ClassifierHead reads one tap, got in_features={self.in_features}")
-        (self.in_spec,) = select_specs(list(feature_info), self.in_features)
+        (self.in_spec,) = self.select_taps(feature_info, in_features, count=1)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -118,17 +116,8 @@ class ClassifierHead(BaseModule):
         return {"scores": top_scores, "labels": top_labels}
 
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-        """:func:`classification_to_original`."""
+        """:func:`~mtvision.tasks.classification.classification_to_original`."""
         return classification_to_original(results, data_samples)
-
-    def predict(
-        self,
-        outputs: dict[str, Tensor],
-        data_samples: Sequence[dict],
-        input_size: tuple[int, int] | None = None,
-    ) -> list[dict]:
-        """:meth:`postprocess`, then :meth:`to_original`."""
-        return self.to_original(self.postprocess(outputs, input_size), data_samples)
 
     def load_torchvision_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Load the ``classifier.1.*`` keys of a torchvision ``mobilenet_v2`` state dict into ``fc``.
@@ -150,18 +139,3 @@ class ClassifierHead(BaseModule):
         self.fc.load_state_dict(
             {k.removeprefix("classifier.1."): v for k, v in torchvision_head.items()}
         )
-
-
-def classification_to_original(
-    results: dict[str, Tensor], data_samples: Sequence[dict]
-) -> list[dict]:
-    """One dict per image of ``{"pred_score": (N, K), "pred_label": (N,)}``: ``pred_score``
-    (K,), ``pred_label`` int, and ``gt_label`` when the sample has a ``label``."""
-    predictions = [
-        {"pred_score": score, "pred_label": label}
-        for score, label in zip(results["pred_score"], results["pred_label"].tolist(), strict=True)
-    ]
-    for prediction, sample in zip(predictions, data_samples, strict=True):
-        if "label" in sample:
-            prediction["gt_label"] = int(sample["label"])
-    return predictions

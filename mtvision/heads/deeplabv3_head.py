@@ -7,15 +7,18 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mtvision.heads.data_samples import annotated_samples, sample_source, zero_loss
-from mtvision.heads.test_cfg import merge_test_cfg
+from mtvision.heads.base import Head, annotated_samples, merge_test_cfg, sample_source, zero_loss
 from mtvision.layers.aspp import ASPP
-from mtvision.layers.feature_spec import FeatureSpec, select_specs
-from mtvision.ops.resize import resize
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.registry import MODELS
+from mtvision.tasks import SEGMENTATION
+from mtvision.tasks.segmentation import (
+    label_maps,
+    logits_to_original,
+    probabilities_at_original_size,
+)
 
 # DeepLabv3 states its atrous rates for output stride 16 and doubles them at 8.
 RATES_OUTPUT_STRIDE = 16
@@ -23,7 +26,7 @@ DEFAULT_TEST_CFG = dict(scales=(1.0,), flip=False)
 
 
 @MODELS.register_module()
-class DeepLabV3Head(BaseModule):
+class DeepLabV3Head(Head):
     """(Atrous) spatial pyramid pooling -> dropout -> 1x1 classifier, at the tap's stride.
 
     Two variants, both from Table 7 of the MobileNetV2 paper:
@@ -79,7 +82,7 @@ class DeepLabV3Head(BaseModule):
       the class map at the input size (one view; ``test_time_views`` do not apply).
     """
 
-    task = "segmentation"
+    task = SEGMENTATION
     in_features: tuple[str, ...] = ("stage7",)
 
     def __init__(
@@ -100,10 +103,7 @@ class DeepLabV3Head(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.in_features = tuple(in_features or type(self).in_features)
-        if len(self.in_features) != 1:
-            raise ValueError(f"DeepLabV3Head reads one tap, got in_features={self.in_features}")
-        (self.in_spec,) = select_specs(list(feature_info), self.in_features)
+        (self.in_spec,) = self.select_taps(feature_info, in_features, count=1)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.align_corners = bool(align_corners)
@@ -220,14 +220,9 @@ class DeepLabV3Head(BaseModule):
         return results
 
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-        """:func:`logits_to_original` with the head's ``align_corners``."""
+        """:func:`~mtvision.tasks.segmentation.logits_to_original` with the head's
+        ``align_corners``."""
         return logits_to_original(results, data_samples, self.align_corners)
-
-    def predict(
-        self, outputs: dict[str, Tensor], data_samples: Sequence[dict], input_size: tuple[int, int]
-    ) -> list[dict]:
-        """:meth:`postprocess`, then :meth:`to_original`."""
-        return self.to_original(self.postprocess(outputs, input_size), data_samples)
 
     def predict_views(
         self,
@@ -252,7 +247,7 @@ class DeepLabV3Head(BaseModule):
             if flip:
                 logits = logits.flip(-1)
             probabilities = [
-                _probabilities_at_original_size(
+                probabilities_at_original_size(
                     logits[index : index + 1], sample, image_size, self.align_corners
                 )
                 for index, sample in enumerate(data_samples)
@@ -262,66 +257,7 @@ class DeepLabV3Head(BaseModule):
                 if totals is None
                 else [total + p for total, p in zip(totals, probabilities, strict=True)]
             )
-        return _label_maps(totals, data_samples)
-
-
-def logits_to_original(
-    results: dict[str, Tensor], data_samples: Sequence[dict], align_corners: bool = False
-) -> list[dict]:
-    """Per image of ``{"seg_logits": (N, K, H, W)}`` at the input size: logits cut to
-    ``meta["img_shape"]``, resized to ``meta["ori_shape"]``, ``pred_mask`` = argmax of
-    their softmax; ``gt_mask`` when the sample has a mask."""
-    logits = results["seg_logits"]
-    probabilities = []
-    for index, sample in enumerate(data_samples):
-        h, w = (int(s) for s in sample.get("meta", {}).get("img_shape", logits.shape[-2:]))
-        image_logits = logits[index : index + 1, :, :h, :w]
-        probabilities.append(
-            _probabilities_at_original_size(image_logits, sample, (h, w), align_corners)
-        )
-    return _label_maps(probabilities, data_samples)
-
-
-def class_map_to_original(masks: Tensor, data_samples: Sequence[dict]) -> list[dict]:
-    """Per image of a deployed graph's (N, H, W) class maps at the input size: the map cut
-    to ``meta["img_shape"]`` and resized to ``meta["ori_shape"]`` by nearest neighbour
-    (``pred_mask`` int64); ``gt_mask`` when the sample has a mask.
-
-    Equal to :func:`logits_to_original` when the test pipeline does not resize;
-    otherwise labels can differ along class borders (the logits are not there to
-    interpolate)."""
-    predictions = []
-    for index, sample in enumerate(data_samples):
-        meta = sample.get("meta", {})
-        h, w = (int(s) for s in meta.get("img_shape", masks.shape[-2:]))
-        out_size = tuple(int(s) for s in meta.get("ori_shape", (h, w)))
-        mask = masks[index : index + 1, None, :h, :w]
-        if (h, w) != out_size:
-            mask = F.interpolate(mask.float(), size=out_size, mode="nearest")
-        prediction = {"pred_mask": mask[0, 0].long()}
-        if "mask" in sample:
-            prediction["gt_mask"] = sample["mask"]
-        predictions.append(prediction)
-    return predictions
-
-
-def _probabilities_at_original_size(
-    image_logits: Tensor, sample: dict, image_size: tuple[int, int], align_corners: bool
-) -> Tensor:
-    """(1, K, h, w) logits of one image -> (K, H_o, W_o) softmax probabilities at
-    ``meta["ori_shape"]`` (default ``image_size``)."""
-    out_size = tuple(int(s) for s in sample.get("meta", {}).get("ori_shape", image_size))
-    return resize(image_logits, out_size, align_corners).float().softmax(dim=1)[0]
-
-
-def _label_maps(probabilities: list[Tensor], data_samples: Sequence[dict]) -> list[dict]:
-    predictions = []
-    for scores, sample in zip(probabilities, data_samples, strict=True):
-        prediction = {"pred_mask": scores.argmax(dim=0)}
-        if "mask" in sample:
-            prediction["gt_mask"] = sample["mask"]
-        predictions.append(prediction)
-    return predictions
+        return label_maps(totals, data_samples)
 
 
 def upsample(logits: Tensor, input_size: tuple[int, int], align_corners: bool = False) -> Tensor:

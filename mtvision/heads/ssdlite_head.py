@@ -7,20 +7,20 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from torch import Tensor
 from torchvision.ops import clip_boxes_to_image, sigmoid_focal_loss
 
-from mtvision.heads.data_samples import annotated_samples, sample_source, zero_loss
+from mtvision.heads.base import Head, annotated_samples, merge_test_cfg, sample_source, zero_loss
 from mtvision.heads.ssdlite_extras import DEFAULT_DEPTHS, SSDLiteExtras
 from mtvision.heads.ssdlite_predictors import SSDLitePredictors
-from mtvision.heads.test_cfg import merge_test_cfg
-from mtvision.layers.feature_spec import FeatureSpec, select_specs
+from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.ops.anchors import GridAnchorGenerator
 from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import SSDMatcher
 from mtvision.ops.nms import class_aware_nms
 from mtvision.registry import MODELS
+from mtvision.tasks import DETECTION
+from mtvision.tasks.detection import detections_to_original
 from mtvision.utils.boxes import first_invalid_box
 
 SOFTMAX = "softmax"
@@ -31,7 +31,7 @@ DEFAULT_TEST_CFG = dict(
 
 
 @MODELS.register_module()
-class SSDLiteHead(BaseModule):
+class SSDLiteHead(Head):
     """SSDLite: predictions on backbone taps and extra layers, SSD loss, NMS.
 
     Layout (paper section 6.2, width 1.0, 320x320 input, backbone at output stride 32)::
@@ -103,7 +103,7 @@ class SSDLiteHead(BaseModule):
     parameters (paper Table 5: 2.1M for the "SSDLite head").
     """
 
-    task = "detection"
+    task = DETECTION
     in_features: tuple[str, ...] = ("layer15_expansion", "final_conv")
 
     def __init__(
@@ -130,8 +130,7 @@ class SSDLiteHead(BaseModule):
         if cls_loss not in (SOFTMAX, FOCAL):
             raise ValueError(f"cls_loss must be {SOFTMAX!r} or {FOCAL!r}, got {cls_loss!r}")
         self.test_cfg = merge_test_cfg(test_cfg, DEFAULT_TEST_CFG, "SSDLiteHead")
-        self.in_features = tuple(in_features or type(self).in_features)
-        backbone_specs = select_specs(list(feature_info), self.in_features)
+        backbone_specs = self.select_taps(feature_info, in_features)
         if anchor_generator is None:
             anchor_generator = dict(type="SSDAnchorGenerator")
         if isinstance(anchor_generator, dict):
@@ -369,37 +368,5 @@ class SSDLiteHead(BaseModule):
         return self.postprocess(outputs, input_size)
 
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-        """:func:`detections_to_original`."""
+        """:func:`~mtvision.tasks.detection.detections_to_original`."""
         return detections_to_original(results, data_samples)
-
-    def predict(
-        self, outputs: dict[str, Tensor], data_samples: Sequence[dict], input_size: tuple[int, int]
-    ) -> list[dict]:
-        """:meth:`postprocess`, then :meth:`to_original`."""
-        return self.to_original(self.postprocess(outputs, input_size), data_samples)
-
-
-def detections_to_original(results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
-    """Per image the first ``num_detections`` of :meth:`SSDLiteHead.postprocess`'s padded
-    results, boxes clipped to ``meta["img_shape"]`` and scaled to ``meta["ori_shape"]``
-    (without a meta, boxes stay in input pixels)."""
-    predictions = []
-    counts = results["num_detections"].tolist()
-    for index, (count, sample) in enumerate(zip(counts, data_samples, strict=True)):
-        boxes = results["boxes"][index, :count]
-        meta = sample.get("meta")
-        if meta is not None and "img_shape" in meta:
-            img_shape = tuple(int(v) for v in meta["img_shape"])
-            ori_shape = tuple(int(v) for v in meta.get("ori_shape", img_shape))
-            boxes = clip_boxes_to_image(boxes, img_shape)
-            scale_y = ori_shape[0] / img_shape[0]
-            scale_x = ori_shape[1] / img_shape[1]
-            boxes = boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-        predictions.append(
-            {
-                "boxes": boxes,
-                "scores": results["scores"][index, :count],
-                "labels": results["labels"][index, :count],
-            }
-        )
-    return predictions

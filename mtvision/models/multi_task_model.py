@@ -14,6 +14,7 @@ from mtvision.backbones.weights import load_torchvision_weights
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.ops.resize import resize
 from mtvision.registry import MODELS
+from mtvision.tasks import Task, task_of
 from mtvision.utils.state_dict import unwrap_state_dict
 
 PLAIN_VIEW = (1.0, False)
@@ -126,14 +127,23 @@ class MultiTaskModel(BaseModel):
         """Heads that run in ``tensor`` and ``predict`` mode (all heads unless restricted)."""
         return self._active
 
+    @property
+    def head_tasks(self) -> dict[str, Task]:
+        """``{head name: the task adapter it declares}`` of every head (:mod:`mtvision.tasks`).
+
+        Raises:
+            ValueError: a head declares no task adapter.
+        """
+        return {name: task_of(head, name) for name, head in self.heads.items()}
+
     def active_heads(self, names: Iterable[str] | None) -> _ActiveHeads:
         """Restrict ``tensor`` and ``predict`` mode to the heads ``names`` (``None``: all).
 
         Takes effect at once; used as a context manager it restores the previous
         selection on exit::
 
-            with model.active_heads(["detection"]):
-                predictions = model.test_step(coco_batch)
+            with model.active_heads([name]):
+                predictions = model.test_step(batch_of_that_heads_data)
 
         ``loss`` mode always uses every head (each parameter must take part for DDP).
 

@@ -4,10 +4,11 @@ A single-task dataset's ``metainfo`` describes its one label space
 (``classes``, and e.g. ``category_ids`` or ``palette``). A dataset whose
 samples feed several heads (:class:`~mtvision.data.JoinedDataset`,
 :class:`~mtvision.data.TaskConcatDataset`) has no single label space: its
-``metainfo`` is ``{"tasks": {task_name: that task's metainfo}}``, task names
-being the model's head names (``"classification"``, ``"detection"``,
-``"segmentation"``). Whoever needs one task's class list (a metric, a picture)
-asks :func:`task_metainfo`, so it never receives another task's classes.
+``metainfo`` is ``{"tasks": {head name: that head's metainfo}}``, keyed by the
+model's head names (the named models name their heads after their tasks; a head
+may be named anything). Whoever needs one head's class list (a metric, a picture,
+a result, an export) asks :func:`task_metainfo` with the head's name, so it never
+receives another head's classes.
 """
 
 from __future__ import annotations

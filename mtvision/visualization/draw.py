@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from mtvision.utils.arrays import to_numpy
+from mtvision.utils.topk import top_k
 
 GREEN = (40, 200, 40)
 RED = (230, 40, 40)
@@ -33,22 +34,26 @@ def _caption(lines: Sequence[tuple[str, tuple[int, int, int]]], width: int) -> n
     return strip
 
 
+def _name(classes: Sequence[str] | None, label: int) -> str:
+    return classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
+
+
 def draw_classification(
-    image: np.ndarray, classes: Sequence[str], prediction: dict, size: int = 160
+    image: np.ndarray, classes: Sequence[str] | None, prediction: dict, size: int = 160
 ) -> np.ndarray:
     """Return a tile: ``image`` (HWC uint8 RGB) resized to ``size`` x ``size`` above its labels.
 
     First caption line: predicted class and probability, green when it equals
     the true class and red otherwise; second line: the true class. The captions
-    sit below the picture so they never hide it.
+    sit below the picture so they never hide it. ``classes`` None writes numbers.
     """
     picture = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     pred = int(prediction["pred_label"])
     score = float(prediction["pred_score"][pred])
     gt = prediction.get("gt_label")
     color = WHITE if gt is None else (GREEN if gt == pred else RED)
-    lines = [(f"pred: {classes[pred]} {score:.2f}", color)]
-    lines.append((f"true: {classes[gt]}" if gt is not None else "true: -", WHITE))
+    lines = [(f"pred: {_name(classes, pred)} {score:.2f}", color)]
+    lines.append((f"true: {_name(classes, gt)}" if gt is not None else "true: -", WHITE))
     return np.concatenate([picture, _caption(lines, size)], axis=0)
 
 
@@ -76,21 +81,30 @@ def draw_topk(
         (H + caption height, max(W, min_width), 3) uint8 RGB.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    order = np.argsort(-scores, kind="stable")[: max(1, min(k, scores.size))]
+    order = top_k(scores, max(1, k))
+    return draw_ranked(image, order, scores[order], classes, gt_label, min_width)
 
-    def name(label: int) -> str:
-        return classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
 
+def draw_ranked(
+    image: np.ndarray,
+    labels: Sequence[int],
+    scores: Sequence[float],
+    classes: Sequence[str] | None = None,
+    gt_label: int | None = None,
+    min_width: int = 160,
+) -> np.ndarray:
+    """Return ``image`` above a caption listing ``labels`` with their ``scores``, in the
+    given order (best first), as :func:`draw_topk` does for the best of a score vector."""
     lines = []
-    for rank, label in enumerate(order):
+    for rank, (label, score) in enumerate(zip(labels, scores, strict=True)):
         color = WHITE
         if gt_label is not None and label == gt_label:
             color = GREEN
         elif gt_label is not None and rank == 0:
             color = RED
-        lines.append((f"{rank + 1}. {name(int(label))} {scores[label]:.2f}", color))
+        lines.append((f"{rank + 1}. {_name(classes, int(label))} {float(score):.2f}", color))
     if gt_label is not None:
-        lines.append((f"true: {name(int(gt_label))}", WHITE))
+        lines.append((f"true: {_name(classes, int(gt_label))}", WHITE))
     width = max(image.shape[1], min_width)
     picture = np.zeros((image.shape[0], width, 3), np.uint8)
     picture[:, : image.shape[1]] = image
@@ -161,8 +175,7 @@ def draw_detections(
         color = class_color(label)
         x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        name = classes[label] if classes is not None and 0 <= label < len(classes) else str(label)
-        text = f"{name} {scores[k]:.2f}"
+        text = f"{_name(classes, label)} {scores[k]:.2f}"
         (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, 1)
         tag_h = text_h + baseline + 2
         top = y1 - tag_h if y1 - tag_h >= 0 else y1
@@ -207,59 +220,48 @@ def draw_segmentation(
     return out
 
 
+@dataclass(frozen=True)
+class DrawOptions:
+    """How a picture of predictions is drawn.
+
+    ``score_threshold``: boxes scoring below it are not drawn; ``alpha``: colour weight
+    of a mask overlay; ``topk``: classes listed in a caption.
+    """
+
+    score_threshold: float = 0.3
+    alpha: float = 0.5
+    topk: int = 5
+
+
 def draw_prediction(
     image: np.ndarray,
-    prediction: Mapping,
-    classes: Mapping[str, Sequence[str] | None] | None = None,
-    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
-    score_threshold: float = 0.3,
-    alpha: float = 0.5,
-    topk: int = 5,
+    heads: Sequence[tuple[object, Mapping]],
+    options: DrawOptions | None = None,
+    results: bool = False,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """One picture of every head's prediction for ``image``, layered: the mask's
-    colours, then the boxes, then the ``topk`` classes in a caption below.
+    """One picture of several heads' predictions for ``image``, layered in each task's
+    ``draw_order``: the masks' colours, then the boxes, then the captions below.
 
     Args:
-        image: (H, W, 3) uint8 RGB, the image the prediction's pixels refer to.
-        prediction: any of ``pred_mask`` ((H, W) int class map), ``boxes`` ((K, 4)
-            xyxy pixels of ``image``) with ``scores`` and ``labels``, ``pred_score``
-            ((C,) class scores, with ``gt_label`` when known); tensors or arrays.
-        classes: task name (``"detection"``, ``"classification"``) -> class names;
-            a missing task writes label numbers.
-        palette: (N, 3) RGB colours of the mask labels (needed with ``pred_mask``).
-        score_threshold: boxes scoring below it are not drawn.
-        alpha: colour weight of the mask overlay.
-        topk: classes listed in the caption.
+        image: (H, W, 3) uint8 RGB, the image the predictions' pixels refer to.
+        heads: ``(head, fields)`` pairs; ``head`` a :class:`~mtvision.tasks.HeadInfo`
+            (name, task adapter, class names, palette), ``fields`` that head's
+            prediction (``MultiTaskModel.predict`` fields, tensors or arrays) or, with
+            ``results``, its result dict (:meth:`~mtvision.tasks.Task.result`).
+        options: threshold, overlay weight, caption length (default :class:`DrawOptions`).
+        scale: with ``results``, picture pixels per result pixel (a scaled-down photo).
 
     Raises:
-        KeyError: the prediction holds none of the three heads' fields.
+        ValueError: ``heads`` is empty.
     """
-    if not any(key in prediction for key in ("boxes", "pred_mask", "pred_score")):
-        raise KeyError(
-            "draw_prediction draws detection ('boxes'), segmentation ('pred_mask') or "
-            f"classification ('pred_score') predictions; got keys {sorted(prediction)}"
-        )
-    classes = classes or {}
+    if not heads:
+        raise ValueError("draw_prediction needs at least one head's prediction")
+    options = options or DrawOptions()
     picture = image
-    if "pred_mask" in prediction:
-        if palette is None:
-            raise ValueError("draw_prediction needs a palette to draw a pred_mask")
-        picture = draw_segmentation(picture, to_numpy(prediction["pred_mask"]), palette, alpha)
-    if "boxes" in prediction:
-        picture = draw_detections(
-            picture,
-            to_numpy(prediction["boxes"]),
-            to_numpy(prediction["labels"]),
-            to_numpy(prediction["scores"]),
-            classes.get("detection"),
-            score_threshold,
-        )
-    if "pred_score" in prediction:
-        picture = draw_topk(
-            picture,
-            to_numpy(prediction["pred_score"]),
-            classes.get("classification"),
-            topk,
-            prediction.get("gt_label"),
-        )
+    for head, fields in sorted(heads, key=lambda pair: pair[0].task.draw_order):
+        if results:
+            picture = head.task.draw_result(picture, fields, head, options, scale)
+        else:
+            picture = head.task.draw(picture, fields, head, options)
     return picture

@@ -16,12 +16,14 @@ layered: the mask's colours, then the boxes, then the top-k classes below:
 - classification (``pred_score`` (K,)): the ``topk`` best classes with their
   scores in a caption below the image (the true class, ``gt_label``, in green).
 
-Class names and palette come from the test dataset's ``metainfo``, per task
-(``metainfo["tasks"][head]`` for a joined dataset, see
-:mod:`mtvision.utils.metainfo`), read for each batch, so a multi-task test loop
-running several datasets names each one's classes. With several evaluation
-entries (:class:`~mtvision.engine.MultiTaskTestLoop`), each entry's pictures go
-into ``out_dir/<entry name>/``.
+Each head's fields are drawn by its task adapter (:mod:`mtvision.tasks`); which
+heads ran comes from the test loop's model (its active heads and their tasks), so
+a head named anything keeps its class names. Class names and palette come from
+the test dataset's ``metainfo``, per head name (``metainfo["tasks"][head]`` for a
+joined dataset, see :mod:`mtvision.utils.metainfo`), read for each batch, so a
+multi-task test loop running several datasets names each one's classes. With
+several evaluation entries (:class:`~mtvision.engine.MultiTaskTestLoop`), each
+entry's pictures go into ``out_dir/<entry name>/``.
 
 Under torchrun every process writes the pictures of its own images (the
 sampler gives them disjoint images; a padding repeat rewrites the same file
@@ -30,43 +32,23 @@ atomically).
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import cv2
 import numpy as np
 from mmengine.hooks import Hook
-from PIL import Image
+from mmengine.model import is_model_wrapper
 
 from mtvision.data.image_io import load_image
 from mtvision.registry import HOOKS
-from mtvision.utils.arrays import to_numpy
 from mtvision.utils.atomic_files import atomic_write_bytes
-from mtvision.utils.metainfo import task_metainfo
-from mtvision.utils.palette import voc_colormap
-from mtvision.visualization.draw import draw_prediction
+from mtvision.visualization.draw import DrawOptions, draw_prediction
+from mtvision.visualization.encoders import encode_png
 
-__all__ = ["ShowPredictionsHook", "task_classes", "task_palette"]
+# mtvision.tasks.base only: the task adapters import this package's drawing functions.
+from mtvision.tasks.base import HeadInfo, Task, predicted_heads, registered_tasks  # isort: skip
 
-
-def _encode_png(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError("OpenCV could not encode a PNG")
-    return data.tobytes()
-
-
-def _encode_palette_png(mask: np.ndarray, palette: np.ndarray) -> bytes:
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    png = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
-    # PIL palettes have 256 entries; unused ones stay black.
-    full = np.zeros((256, 3), np.uint8)
-    full[: len(palette)] = palette[:256]
-    png.putpalette(full.tobytes())
-    buffer = io.BytesIO()
-    png.save(buffer, format="PNG")
-    return buffer.getvalue()
+__all__ = ["ShowPredictionsHook", "model_head_tasks"]
 
 
 @HOOKS.register_module()
@@ -119,11 +101,16 @@ class ShowPredictionsHook(Hook):
         out_dir = self.out_dir
         if len(getattr(loop, "entries", ())) > 1:
             out_dir = os.path.join(self.out_dir, loop.current_entry)
+        heads = model_head_tasks(runner.model)
         for prediction in outputs or ():
-            self.show(prediction, metainfo, out_dir)
+            self.show(prediction, metainfo, out_dir, heads)
 
     def show(
-        self, prediction: dict, metainfo: dict | None = None, out_dir: str | None = None
+        self,
+        prediction: dict,
+        metainfo: dict | None = None,
+        out_dir: str | None = None,
+        heads: Mapping[str, Task] | None = None,
     ) -> list[str]:
         """Write the picture(s) of one prediction; returns the paths written.
 
@@ -131,6 +118,9 @@ class ShowPredictionsHook(Hook):
             prediction: one image's prediction dict (see the module docstring).
             metainfo: the test dataset's ``metainfo`` (class names, palette).
             out_dir: folder to write to; default ``self.out_dir``.
+            heads: ``{head name: task}`` of the heads that predicted (see
+                :func:`model_head_tasks`); ``None``: each task whose fields the
+                prediction holds, as a head named after its task.
 
         Returns ``[]`` for an image beyond ``max_images``.
         """
@@ -142,79 +132,44 @@ class ShowPredictionsHook(Hook):
             raise KeyError(
                 f"ShowPredictionsHook needs meta['img_path']; got meta keys {sorted(meta)}"
             )
-        if not any(key in prediction for key in ("boxes", "pred_mask", "pred_score")):
+        present = predicted_heads(prediction, heads)
+        if not present:
+            known = " or ".join(f"{task.name} ({task.fields[0]!r})" for task in registered_tasks())
             raise KeyError(
-                "ShowPredictionsHook draws detection ('boxes'), segmentation ('pred_mask') or "
-                f"classification ('pred_score') predictions; got keys {sorted(prediction)}"
+                f"ShowPredictionsHook draws {known} predictions; got keys {sorted(prediction)}"
             )
         image = load_image(meta["img_path"])
         out_dir = self.out_dir if out_dir is None else os.fspath(out_dir)
         stem = os.path.join(out_dir, os.path.splitext(os.path.basename(meta["img_path"]))[0])
+        drawn, extra = [], {}
+        for name, task in present.items():
+            head = HeadInfo.from_metainfo(name, task, metainfo, self.classes, self.palette)
+            fields = task.prepare_picture(prediction, image.shape, meta["img_path"])
+            drawn.append((head, fields))
+            for field, data in task.picture_files(fields, head).items():
+                extra[(name, field)] = data
+        # One file beside the picture is <stem>.png (a mask, as VOC names them), the
+        # picture then <stem>_overlay.png; several are named by head and field.
         files: dict[str, bytes] = {}
-        picture_path, palette = f"{stem}.png", None
-        if "pred_mask" in prediction:
-            mask = self._checked_mask(prediction["pred_mask"], image, meta["img_path"])
-            palette = self._palette(metainfo)
-            prediction = {**prediction, "pred_mask": mask}
-            files[f"{stem}.png"] = _encode_palette_png(mask, palette)
-            picture_path = f"{stem}_overlay.png"
-        picture = draw_prediction(
-            image,
-            prediction,
-            {task: self._classes(metainfo, task) for task in ("detection", "classification")},
-            palette,
-            self.score_threshold,
-            self.alpha,
-            self.topk,
-        )
-        files[picture_path] = _encode_png(picture)
+        for (name, field), data in extra.items():
+            files[f"{stem}.png" if len(extra) == 1 else f"{stem}_{name}_{field}.png"] = data
+        options = DrawOptions(self.score_threshold, self.alpha, self.topk)
+        picture = draw_prediction(image, drawn, options)
+        files[f"{stem}_overlay.png" if extra else f"{stem}.png"] = encode_png(picture)
         os.makedirs(out_dir, exist_ok=True)
         for path, data in files.items():
             atomic_write_bytes(path, data)
         self.num_written += 1
         return list(files)
 
-    @staticmethod
-    def _checked_mask(mask, image: np.ndarray, img_path: str) -> np.ndarray:
-        mask = to_numpy(mask)
-        if mask.shape != image.shape[:2]:
-            raise ValueError(
-                f"{img_path}: pred_mask is {mask.shape}, the image is {image.shape[:2]}; "
-                "masks must be at the original size"
-            )
-        if mask.size and (mask.min() < 0 or mask.max() > 255):
-            raise ValueError(
-                f"{img_path}: pred_mask labels {mask.min()}..{mask.max()} do not fit a palette "
-                "PNG (0..255)"
-            )
-        return mask
 
-    def _classes(self, metainfo: dict | None, task: str) -> list[str] | None:
-        return self.classes if self.classes is not None else task_classes(metainfo, task)
-
-    def _palette(self, metainfo: dict | None) -> np.ndarray:
-        return self.palette if self.palette is not None else task_palette(metainfo)
-
-
-def _task_meta(metainfo: dict | None, task: str) -> dict:
-    """The task's metainfo, or {} when a multi-task dataset has none for it (numbers are drawn)."""
-    try:
-        return task_metainfo(metainfo, task)
-    except KeyError:
-        return {}
-
-
-def task_classes(metainfo: dict | None, task: str) -> list[str] | None:
-    """Class names of ``task`` (``"detection"``, ``"classification"``, ...) in a
-    dataset's metainfo, or None when it has none (label numbers are drawn)."""
-    classes = _task_meta(metainfo, task).get("classes")
-    return None if classes is None else list(classes)
-
-
-def task_palette(metainfo: dict | None) -> np.ndarray:
-    """(N, 3) uint8 RGB colours of the segmentation labels: the metainfo's
-    ``palette``, else the PASCAL VOC colour map."""
-    palette = _task_meta(metainfo, "segmentation").get("palette")
-    if palette is None:
-        return voc_colormap()
-    return np.asarray(palette, np.uint8).reshape(-1, 3)
+def model_head_tasks(model) -> dict[str, Task] | None:
+    """``{head name: task}`` of a model's active heads (a ``MultiTaskModel`` or a deployed
+    :class:`~mtvision.export.OnnxRuntimeModel`, wrapped or not); ``None`` for a model
+    that does not say."""
+    if is_model_wrapper(model):
+        model = model.module
+    tasks = getattr(model, "head_tasks", None)
+    if tasks is None:
+        return None
+    return {name: tasks[name] for name in model.active_head_names}

@@ -1,0 +1,164 @@
+"""The task adapters: result dicts, files, agreement, and deployed outputs read back into the
+predictions the heads give."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mtvision.backbones import MobileNetV2
+from mtvision.heads import ClassifierHead, DeepLabV3Head, SSDLiteHead
+from mtvision.tasks import (
+    CLASSIFICATION,
+    DETECTION,
+    SEGMENTATION,
+    HeadInfo,
+    predicted_heads,
+    task_named,
+    task_of,
+)
+from mtvision.utils.palette import voc_colormap
+from mtvision.utils.topk import scores_from_top_k, top_k
+
+
+def test_top_k_and_score_vector_are_inverse_on_the_top_k():
+    scores = np.array([0.1, 0.4, 0.05, 0.4, 0.05])
+    assert top_k(scores, 3).tolist() == [1, 3, 0]  # ties keep label order
+    assert top_k(scores, 9).tolist() == [1, 3, 0, 2, 4]
+    labels = torch.tensor([[1, 3, 0]])
+    vector = scores_from_top_k(labels, torch.tensor([[0.4, 0.4, 0.1]]), 5)
+    assert vector[0].tolist() == pytest.approx([0.1, 0.4, 0.0, 0.4, 0.0])
+    assert top_k(vector[0].numpy(), 3).tolist() == [1, 3, 0]
+
+
+def test_classification_result_names_the_top_k():
+    head = HeadInfo("kind", CLASSIFICATION, ("a", "b", "c", "d"))
+    prediction = {"pred_score": torch.tensor([0.1, 0.6, 0.05, 0.25]), "pred_label": 1}
+    result = CLASSIFICATION.result(prediction, head, topk=3)
+    assert result == {
+        "labels": [1, 3, 0],
+        "label_names": ["b", "d", "a"],
+        "scores": [pytest.approx(0.6), pytest.approx(0.25), pytest.approx(0.1)],
+    }
+    # A deployed graph's top-2 only: no more than it knows, whatever topk asks.
+    limited = HeadInfo("kind", CLASSIFICATION, None, max_topk=2)
+    assert CLASSIFICATION.result(prediction, limited, topk=3)["label_names"] == ["1", "3"]
+
+
+def test_detection_result_keeps_and_sorts_by_score():
+    head = HeadInfo("pets", DETECTION, ("cat", "dog"))
+    prediction = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 30], [1, 2, 3, 4]]),
+        "scores": torch.tensor([0.4, 0.9, 0.1]),
+        "labels": torch.tensor([1, 0, 1]),
+    }
+    result = DETECTION.result(prediction, head, score_threshold=0.3)
+    assert result == {
+        "boxes": [[5.0, 5.0, 20.0, 30.0], [0.0, 0.0, 10.0, 10.0]],
+        "scores": [pytest.approx(0.9), pytest.approx(0.4)],
+        "labels": [0, 1],
+        "label_names": ["cat", "dog"],
+    }
+
+
+def test_segmentation_result_and_its_palette_png():
+    mask = torch.zeros(4, 6, dtype=torch.int64)
+    mask[1:3, 2:5] = 2
+    head = HeadInfo.from_metainfo("seg", SEGMENTATION, {"classes": ("bg", "x", "y")})
+    assert np.array_equal(head.palette, voc_colormap())
+    result = SEGMENTATION.result({"pred_mask": mask}, head)
+    assert result["labels"] == [0, 2] and result["label_names"] == ["bg", "y"]
+    assert result["areas"] == [18, 6] and result["mask"].dtype == np.uint8
+    fields, files = SEGMENTATION.result_files(result, head)
+    png = Image.open(io.BytesIO(files["mask"]))
+    assert png.mode == "P" and np.array_equal(np.asarray(png), mask.numpy())
+    with pytest.raises(ValueError, match="head 'seg': class map values 0..300"):
+        SEGMENTATION.result({"pred_mask": torch.tensor([[0, 300]])}, head)
+
+
+def test_agreement_of_two_runs():
+    expected = {"labels": torch.tensor([[1, 2], [0, 1]]), "scores": torch.tensor([[0.6, 0.3]] * 2)}
+    actual = {"labels": torch.tensor([[1, 0], [1, 0]]), "scores": torch.tensor([[0.6, 0.2]] * 2)}
+    assert CLASSIFICATION.agreement(expected, actual) == 0.5
+    assert CLASSIFICATION.max_score_difference(expected, actual) == pytest.approx(0.1)
+    assert DETECTION.max_score_difference({}, {}) is None
+
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [20, 20, 40, 40], [0, 0, 0, 0]]])  # 1 padding
+    want = {
+        "boxes": boxes,
+        "scores": torch.tensor([[0.9, 0.8, 0.0]]),
+        "labels": torch.tensor([[0, 1, -1]]),
+        "num_detections": torch.tensor([2]),
+    }
+    shift = torch.tensor([[0.0, 0, 0, 0], [3, 0, 3, 0], [0, 0, 0, 0]])
+    moved = {**want, "boxes": boxes + shift}
+    assert DETECTION.agreement(want, want) == 1.0
+    assert DETECTION.agreement(want, moved) == 0.5  # the second box moved 3 px
+
+    mask = torch.zeros(1, 4, 5, dtype=torch.uint8)
+    other = mask.clone()
+    other[0, 0, :2] = 1
+    assert SEGMENTATION.agreement({"mask": mask}, {"mask": other}) == pytest.approx(18 / 20)
+
+
+def _features(size=(64, 96)):
+    torch.manual_seed(0)
+    taps = ("layer15_expansion", "stage7", "final_conv")
+    backbone = MobileNetV2(width_mult=0.25, output_stride=16, out_features=taps).eval()
+    return backbone.feature_info, backbone(torch.randn(2, 3, *size))
+
+
+def test_deployed_outputs_read_back_into_the_heads_predictions():
+    feature_info, features = _features()
+    input_size = (64, 96)
+    samples = [
+        {"meta": {"img_shape": input_size, "ori_shape": (128, 192)}, "label": 2},
+        {"meta": {"img_shape": input_size, "ori_shape": (32, 48)}},
+    ]
+    torch.manual_seed(1)
+    classifier = ClassifierHead(feature_info, num_classes=5).eval()
+    detector = SSDLiteHead(feature_info, num_classes=3, extra_depths=(32, 32, 16, 16)).eval()
+    segmenter = DeepLabV3Head(feature_info, num_classes=4, channels=16).eval()
+    with torch.no_grad():
+        for head in (classifier, detector, segmenter):
+            outputs = head(features)
+            predictions = head.predict(outputs, samples, input_size)
+            task = task_of(head)
+            deployed = head.deploy(outputs, input_size, **task.deploy_options(5, True))
+            info = {"num_classes": head.num_classes, **task.deploy_metadata(head, 5)}
+            read_back = task.from_deployed(deployed, samples, info)
+            assert task.agreement(deployed, deployed) == 1.0
+            for want, got in zip(predictions, read_back, strict=True):
+                assert set(got) == set(want)
+                for field, value in want.items():
+                    torch.testing.assert_close(torch.as_tensor(got[field]), torch.as_tensor(value))
+    # Without the logits the class map is resized: the sizes are the original images'.
+    with torch.no_grad():
+        deployed = segmenter.deploy(segmenter(features), input_size)
+    masks = SEGMENTATION.from_deployed(deployed, samples, {"num_classes": 4})
+    assert [tuple(m["pred_mask"].shape) for m in masks] == [(128, 192), (32, 48)]
+
+
+def test_tasks_are_found_by_name_and_by_head_and_not_by_string():
+    assert task_named("detection") is DETECTION
+    with pytest.raises(ValueError, match="no task adapter named 'depth'"):
+        task_named("depth")
+    feature_info, _ = _features()
+    assert task_of(ClassifierHead(feature_info, num_classes=2)) is CLASSIFICATION
+
+    class StringTask(torch.nn.Module):
+        task = "detection"
+
+    with pytest.raises(ValueError, match="head 'old' \\(StringTask\\) declares no task adapter"):
+        task_of(StringTask(), "old")
+    prediction = {"boxes": [], "scores": [], "labels": [], "pred_mask": []}
+    assert predicted_heads(prediction) == {"detection": DETECTION, "segmentation": SEGMENTATION}
+    assert predicted_heads(prediction, {"pets": DETECTION, "kind": CLASSIFICATION}) == {
+        "pets": DETECTION
+    }
+    # Class names are looked up by head name in a joined dataset's metainfo.
+    metainfo = {"tasks": {"pets": {"classes": ["cat", "dog"]}}}
+    assert HeadInfo.from_metainfo("pets", DETECTION, metainfo).classes == ("cat", "dog")
+    assert HeadInfo.from_metainfo("detection", DETECTION, metainfo).classes is None
