@@ -236,3 +236,54 @@ def test_tables_name_the_cpu_model():
         names = []
     if names:
         assert model.startswith(names[0])
+
+
+def test_heads_named_anything_are_benchmarked_through_their_task_adapters(tmp_path):
+    """Contenders' results, cells and agreement lines follow each head's task, not its name:
+    two detection heads and a classifier, torch predict path against the deployed graph."""
+    from mtvision.benchmarks.contenders import deployed_graphs, mtvision_torch
+    from mtvision.benchmarks.detection_candidates import set_candidates_
+    from mtvision.benchmarks.results import agreement_lines, describe
+    from mtvision.export import export_deploy_onnx
+    from mtvision.models import MultiTaskModel
+    from mtvision.tasks import CLASSIFICATION, DETECTION
+    from mtvision.utils.parity import randomize_batch_norms_
+
+    torch.manual_seed(0)
+    model = MultiTaskModel(
+        backbone=dict(type="MobileNetV2", width_mult=0.35),
+        heads=dict(
+            shapes=dict(type="SSDLiteHead", num_classes=3),
+            kind=dict(type="ClassifierHead", num_classes=6),
+            pets=dict(type="SSDLiteHead", num_classes=2),
+        ),
+    )
+    model = randomize_batch_norms_(model, seed=1, input_size=64).eval()
+    image = torch.randint(0, 256, (64, 64, 3), dtype=torch.uint8).numpy()
+    note = set_candidates_(model, image, 20)
+    assert note.count("(20 candidates before NMS") == 2  # both detection heads
+    path = tmp_path / "named.onnx"
+    export_deploy_onnx(model, path, input_size=(64, 64), topk=5)
+    ort = deployed_graphs("ort", "ort", [path], image)
+    ort_result = ort.result(ort.make(1)())
+    assert {head: out.task for head, out in ort_result.items()} == {
+        "shapes": DETECTION,
+        "kind": CLASSIFICATION,
+        "pets": DETECTION,
+    }
+    cell = describe(ort_result)
+    assert re.fullmatch(r"shapes: \d+ boxes; kind: top-5, top-1 \d; pets: \d+ boxes", cell)
+    # One predict dict holds one detection head's fields: the torch path runs the others.
+    with model.active_heads(["kind", "pets"]):
+        torch_contender = mtvision_torch(model, image)
+        torch_result = torch_contender.result(torch_contender.make(1)())
+    assert cell.endswith(describe(torch_result))
+    lines = agreement_lines(
+        {"torch": torch_result, "ort": ort_result}, [("torch", "ort", "{head} torch vs ort")]
+    )
+    assert [line.split(":")[0] for line in lines] == ["kind torch vs ort", "pets torch vs ort"]
+    assert "kind torch vs ort: top-1 same, top-5 overlap 5/5" in lines[0]
+    for line in lines[1:]:
+        counts = line.split(": ")[1].split(" boxes")[0].split(" vs ")
+        assert counts[0] == counts[1] and int(counts[0]) > 0, line
+        assert float(line.split("min ")[1].split(" ")[0]) >= 0.99, line

@@ -15,6 +15,8 @@ from mtvision.tasks import (
     DETECTION,
     SEGMENTATION,
     HeadInfo,
+    Task,
+    heads_of_task,
     predicted_heads,
     task_named,
     task_of,
@@ -162,3 +164,64 @@ def test_tasks_are_found_by_name_and_by_head_and_not_by_string():
     metainfo = {"tasks": {"pets": {"classes": ["cat", "dog"]}}}
     assert HeadInfo.from_metainfo("pets", DETECTION, metainfo).classes == ("cat", "dog")
     assert HeadInfo.from_metainfo("detection", DETECTION, metainfo).classes is None
+
+
+def test_one_image_as_deployed_outputs_summarised_and_compared():
+    scores = torch.tensor([0.1, 0.5, 0.05, 0.3, 0.05])
+    top = CLASSIFICATION.to_deployed({"pred_score": scores}, topk=3)
+    assert top["labels"].tolist() == [[1, 3, 0]] and top["scores"].shape == (1, 3)
+    assert CLASSIFICATION.to_deployed({"pred_score": scores}, topk=9)["labels"].shape == (1, 5)
+    assert CLASSIFICATION.summary(top) == "top-3, top-1 1"
+    other = {"labels": torch.tensor([[3, 1, 4]]), "scores": torch.tensor([[0.5, 0.25, 0.1]])}
+    assert CLASSIFICATION.comparison(top, other) == (
+        "top-1 DIFFERENT, top-3 overlap 2/3, max |score diff| 0.05"
+    )
+    assert CLASSIFICATION.comparison(top, top).startswith("top-1 same, top-3 overlap 3/3")
+
+    prediction = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 30]]),
+        "scores": torch.tensor([0.9, 0.6]),
+        "labels": torch.tensor([1, 0]),
+    }
+    boxes = DETECTION.to_deployed(prediction)
+    assert boxes["boxes"].shape == (1, 2, 4) and boxes["num_detections"].tolist() == [2]
+    assert DETECTION.summary(boxes) == "2 boxes"
+    # Padded like a deployed graph: the padding is not compared; the second box moved
+    # by half its width (IoU 1/3), a third of a different class matches nothing.
+    padded = {
+        "boxes": torch.tensor([[[0.0, 0, 10, 10], [30, 20, 50, 30], [0, 0, 10, 10], [0] * 4]]),
+        "scores": torch.tensor([[0.9, 0.6, 0.5, 0.0]]),
+        "labels": torch.tensor([[1, 0, 0, 0]]),
+        "num_detections": torch.tensor([3]),
+    }
+    assert DETECTION.comparison(boxes, padded) == (
+        "2 vs 3 boxes, best same-class IoU min 0.333 median 0.333"
+    )
+    empty = DETECTION.to_deployed({key: value[:0] for key, value in prediction.items()})
+    assert DETECTION.comparison(boxes, empty) == "2 vs 0 boxes"
+
+    mask = torch.tensor([[0, 0, 2], [2, 2, 7]])
+    deployed = SEGMENTATION.to_deployed({"pred_mask": mask})
+    assert deployed["mask"].shape == (1, 2, 3)
+    assert SEGMENTATION.summary(deployed) == "mask 2x3, 3 classes"
+    changed = {"mask": torch.tensor([[[0, 0, 2], [2, 1, 1]]], dtype=torch.uint8)}
+    assert SEGMENTATION.comparison(deployed, changed) == "66.67 % of pixels the same class"
+
+
+def test_a_new_task_gets_a_summary_and_comparison_from_its_agreement():
+    class Depth(Task):
+        name = "depth_for_test"
+
+        def agreement(self, expected, actual):
+            return float((expected["depth"] - actual["depth"]).abs().le(0.5).double().mean())
+
+    outputs = {"depth": torch.zeros(1, 4, 6)}
+    assert Depth().summary(outputs) == "depth 4x6"
+    moved = {"depth": torch.tensor([[[0.0] * 6] * 3 + [[1.0] * 6]])}
+    assert Depth().comparison(outputs, moved) == "agreement 0.75"
+
+
+def test_heads_are_found_by_their_task_whatever_their_names():
+    tasks = {"pets": DETECTION, "kind": CLASSIFICATION, "shapes": DETECTION}
+    assert heads_of_task(tasks, DETECTION) == ["pets", "shapes"]
+    assert heads_of_task(tasks, SEGMENTATION) == []

@@ -6,6 +6,7 @@ checked against a float64 interpreter of the file's op list (tflite_float_refere
 Photos, weights and EXPECTED.md come from ../shared/realdata (see its README).
 """
 
+import copy
 import functools
 import re
 
@@ -23,6 +24,8 @@ from mtvision.convert.tflite_graph import TfliteGraph
 from mtvision.convert.tflite_mobilenet_graph import read_mobilenet_v2_graph
 from mtvision.errors import CheckpointError, ConversionError
 from mtvision.evaluation.miou_metric import confusion_matrix, scores_from_confusion
+from mtvision.models import MultiTaskModel
+from mtvision.tasks import CLASSIFICATION
 
 CLASSIFIERS = ("mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq")
 SEGMENTERS = {"deeplabv3_mnv2_pascal_quant": 0.827, "deeplabv3_mnv2_dm05_pascal_quant": 0.814}
@@ -75,7 +78,7 @@ def _logits(model, inputs: torch.Tensor) -> torch.Tensor:
     """The one head's logits for a normalised (1, 3, H, W) batch: the classifier's (K,), or
     DeepLab's (K, H, W) upsampled to the input as its predict step does."""
     ((name, outputs),) = model(inputs, mode="tensor").items()
-    if name == "classification":
+    if model.heads[name].task is CLASSIFICATION:
         return outputs["cls_logits"][0]
     head = model.heads[name]
     return head.postprocess(outputs, tuple(inputs.shape[-2:]))["seg_logits"][0]
@@ -177,6 +180,34 @@ def test_symmetric_padding_or_imagenet_normalisation_is_refused(realdata):
         ConversionError, match=r"stem: weight \(16, 3, 3, 3\) vs graph \(32, 3, 3, 3\)"
     ):
         convert_tflite(path, model=wrong_width)
+
+
+def test_the_head_is_found_by_its_task_whatever_its_name(realdata):
+    path = _model_file(realdata, CLASSIFIERS[1])
+    converted, _ = _converted(path)
+    layout = copy.deepcopy(converted)
+    renamed = MultiTaskModel(
+        backbone=layout.backbone,
+        heads={"imagenet": layout.heads["classification"]},
+        data_preprocessor=layout.data_preprocessor,
+    )
+    for parameter in renamed.parameters():  # the weights must come from the file
+        torch.nn.init.normal_(parameter.data)
+    renamed, _ = convert_tflite(path, model=renamed)
+    inputs = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(_logits(renamed, inputs), _logits(converted, inputs))
+    head = converted.heads["classification"]
+    two_heads = MultiTaskModel(
+        backbone=copy.deepcopy(converted.backbone),
+        heads={"a": copy.deepcopy(head), "b": copy.deepcopy(head)},
+        data_preprocessor=copy.deepcopy(converted.data_preprocessor),
+    )
+    with pytest.raises(
+        ConversionError,
+        match=r"must have one ClassifierHead \(classification\), it has \{'a': 'Classifier",
+    ):
+        convert_tflite(path, model=two_heads)
 
 
 # ------------------------------------------------------------------ classifier

@@ -6,8 +6,9 @@
 - :mod:`~mtvision.benchmarks.end_to_end`: ``--task cls|det|seg|multitask``, uint8 image
   in, final results out; its contenders in :mod:`~mtvision.benchmarks.contenders`
   (mtvision torch, deployed graphs in onnxruntime / OpenVINO) and
-  :mod:`~mtvision.benchmarks.references` (torchvision, TFLite runtime); per-task
-  results and agreement checks in :mod:`~mtvision.benchmarks.results`.
+  :mod:`~mtvision.benchmarks.references` (torchvision, TFLite runtime); results per
+  head, described and compared by each head's task adapter, in
+  :mod:`~mtvision.benchmarks.results`.
 - :mod:`~mtvision.benchmarks.timing`: rotating groups, blocks, medians of per-run
   ratios; :mod:`~mtvision.benchmarks.report`: what is printed.
 """

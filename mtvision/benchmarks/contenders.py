@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtvision.benchmarks.results import deployed_result, eager_result, predict_output
+from mtvision.benchmarks.results import HeadOutputs, graph_outputs, predicted_outputs
+from mtvision.export.deploy import read_deploy_metadata
 from mtvision.export.runtimes import DeployedSession
 
 
@@ -20,15 +21,16 @@ class Contender(NamedTuple):
 
     ``make(threads)`` builds the timed call (onnxruntime sessions and TFLite
     interpreters are made per thread count; torch's threads are set by the
-    caller); ``result(output)`` turns what the call returned into numpy arrays
-    (``labels``/``scores``, ``boxes``/``scores``/``labels``, ``mask``; per head for
-    the multi-task rows), outside the timing. ``key``: the short name ratios use.
+    caller); ``result(output)`` turns what the call returned into ``{head name:
+    HeadOutputs}`` (:mod:`~mtvision.benchmarks.results`: each head's outputs for the
+    image in its task adapter's deployed format), outside the timing. ``key``: the
+    short name ratios use.
     """
 
     key: str
     name: str
     make: Callable[[int], Callable[[], object]]
-    result: Callable[[object], dict]
+    result: Callable[[object], dict[str, HeadOutputs]]
 
 
 def chw_batch(image: np.ndarray) -> np.ndarray:
@@ -36,23 +38,23 @@ def chw_batch(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1))[None]
 
 
-def mtvision_torch(model: nn.Module, image: np.ndarray, task: str) -> Contender:
+def mtvision_torch(model: nn.Module, image: np.ndarray) -> Contender:
     """The model's full predict path: data preprocessor (cast, normalisation), network,
-    the heads' post-processing (``test_step``), top-5 for the classifier."""
+    the heads' post-processing (``test_step``), and each head's prediction as its
+    deployed outputs (:meth:`~mtvision.tasks.Task.to_deployed`: the classifier's top-5)."""
 
     def make(threads: int) -> Callable[[], object]:
         def run():
             data = {"inputs": [torch.from_numpy(image).permute(2, 0, 1)], "data_samples": [{}]}
             with torch.inference_mode():
                 (prediction,) = model.test_step(data)
-                return predict_output(task, prediction)
+                return predicted_outputs(model, prediction)
 
         return run
 
-    def result(output) -> dict:
-        return eager_result(task, output, lambda out: out["pred_mask"])
-
-    return Contender("mtvision torch", "mtvision torch eager (predict path)", make, result)
+    return Contender(
+        "mtvision torch", "mtvision torch eager (predict path)", make, lambda output: output
+    )
 
 
 def _deployed_call(runtime: str, path: Path, threads: int, batch: np.ndarray) -> Callable[[], dict]:
@@ -75,28 +77,24 @@ def openvino_available() -> tuple[bool, str]:
 def deployed_graphs(
     key: str,
     name: str,
-    graphs: list[tuple[Path, dict[str, str]]],
+    paths: list[Path],
     image: np.ndarray,
     runtime: str = "onnxruntime",
 ) -> Contender:
     """Deployed graphs run one after another on the image, one session each, in
-    ``runtime`` (``"onnxruntime"`` or ``"openvino"``).
-
-    ``graphs``: (file, {head: task}) per graph; a graph with several heads names its
-    outputs ``"<head>.<field>"``. The result is the one head's fields, or per head.
-    """
+    ``runtime`` (``"onnxruntime"`` or ``"openvino"``). The result holds every head of
+    every graph, as each file's metadata names the head, its task and its outputs."""
     batch = chw_batch(image)
+    metadata = [read_deploy_metadata(path) for path in paths]
 
     def make(threads: int) -> Callable[[], object]:
-        calls = [_deployed_call(runtime, path, threads, batch) for path, _ in graphs]
+        calls = [_deployed_call(runtime, path, threads, batch) for path in paths]
         return lambda: [call() for call in calls]
 
-    def result(outputs: list[dict]) -> dict:
+    def result(outputs: list[dict]) -> dict[str, HeadOutputs]:
         results = {}
-        for (_, heads), graph_outputs in zip(graphs, outputs, strict=True):
-            for head, task in heads.items():
-                prefix = f"{head}." if len(heads) > 1 else ""
-                results[head] = deployed_result(task, graph_outputs, prefix)
-        return next(iter(results.values())) if len(results) == 1 else results
+        for meta, outputs_by_name in zip(metadata, outputs, strict=True):
+            results.update(graph_outputs(meta, outputs_by_name))
+        return results
 
     return Contender(key, name, make, result)

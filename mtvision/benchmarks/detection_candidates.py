@@ -13,17 +13,19 @@ from torch import nn
 
 from mtvision.benchmarks.references import torchvision_input
 from mtvision.heads.ssdlite_head import SOFTMAX
+from mtvision.tasks import DETECTION, heads_of_task
 
 
-def _detection_scores(model: nn.Module, image: np.ndarray) -> torch.Tensor:
-    """(A, C) class scores of mtvision's detection head on ``image``, as its post-processing
-    computes them (softmax without background, or sigmoid)."""
+def _detection_scores(model: nn.Module, image: np.ndarray, head: str) -> torch.Tensor:
+    """(A, C) class scores of mtvision's detection head ``head`` on ``image``, as its
+    post-processing computes them (softmax without background, or sigmoid)."""
     data = {"inputs": [torch.from_numpy(image).permute(2, 0, 1)], "data_samples": [{}]}
     with torch.inference_mode():
         inputs = model.data_preprocessor(data, False)["inputs"]
-        head = model.heads["detection"]
-        logits = model(inputs)["detection"]["cls_logits"][0].float()
-        return logits.softmax(-1)[:, 1:] if head.cls_loss == SOFTMAX else logits.sigmoid()
+        logits = model(inputs)[head]["cls_logits"][0].float()
+        return (
+            logits.softmax(-1)[:, 1:] if model.heads[head].cls_loss == SOFTMAX else logits.sigmoid()
+        )
 
 
 def threshold_for(scores: torch.Tensor, candidates: int) -> float:
@@ -39,17 +41,22 @@ def threshold_for(scores: torch.Tensor, candidates: int) -> float:
 
 
 def set_candidates_(model: nn.Module, image: np.ndarray, candidates: int) -> str:
-    """Set mtvision's detection head's score threshold so that about ``candidates`` pairs
-    reach NMS on ``image`` (uint8 RGB (H, W, 3)); returns a note saying so."""
-    threshold = threshold_for(_detection_scores(model, image), candidates)
-    model.heads["detection"].test_cfg["score_threshold"] = threshold
-    # At this threshold the per-class cap of 300 candidates cannot bind (there are
-    # ``candidates`` pairs in all), so it is left out as a deployment would
-    # (``tools/export_onnx.py --topk-candidates 0``); the results are the same.
-    model.heads["detection"].test_cfg["topk_candidates"] = None
-    return (
-        f"score threshold {threshold:.6g} ({candidates} candidates before NMS, no per-class top-k)"
-    )
+    """Set the score threshold of each of mtvision's detection heads (found by their task)
+    so that about ``candidates`` pairs reach NMS on ``image`` (uint8 RGB (H, W, 3));
+    returns a note saying so ("" when the model has no detection head)."""
+    notes = []
+    for head in heads_of_task(model.head_tasks, DETECTION):
+        threshold = threshold_for(_detection_scores(model, image, head), candidates)
+        model.heads[head].test_cfg["score_threshold"] = threshold
+        # At this threshold the per-class cap of 300 candidates cannot bind (there are
+        # ``candidates`` pairs in all), so it is left out as a deployment would
+        # (``tools/export_onnx.py --topk-candidates 0``); the results are the same.
+        model.heads[head].test_cfg["topk_candidates"] = None
+        notes.append(
+            f"score threshold {threshold:.6g} ({candidates} candidates before NMS, "
+            "no per-class top-k)"
+        )
+    return "; ".join(notes)
 
 
 class SSDNetwork(nn.Module):

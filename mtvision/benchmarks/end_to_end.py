@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,39 +45,35 @@ from mtvision.benchmarks.networks import MULTITASK_CLASSES, SINGLE_TASK_MODELS
 from mtvision.benchmarks.options import BenchmarkOptions
 from mtvision.benchmarks.references import TFLITE_FILES, tflite_contender, torchvision_contender
 from mtvision.benchmarks.report import print_task_table
-from mtvision.benchmarks.results import (
-    E2E_TOPK,
-    MULTITASK_HEADS,
-    TASK_HEADS,
-    describe,
-    mtvision_agreement,
-    multitask_agreement,
-)
+from mtvision.benchmarks.results import E2E_TOPK, agreement_lines, describe
 from mtvision.benchmarks.timing import make_row, quartiles, time_group
 from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
 from mtvision.export import export_deploy_onnx
+from mtvision.tasks import DETECTION, heads_of_task
 from mtvision.utils.parity import randomize_batch_norms_
 
 #: Input size per task: the classifier's 224, SSDLite's 320, DeepLab's 513 (Google's
 #: file); the multi-task row at SSDLite's size.
 TASK_INPUT_SIZES = dict(cls=224, det=320, seg=513, multitask=320)
 TASKS = tuple(TASK_INPUT_SIZES)
-#: ImageNet, COCO and PASCAL VOC classes of the single-task heads.
+#: ImageNet, COCO and PASCAL VOC classes of the single-task heads, and their models.
 TASK_CLASSES = dict(cls=1000, det=80, seg=21)
+TASK_MODELS = dict(cls="mobilenet_v2", det="ssdlite320_mobilenet_v2", seg="deeplabv3_mobilenet_v2")
 #: The int8 goals: ratio of mtvision's int8 graph to torchvision's model at most this.
 GOALS = dict(cls=0.2, det=0.33, seg=0.2)
 
 
 class Task(NamedTuple):
     """The contenders of one ``--task``. ``ratios``: (numerator key, denominator key,
-    goal or None), the goal meaning ratio <= goal; ``agreement(results)`` compares
-    the contenders' results, one line per check; ``notes``: what was set up or left
-    out, and why."""
+    goal or None), the goal meaning ratio <= goal; ``comparisons``: (expected key,
+    actual key, label) of the agreement checks, one line per head
+    (:func:`~mtvision.benchmarks.results.agreement_lines`); ``notes``: what was set up
+    or left out, and why."""
 
     title: str
     contenders: list[Contender]
     ratios: list[tuple[str, str, float | None]]
-    agreement: Callable[[dict[str, dict]], list[str]]
+    comparisons: list[tuple[str, str, str]]
     notes: list[str]
 
 
@@ -136,32 +131,31 @@ def task_table(
         "threads": threads,
         "contenders": contenders,
         "ratios": ratios,
-        "agreement": task.agreement(results),
+        "agreement": agreement_lines(results, task.comparisons),
         "notes": task.notes,
     }
 
 
 def deploy_files(
-    model: nn.Module, name: str, size: int | None, images: list[np.ndarray], work_dir: Path
+    model: nn.Module, name: str, size: int, images: list[np.ndarray], work_dir: Path
 ) -> dict[str, Path]:
     """The deployed graph (uint8 in, post-processing inside) and its int8 version,
-    calibrated on ``images`` (HWC uint8); ``size``: the fixed input size, or ``None``."""
+    calibrated on ``images`` (HWC uint8); fixed at ``size`` x ``size`` when a head's task
+    needs a fixed input size (:attr:`~mtvision.tasks.Task.fixed_input_size`), else any."""
     from mtvision.export.quantize import quantize_onnx
 
+    fixed = any(task.fixed_input_size for task in model.head_tasks.values())
     float_path = work_dir / f"{name}.onnx"
-    export_deploy_onnx(
-        model, float_path, input_size=None if size is None else (size, size), topk=E2E_TOPK
-    )
+    export_deploy_onnx(model, float_path, input_size=(size, size) if fixed else None, topk=E2E_TOPK)
     int8_path = work_dir / f"{name}.int8.onnx"
     quantize_onnx(float_path, int8_path, [chw_batch(image) for image in images])
     return {"float": float_path, "int8": int8_path}
 
 
-def single_task_model(task: str, classes: int | None = None, **kwargs) -> nn.Module:
-    """mtvision's single-task model of ``task`` (``cls``, ``det`` or ``seg``), BatchNorm
-    statistics randomised so that its activations are of order 1."""
-    name = SINGLE_TASK_MODELS[TASK_HEADS[task]]
-    model = mtvision.create_model(name, num_classes=classes or TASK_CLASSES[task], **kwargs)
+def single_task_model(name: str, classes: int, **kwargs) -> nn.Module:
+    """mtvision's single-task model ``name`` with ``classes`` classes, BatchNorm statistics
+    randomised so that its activations are of order 1."""
+    model = mtvision.create_model(name, num_classes=classes, **kwargs)
     return randomize_batch_norms_(model, seed=5)
 
 
@@ -179,17 +173,18 @@ def build_task(options: BenchmarkOptions, work_dir: Path) -> Task:
     if task == "cls":
         reference = torchvision.models.mobilenet_v2(weights=None, num_classes=TASK_CLASSES[task])
         reference = randomize_batch_norms_(reference, seed=0).eval()
-        model = mtvision.create_model("mobilenet_v2", num_classes=TASK_CLASSES[task]).eval()
+        model = mtvision.create_model(TASK_MODELS[task], num_classes=TASK_CLASSES[task]).eval()
         model.load_torchvision_state_dict(reference.state_dict())
         notes.append(
             "mtvision's classifier holds torchvision's weights (BatchNorm statistics randomised)"
         )
     elif task == "det":
-        model = single_task_model(task)
+        model = single_task_model(TASK_MODELS[task], TASK_CLASSES[task])
+        (detection,) = heads_of_task(model.head_tasks, DETECTION)
         reference = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None,
             weights_backbone=None,
-            detections_per_img=model.heads["detection"].test_cfg["max_detections"],
+            detections_per_img=model.heads[detection].test_cfg["max_detections"],
         )
         # Order-1 activations, as for mtvision's model: a fresh init scores every pair alike.
         randomize_batch_norms_(SSDNetwork(reference), seed=7, input_size=size)
@@ -203,7 +198,8 @@ def build_task(options: BenchmarkOptions, work_dir: Path) -> Task:
         # The on-device DeepLabv3 as Google's file computes it (docs/pretrained.md): its
         # upsampling rule and [-1, 1] inputs; at 513 (odd) PyTorch's padding is TF's SAME.
         model = single_task_model(
-            task,
+            TASK_MODELS[task],
+            TASK_CLASSES[task],
             align_corners=True,
             data_preprocessor=dict(
                 type="DataPreprocessor", mean=INCEPTION_MEAN_RGB, std=INCEPTION_STD_RGB
@@ -212,28 +208,32 @@ def build_task(options: BenchmarkOptions, work_dir: Path) -> Task:
         reference = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=TASK_CLASSES[task], aux_loss=False
         ).eval()
-    files = deploy_files(model, task, None if task == "seg" else size, images, work_dir)
-    heads = {TASK_HEADS[task]: task}
+    (head,) = model.active_head_names  # the references' results go under its name
+    files = deploy_files(model, task, size, images, work_dir)
     contenders = [
-        mtvision_torch(model, image, task),
+        mtvision_torch(model, image),
         deployed_graphs(
             "mtvision ort float",
             "mtvision onnxruntime float (deployed graph)",
-            [(files["float"], heads)],
+            [files["float"]],
             image,
         ),
         deployed_graphs(
             "mtvision ort int8",
             "mtvision onnxruntime int8 (deployed graph, quantised)",
-            [(files["int8"], heads)],
+            [files["int8"]],
             image,
         ),
-        torchvision_contender(task, reference, image),
+        torchvision_contender(task, reference, image, head),
     ]
     ratios: list[tuple[str, str, float | None]] = []
+    comparisons = [
+        ("mtvision torch", "mtvision ort float", "torch vs ort float"),
+        ("mtvision ort int8", "mtvision ort float", "ort int8 vs float"),
+    ]
     tflite = None
     if task in TFLITE_FILES:
-        tflite, note = tflite_contender(task, image)
+        tflite, note = tflite_contender(task, image, head)
         notes.append(note)
         if tflite is not None:
             contenders.append(tflite)
@@ -246,12 +246,21 @@ def build_task(options: BenchmarkOptions, work_dir: Path) -> Task:
                 deployed_graphs(
                     f"mtvision openvino {precision}",
                     f"mtvision OpenVINO {precision} (the same deployed file)",
-                    [(files[precision], heads)],
+                    [files[precision]],
                     image,
                     runtime="openvino",
                 )
             )
+            comparisons.append(
+                (
+                    f"mtvision openvino {precision}",
+                    f"mtvision ort {precision}",
+                    f"openvino {precision} vs ort {precision}",
+                )
+            )
         int8_keys.append("mtvision openvino int8")
+    if task == "cls":
+        comparisons.append(("mtvision torch", "torchvision", "torch vs torchvision (same weights)"))
     for key in int8_keys:
         if tflite is not None:
             ratios.append((key, "TFLite int8", 1.0))
@@ -265,7 +274,7 @@ def build_task(options: BenchmarkOptions, work_dir: Path) -> Task:
         ratios.append(("mtvision openvino int8", "mtvision ort int8", None))
     what = dict(cls="top-5", det="boxes after NMS", seg="class map")[task]
     title = f"{task}: uint8 RGB {size}x{size} in, {what} out"
-    return Task(title, contenders, ratios, mtvision_agreement(task), notes)
+    return Task(title, contenders, ratios, comparisons, notes)
 
 
 def build_multitask(
@@ -283,16 +292,13 @@ def build_multitask(
     model = randomize_batch_norms_(model, seed=6)
     notes.append("multi-task SSDLite: " + set_candidates_(model, image, options.det_candidates))
     files = deploy_files(model, "multitask", size, images, work_dir)
-    singles = {}
-    for head, task in MULTITASK_HEADS.items():
-        single = single_task_model(task, MULTITASK_CLASSES[head])
-        if task == "det":
-            notes.append(
-                "single-task SSDLite: " + set_candidates_(single, image, options.det_candidates)
-            )
-        singles[head] = deploy_files(
-            single, f"single_{task}", None if task == "seg" else size, images, work_dir
-        )
+    singles = []
+    for head, classes in MULTITASK_CLASSES.items():
+        single = single_task_model(SINGLE_TASK_MODELS[head], classes)
+        candidates = set_candidates_(single, image, options.det_candidates)
+        if candidates:
+            notes.append("single-task SSDLite: " + candidates)
+        singles.append(deploy_files(single, f"single_{head}", size, images, work_dir))
     with_openvino, note = openvino_available()
     notes.append(note)
     runtimes = dict(ort="onnxruntime", **({"openvino": "openvino"} if with_openvino else {}))
@@ -304,7 +310,7 @@ def build_multitask(
                     f"multi-task {short} {precision}",
                     f"mtvision multi-task graph (OS {model.backbone.output_stride}), "
                     f"{runtime} {precision}",
-                    [(files[precision], MULTITASK_HEADS)],
+                    [files[precision]],
                     image,
                     runtime,
                 ),
@@ -312,10 +318,7 @@ def build_multitask(
                     f"3 single-task {short} {precision}",
                     f"classifier + SSDLite + DeepLabv3 graphs one after another, "
                     f"{runtime} {precision}",
-                    [
-                        (singles[head][precision], {head: task})
-                        for head, task in MULTITASK_HEADS.items()
-                    ],
+                    [single[precision] for single in singles],
                     image,
                     runtime,
                 ),
@@ -324,4 +327,7 @@ def build_multitask(
                 (f"multi-task {short} {precision}", f"3 single-task {short} {precision}", 0.5)
             )
     title = f"multitask: uint8 RGB {size}x{size} in, top-5 + boxes + class map out"
-    return Task(title, contenders, ratios, multitask_agreement, notes)
+    comparisons = [
+        ("multi-task ort int8", "multi-task ort float", "multi-task {head} ort int8 vs float")
+    ]
+    return Task(title, contenders, ratios, comparisons, notes)

@@ -45,6 +45,7 @@ from mtvision.benchmarks.report import device_description, library_versions, pri
 from mtvision.benchmarks.timing import make_row, on_device, time_pair
 from mtvision.evaluation.topk_accuracy import TopKAccuracy
 from mtvision.export import check_onnx_matches, export_onnx, onnx_session
+from mtvision.tasks import CLASSIFICATION, heads_of_task
 from mtvision.utils.parity import randomize_batch_norms_
 
 NUM_CLASSES = 1000
@@ -85,9 +86,13 @@ def run_networks(options: BenchmarkOptions, threads: int) -> list[dict]:
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(N, K) logits of mtvision's classifier (a MultiTaskModel) or of torchvision's model."""
+    """(N, K) logits of mtvision's classifier (a MultiTaskModel: its classification head,
+    found by its task) or of torchvision's model."""
     outputs = model(x)
-    return outputs["classification"]["cls_logits"] if isinstance(outputs, dict) else outputs
+    if not isinstance(outputs, dict):
+        return outputs
+    (head,) = heads_of_task(model.head_tasks, CLASSIFICATION)
+    return outputs[head]["cls_logits"]
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> str:

@@ -1,5 +1,9 @@
 """The end-to-end references: torchvision's mobile models eager and Google's TFLite runtime
-on the Coral int8 files, each a uint8 RGB (H, W, 3) image in and final results out."""
+on the Coral int8 files, each a uint8 RGB (H, W, 3) image in and final results out.
+
+Their outputs are converted here into the task adapters' deployed format for one image
+(:mod:`~mtvision.benchmarks.results`), under the name of the mtvision head they are
+compared with."""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from torchvision.transforms.v2.functional import to_dtype
 
 from mtvision.benchmarks.contenders import Contender
 from mtvision.benchmarks.images import REALDATA_ENV, TFLITE_FOLDER, realdata_folder
-from mtvision.benchmarks.results import E2E_TOPK, eager_result
+from mtvision.benchmarks.results import E2E_TOPK, HeadOutputs
+from mtvision.tasks import CLASSIFICATION, DETECTION, SEGMENTATION
 
 #: Google's int8 files in ``<realdata>/coral_mobilenetv2_tflite/models`` (its README).
 TFLITE_FILES = dict(
@@ -32,10 +37,11 @@ def torchvision_input(image: np.ndarray, normalize: bool) -> torch.Tensor:
     return tv_normalize(x, TORCHVISION_MEAN, TORCHVISION_STD) if normalize else x
 
 
-def torchvision_contender(task: str, model: nn.Module, image: np.ndarray) -> Contender:
+def torchvision_contender(task: str, model: nn.Module, image: np.ndarray, head: str) -> Contender:
     """torchvision's model eager, its preprocessing and post-processing included: the
     classifier's normalisation, softmax and top-5; SSDLite's own transform (resize,
-    normalisation) and per-class NMS; DeepLab's normalisation and argmax of ``out``."""
+    normalisation) and per-class NMS; DeepLab's normalisation and argmax of ``out``.
+    ``task``: ``cls``, ``det`` or ``seg``; its result is under ``head``'s name."""
 
     def make(threads: int) -> Callable[[], object]:
         def run():
@@ -50,8 +56,13 @@ def torchvision_contender(task: str, model: nn.Module, image: np.ndarray) -> Con
 
         return run
 
-    def result(output) -> dict:
-        return eager_result(task, output, lambda out: out[0])
+    def result(output) -> dict[str, HeadOutputs]:
+        if task == "cls":
+            values, indices = output
+            return {head: HeadOutputs(CLASSIFICATION, {"scores": values, "labels": indices})}
+        if task == "det":  # boxes / scores / labels: a prediction's fields
+            return {head: HeadOutputs(DETECTION, DETECTION.to_deployed(output))}
+        return {head: HeadOutputs(SEGMENTATION, {"mask": output})}
 
     name = {
         "cls": "torchvision eager (mobilenet_v2)",
@@ -61,8 +72,9 @@ def torchvision_contender(task: str, model: nn.Module, image: np.ndarray) -> Con
     return Contender("torchvision", name, make, result)
 
 
-def tflite_contender(task: str, image: np.ndarray) -> tuple[Contender | None, str]:
-    """Google's TFLite runtime on the Coral int8 file of ``task``, or ``None`` and why not."""
+def tflite_contender(task: str, image: np.ndarray, head: str) -> tuple[Contender | None, str]:
+    """Google's TFLite runtime on the Coral int8 file of ``task`` (``cls`` or ``seg``), its
+    result under ``head``'s name; or ``None`` and why not."""
     folder = realdata_folder()
     if folder is None:
         return None, f"TFLite row left out: ../shared/realdata not present (set {REALDATA_ENV})"
@@ -103,11 +115,15 @@ def tflite_contender(task: str, image: np.ndarray) -> tuple[Contender | None, st
 
         return run
 
-    def result(output) -> dict:
+    def result(output) -> dict[str, HeadOutputs]:
         if task == "cls":
             top, scores = output
-            return {"labels": top - 1, "scores": scores[top].astype(np.float32) / 255}
-        return {"mask": output[0]}
+            outputs = {
+                "scores": torch.from_numpy(scores[top].astype(np.float32) / 255)[None],
+                "labels": torch.from_numpy(top - 1)[None],
+            }
+            return {head: HeadOutputs(CLASSIFICATION, outputs)}
+        return {head: HeadOutputs(SEGMENTATION, {"mask": torch.from_numpy(output)})}
 
     name = f"TFLite runtime int8 ({path.name}, XNNPACK)"
     return Contender("TFLite int8", name, make, result), f"TFLite file: {path}"

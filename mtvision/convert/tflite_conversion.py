@@ -37,6 +37,7 @@ from mtvision.convert.tflite_mobilenet_graph import (
 from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
 from mtvision.errors import ConversionError
 from mtvision.layers.same_padding import SamePad2d, needs_dynamic_padding
+from mtvision.tasks import CLASSIFICATION, SEGMENTATION, Task, heads_of_task
 from mtvision.utils.atomic_files import atomic_write_bytes
 
 __all__ = ["convert_tflite", "infer_model", "read_label_file", "save_checkpoint"]
@@ -197,16 +198,23 @@ class _Loader:
             self.conv_norm_act(block.depthwise, layers.depthwise)
             self.conv_norm_act(block.project, layers.project)
 
-    def head(self, layer: ConvLayer, name: str, head_type: str) -> nn.Module:
-        """The model's one head ``name`` (a ``head_type``), as a converted file has one head."""
+    def head(self, layer: ConvLayer, task: Task, head_type: str) -> nn.Module:
+        """The model's one head, a ``head_type`` of ``task``, as a converted file has one
+        head (found by its task; its name is free)."""
         heads = getattr(self.model, "heads", {})
-        if list(heads) != [name] or type(heads[name]).__name__ != head_type:
+        names = heads_of_task(
+            {key: getattr(head, "task", None) for key, head in heads.items()}, task
+        )
+        if len(heads) != 1 or not names or type(heads[names[0]]).__name__ != head_type:
             found = {key: type(head).__name__ for key, head in heads.items()}
-            self.fail(layer, None, f"the model must have one {name!r} {head_type}, it has {found}")
-        return heads[name]
+            self.fail(
+                layer, None, f"the model must have one {head_type} ({task.name}), it has {found}"
+            )
+        return heads[names[0]]
 
-    def classifier(self, model: nn.Module, tail: ClassifierTail) -> None:
-        head = self.head(tail.logits, "classification", "ClassifierHead")
+    def classifier(self, model: nn.Module, tail: ClassifierTail) -> nn.Module:
+        """Load the classifier tail; returns the head it went into."""
+        head = self.head(tail.logits, CLASSIFICATION, "ClassifierHead")
         if getattr(model.backbone, "final_conv", None) is None:
             self.fail(tail.final_conv, model.backbone, "the backbone has no final_conv")
         self.conv_norm_act(model.backbone.final_conv, tail.final_conv)
@@ -220,9 +228,11 @@ class _Loader:
             self.fail(tail.logits, head, f"{model_classes} classes, the graph has {graph_classes}")
         self.put(head.fc, "weight", weight)
         self.put(head.fc, "bias", bias)
+        return head
 
-    def deeplab(self, model: nn.Module, tail: DeepLabTail) -> None:
-        head = self.head(tail.logits, "segmentation", "DeepLabV3Head")
+    def deeplab(self, model: nn.Module, tail: DeepLabTail) -> nn.Module:
+        """Load the DeepLabv3 tail; returns the head it went into."""
+        head = self.head(tail.logits, SEGMENTATION, "DeepLabV3Head")
         aspp = head.aspp
         if head.in_spec.name != "stage7":
             self.fail(tail.branch, head, f"the head reads {head.in_spec.name!r}, not 'stage7'")
@@ -262,6 +272,7 @@ class _Loader:
             )
         self.put(classifier, "weight", tail.logits.weight)
         self.put(classifier, "bias", tail.logits.bias)
+        return head
 
     def preprocessing(self) -> None:
         """The model's normalisation must be what the file's uint8 input means."""
@@ -345,11 +356,9 @@ def convert_tflite(
     loader.preprocessing()
     loader.backbone(model.backbone)
     if isinstance(parsed.tail, ClassifierTail):
-        loader.classifier(model, parsed.tail)
-        outputs = model.heads["classification"].num_classes
+        outputs = loader.classifier(model, parsed.tail).num_classes
     else:
-        loader.deeplab(model, parsed.tail)
-        outputs = model.heads["segmentation"].num_classes
+        outputs = loader.deeplab(model, parsed.tail).num_classes
     state = model.state_dict()
     not_converted = [key for key in state if key not in loader.state]
     if not_converted:

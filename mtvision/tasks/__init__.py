@@ -9,6 +9,7 @@ compare task names.
 from mtvision.tasks.base import (
     HeadInfo,
     Task,
+    heads_of_task,
     predicted_heads,
     register_task,
     registered_tasks,
@@ -30,6 +31,7 @@ __all__ = [
     "Classification",
     "Detection",
     "HeadInfo",
+    "heads_of_task",
     "predicted_heads",
     "Segmentation",
     "Task",

@@ -12,7 +12,9 @@ about its task, so every consumer asks the head (or a deployed file's metadata,
 - the deployed graph: extra arguments of ``head.deploy``, metadata, outputs whose
   axes follow the input size, and the outputs read back from a deployed file into
   the prediction dicts the torch model gives (:meth:`Task.from_deployed`);
-- the agreement of two runs' deployed outputs (:meth:`Task.agreement`).
+- the agreement of two runs' deployed outputs (:meth:`Task.agreement`), and for one
+  image a prediction as deployed outputs (:meth:`Task.to_deployed`), a few words on
+  them (:meth:`Task.summary`) and a line comparing two runs (:meth:`Task.comparison`).
 
 :class:`HeadInfo` carries what the consumers know about one head of a model or a
 deployed file: its name, task, class names and (segmentation) palette.
@@ -31,6 +33,7 @@ from mtvision.utils.metainfo import task_metainfo
 __all__ = [
     "HeadInfo",
     "Task",
+    "heads_of_task",
     "predicted_heads",
     "register_task",
     "registered_tasks",
@@ -105,6 +108,29 @@ class Task:
         """Largest score difference worth printing beside the agreement (None: none)."""
         return None
 
+    # ------------------------------------------------------------- one image
+
+    def to_deployed(self, prediction: Mapping, topk: int = 5) -> dict[str, Tensor]:
+        """One image's prediction (the head's ``predict`` fields, in input pixels) as the
+        deployed graph's outputs for it, ``{field: (1, ...)}`` (what :meth:`agreement`,
+        :meth:`summary` and :meth:`comparison` take); ``topk`` as ``deploy_options``."""
+        raise NotImplementedError
+
+    def summary(self, outputs: Mapping[str, Tensor]) -> str:
+        """A few words on one image's deployed outputs (``{field: (1, ...)}``); here the
+        fields and their per-image shapes."""
+        return ", ".join(
+            f"{field} {'x'.join(str(s) for s in value.shape[1:])}"
+            for field, value in outputs.items()
+        )
+
+    def comparison(self, expected: Mapping[str, Tensor], actual: Mapping[str, Tensor]) -> str:
+        """One line comparing two runs' deployed outputs of one image; here the
+        :meth:`agreement` and the :meth:`max_score_difference` when there is one."""
+        line = f"agreement {self.agreement(expected, actual):.4g}"
+        difference = self.max_score_difference(expected, actual)
+        return line if difference is None else f"{line}, max |score diff| {difference:.2g}"
+
     # ---------------------------------------------------------------- results
 
     def result(
@@ -173,6 +199,13 @@ def predicted_heads(
     if tasks is None:
         tasks = {task.name: task for task in registered_tasks()}
     return {name: task for name, task in tasks.items() if task.present_in(prediction)}
+
+
+def heads_of_task(head_tasks: Mapping[str, Task], task: Task) -> list[str]:
+    """Names of the heads whose task is ``task``, in order; ``head_tasks``: ``{head name:
+    task}`` (``MultiTaskModel.head_tasks``, ``OnnxRuntimeModel.head_tasks``). A head is
+    found by its task, whatever its name."""
+    return [name for name, head_task in head_tasks.items() if head_task is task]
 
 
 def task_named(name: str) -> Task:

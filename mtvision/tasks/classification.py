@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from mtvision.tasks.base import HeadInfo, Task, register_task
@@ -53,6 +54,29 @@ class Classification(Task):
     ) -> float:
         """Largest |difference| of the top-k scores."""
         return float((expected["scores"].double() - actual["scores"].double()).abs().max())
+
+    def to_deployed(self, prediction: Mapping, topk: int = 5) -> dict[str, Tensor]:
+        """``torch.topk`` of ``pred_score``: ``scores`` and ``labels`` (1, k), best first."""
+        scores = torch.as_tensor(prediction["pred_score"]).reshape(1, -1)
+        values, indices = scores.topk(min(int(topk), scores.shape[1]), dim=1)
+        return {"scores": values, "labels": indices}
+
+    def summary(self, outputs: Mapping[str, Tensor]) -> str:
+        """``"top-5, top-1 382"``."""
+        labels = outputs["labels"][0]
+        return f"top-{len(labels)}, top-1 {int(labels[0])}"
+
+    def comparison(self, expected: Mapping[str, Tensor], actual: Mapping[str, Tensor]) -> str:
+        """Whether the top-1 is the same, how many of ``expected``'s top-k labels ``actual``
+        has too, and the largest score difference (:meth:`max_score_difference`)."""
+        want, got = expected["labels"][0].tolist(), actual["labels"][0].tolist()
+        same = "same" if int(want[0]) == int(got[0]) else "DIFFERENT"
+        overlap = len(set(want) & set(got))
+        difference = self.max_score_difference(expected, actual)
+        return (
+            f"top-1 {same}, top-{len(want)} overlap {overlap}/{len(want)}, "
+            f"max |score diff| {difference:.2g}"
+        )
 
     def result(
         self, prediction: Mapping, head: HeadInfo, topk: int = 5, score_threshold: float = 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 from torchvision.ops import box_iou, clip_boxes_to_image
 
@@ -39,6 +40,38 @@ class Detection(Task):
 
     def agreement(self, expected: Mapping[str, Tensor], actual: Mapping[str, Tensor]) -> float:
         return detection_agreement(expected, actual)
+
+    def to_deployed(self, prediction: Mapping, topk: int = 5) -> dict[str, Tensor]:
+        """The D detections padded to nothing: ``boxes`` (1, D, 4), ``scores`` and
+        ``labels`` (1, D), ``num_detections`` (1,) = D."""
+        boxes = torch.as_tensor(prediction["boxes"])
+        return {
+            "boxes": boxes[None],
+            "scores": torch.as_tensor(prediction["scores"])[None],
+            "labels": torch.as_tensor(prediction["labels"])[None],
+            "num_detections": torch.tensor([len(boxes)]),
+        }
+
+    def summary(self, outputs: Mapping[str, Tensor]) -> str:
+        """``"12 boxes"``."""
+        return f"{int(outputs['num_detections'][0])} boxes"
+
+    def comparison(self, expected: Mapping[str, Tensor], actual: Mapping[str, Tensor]) -> str:
+        """The counts, and for each of ``expected``'s boxes the best IoU with one of
+        ``actual``'s of its class (min and median over the boxes)."""
+        want = _detections(expected, 0, None, 0.0)
+        got = _detections(actual, 0, None, 0.0)
+        counts = f"{len(want[0])} vs {len(got[0])} boxes"
+        if len(want[0]) == 0 or len(got[0]) == 0:
+            return counts
+        iou = box_iou(torch.as_tensor(want[0]), torch.as_tensor(got[0]))
+        same_class = torch.as_tensor(want[2])[:, None] == torch.as_tensor(got[2])[None]
+        # A box clipped to zero area has IoU 0/0 with itself: count it as not matched.
+        best = (iou.nan_to_num(0.0) * same_class).max(dim=1).values
+        return (
+            f"{counts}, best same-class IoU min {float(best.min()):.3f} "
+            f"median {float(best.median()):.3f}"
+        )
 
     def result(
         self, prediction: Mapping, head: HeadInfo, topk: int = 5, score_threshold: float = 0.0
@@ -146,12 +179,16 @@ def detection_agreement(
     return 1.0 if total == 0 else matched / total
 
 
-def _detections(results: Mapping[str, Tensor], index: int, max_detections: int, tolerance: float):
+def _detections(
+    results: Mapping[str, Tensor], index: int, max_detections: int | None, tolerance: float
+):
+    """Image ``index``'s (boxes, float64 scores, labels); with ``max_detections``, a full
+    list loses the detections tied (within ``tolerance``) with its last one."""
     count = int(results["num_detections"][index])
     boxes = results["boxes"][index, :count]
     scores = results["scores"][index, :count].double()
     labels = results["labels"][index, :count]
-    if count >= max_detections and count:
+    if max_detections is not None and count >= max_detections and count:
         keep = scores > scores[-1] + tolerance
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     return boxes, scores, labels

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -68,6 +69,19 @@ class Segmentation(Task):
 
     def agreement(self, expected: Mapping[str, Tensor], actual: Mapping[str, Tensor]) -> float:
         return float((expected["mask"] == actual["mask"]).double().mean())
+
+    def to_deployed(self, prediction: Mapping, topk: int = 5) -> dict[str, Tensor]:
+        """``mask`` (1, H, W): ``pred_mask`` as it is (its dtype; the graph's is uint8)."""
+        return {"mask": torch.as_tensor(prediction["pred_mask"])[None]}
+
+    def summary(self, outputs: Mapping[str, Tensor]) -> str:
+        """``"mask 513x513, 3 classes"`` (the classes present)."""
+        mask = to_numpy(outputs["mask"][0])
+        return f"mask {mask.shape[0]}x{mask.shape[1]}, {len(np.unique(mask))} classes"
+
+    def comparison(self, expected: Mapping[str, Tensor], actual: Mapping[str, Tensor]) -> str:
+        """The share of pixels the two class maps give the same class."""
+        return f"{100 * self.agreement(expected, actual):.2f} % of pixels the same class"
 
     def result(
         self, prediction: Mapping, head: HeadInfo, topk: int = 5, score_threshold: float = 0.0
