@@ -100,7 +100,9 @@ def test_pipelines(cfg: Config) -> list[tuple[list, tuple[str, ...] | None]]:
     for entry in test_dataset_entries(cfg):
         pipeline = entry.dataset.get("pipeline")
         if not pipeline:
-            key = f"test_dataloader.{entry.name}.dataset" if entry.name else "test_dataloader.dataset"
+            key = (
+                f"test_dataloader.{entry.name}.dataset" if entry.name else "test_dataloader.dataset"
+            )
             raise ConfigError(f"{cfg.filename}: {key} has no pipeline to preprocess images with")
         pipelines.append((list(pipeline), entry.heads))
     return pipelines
