@@ -185,7 +185,9 @@ def test_head_classes_from_the_checkpoint_else_the_config(checkpoint, tmp_path, 
     cfg = load_config(CLASSIFIER)
     source = ModelSource(cfg, checkpoint)
     assert source.head_infos({"classification": CLASSIFICATION})["classification"].classes == SHAPES
-    assert source.checkpoint_classes(["classification"]) == {"classification": list(SHAPES)}
+    assert source.checkpoint_classes({"classification": CLASSIFICATION}) == {
+        "classification": list(SHAPES)
+    }
     assert source.input_size == (64, 64)
     source.build_model()
     assert times_read(reads, checkpoint) == 1
@@ -196,7 +198,9 @@ def test_head_classes_from_the_checkpoint_else_the_config(checkpoint, tmp_path, 
     declared = (config_metainfo(cfg) or {}).get("classes")
     expected = None if declared is None else tuple(str(c) for c in declared)
     assert from_config["classification"].classes == expected
-    assert ModelSource(cfg, bare).checkpoint_classes(["classification"]) == {"classification": None}
+    assert ModelSource(cfg, bare).checkpoint_classes({"classification": CLASSIFICATION}) == {
+        "classification": None
+    }
 
 
 def test_a_config_object_gets_its_options_checked_like_a_file(checkpoint):

@@ -6,7 +6,8 @@
     python tools/eval.py CONFIG FILE.onnx [--backend onnxruntime|openvino] [--threads N] [...]
     python tools/eval.py --predictions RESULTS.json --ann ANNOTATIONS.json
 
-Runs the test loop and prints one table of all metrics, one per line. A
+Runs the test loop (:func:`mtvision.apis.evaluation.evaluate`, the same from Python)
+and prints one table of all metrics, one per line. A
 multi-task config (``test_cfg=dict(type="MultiTaskTestLoop")``, see
 docs/multitask.md) evaluates every head on its own test data and the table
 holds them all (``classification/top1``, ``coco/bbox_mAP``, ``voc/mIoU``, ...).

@@ -205,7 +205,7 @@ def main(argv=None):
         model,
         args.out,
         input_size,
-        classes=source.checkpoint_classes(model.heads),
+        classes=source.checkpoint_classes(model.head_tasks),
         topk=args.topk,
         seg_logits=args.seg_logits,
         opset=args.opset,

@@ -30,7 +30,7 @@ from mtvision.engine.checkpoint import check_state_dict_fits, load_checkpoint_fi
 from mtvision.errors import ConfigError
 from mtvision.registry import DATASETS, MODELS, TRANSFORMS
 from mtvision.tasks import HeadInfo, Task
-from mtvision.utils.metainfo import TASKS_KEY, task_metainfo
+from mtvision.utils.metainfo import TASKS_KEY
 from mtvision.utils.state_dict import unwrap_state_dict
 
 __all__ = [
@@ -318,15 +318,12 @@ class ModelSource:
             )
         return infos
 
-    def checkpoint_classes(self, head_names: Iterable[str]) -> dict[str, list[str] | None]:
+    def checkpoint_classes(self, head_tasks: Mapping[str, Task]) -> dict[str, list[str] | None]:
         """Class names of each head from the checkpoint's ``dataset_meta`` alone (what a
-        Runner or ``tools/convert_weights.py`` wrote), None where it has none."""
-        dataset_meta = self.checkpoint_dataset_meta
+        Runner or ``tools/convert_weights.py`` wrote; what an export records), None where
+        it has none."""
         classes = {}
-        for name in head_names:
-            try:
-                names = task_metainfo(dataset_meta, name).get("classes")
-            except KeyError:
-                names = None
-            classes[name] = None if names is None else [str(n) for n in names]
+        for name, task in head_tasks.items():
+            info = HeadInfo.from_metainfo(name, task, self.checkpoint_dataset_meta)
+            classes[name] = None if info.classes is None else list(info.classes)
         return classes
