@@ -12,6 +12,7 @@ from engine_toy import load_tool
 from multitask_toy import ToyMultiTaskModel
 from PIL import Image
 
+from mtvision.apis import evaluation
 from mtvision.data.image_io import load_image
 from mtvision.data.voc_segmentation import voc_palette
 from mtvision.engine import load_config
@@ -81,15 +82,15 @@ def test_one_table_of_every_heads_metrics(evaluated, tiny_shapes):
     )
     assert {r["category_id"] for r in results} <= {1, 2, 4, 5, 7, 9}
 
-    table = eval_tool.format_metrics_table(metrics)
+    table = evaluation.format_metrics_table(metrics)
     assert table in printed
     lines = table.splitlines()
     assert lines[0].split() == ["metric", "value"]
     assert [line.split()[0] for line in lines[1:]] == sorted(metrics)
     assert len(metrics) == 2 + 12 + 3  # top-1/5, the 12 COCO statistics, mIoU/mAcc/aAcc
     assert ["classification/top1", f"{4 / 6:.4f}"] in [line.split() for line in lines]
-    assert eval_tool.format_metrics_table({}) == "(no metrics)"
-    assert eval_tool.format_metrics_table({"a/n": 7, "a/x": np.float64(0.5)}).splitlines()[1:] == [
+    assert evaluation.format_metrics_table({}) == "(no metrics)"
+    assert evaluation.format_metrics_table({"a/n": 7, "a/x": np.float64(0.5)}).splitlines()[1:] == [
         "a/n     7",
         "a/x     0.5000",
     ]
@@ -132,11 +133,11 @@ def test_pictures_show_mask_boxes_and_top5_on_one_image(evaluated, tiny_shapes):
 
 def test_out_routes_for_several_entries(tmp_path):
     cfg = load_config(str(REPO / "configs/_base_/datasets/multitask_coco_voc_imagenet.py"))
-    assert eval_tool._route_out(cfg, str(tmp_path / "p.pkl")) is False
+    assert evaluation.route_out(cfg, str(tmp_path / "p.pkl")) is False
     for entry, heads in cfg.test_evaluator.items():
         dumps = [m for ms in heads.values() for m in ms if m["type"] == "DumpResults"]
         assert [d["out_file_path"] for d in dumps] == [str(tmp_path / f"p.{entry}.pkl")]
 
     cfg = load_config(str(REPO / "configs/_base_/datasets/multitask_coco_voc_imagenet.py"))
-    assert eval_tool._route_out(cfg, str(tmp_path / "results.json")) is True
+    assert evaluation.route_out(cfg, str(tmp_path / "results.json")) is True
     assert cfg.test_evaluator.coco.detection.results_file == str(tmp_path / "results.json")

@@ -10,6 +10,7 @@ import torch
 from engine_toy import load_tool
 from mmengine.config import Config
 
+from mtvision.apis import evaluation
 from mtvision.data.image_io import load_image
 from mtvision.engine.cli import run_cli
 from mtvision.errors import AnnotationError, ConfigError
@@ -269,17 +270,17 @@ def test_untrained_ssdlite_writes_coco_results_and_pictures(tmp_path):
 def test_out_json_is_coco_results_only_with_a_coco_metric():
     coco = dict(type="mtvision.CocoMetric", ann_file="instances_val.json")
     cfg = Config(dict(test_evaluator=coco))
-    assert eval_tool._route_out(cfg, "results.json") is True
+    assert evaluation.route_out(cfg, "results.json") is True
     assert cfg.test_evaluator[0]["results_file"] == "results.json"
     cfg = Config(dict(test_evaluator=[dict(type="VOCMeanAP"), dict(type="ToyAccuracy")]))
-    assert eval_tool._route_out(cfg, "metrics.json") is False
+    assert evaluation.route_out(cfg, "metrics.json") is False
     assert all("results_file" not in e for e in cfg.test_evaluator)
     cfg = Config(dict(test_evaluator=coco))
-    assert eval_tool._route_out(cfg, "predictions.pkl") is False
+    assert evaluation.route_out(cfg, "predictions.pkl") is False
     assert [e["type"] for e in cfg.test_evaluator] == ["mtvision.CocoMetric", "DumpResults"]
     cfg = Config(dict(test_evaluator=[coco, dict(coco, ann_file="other.json")]))
     with pytest.raises(ConfigError, match="--out r.json: the test evaluator has 2 CocoMetrics"):
-        eval_tool._route_out(cfg, "r.json")
+        evaluation.route_out(cfg, "r.json")
 
 
 @pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
@@ -290,7 +291,7 @@ def test_real_coco_check_prints_the_official_numbers(realdata, capsys, backend, 
     expected = json.loads((folder / "expected" / "stats_full_precision.json").read_text())["bbox"]
     # tools/eval.py uses the metric's default backend ("auto"); pin each one in turn.
     monkeypatch.setattr(
-        eval_tool, "CocoMetric", lambda ann_file: CocoMetric(ann_file=ann_file, backend=backend)
+        evaluation, "CocoMetric", lambda ann_file: CocoMetric(ann_file=ann_file, backend=backend)
     )
     metrics = eval_tool.main(
         [

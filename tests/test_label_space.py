@@ -247,8 +247,12 @@ def test_deployed_files_give_their_class_names_as_model_meta(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from mtvision.export.deploy import METADATA_KEY
-    from mtvision.export.deploy_config import deployed_dataset_meta
+    from mtvision.engine.model_source import ModelSource
+    from mtvision.export.deploy import METADATA_KEY, read_deploy_metadata
+
+    def deployed_dataset_meta(path):
+        heads = read_deploy_metadata(path)["heads"]
+        return ModelSource(Config(), deployed_heads=heads).model_dataset_meta
 
     def deployed(path, heads):
         graph = helper.make_graph(

@@ -458,7 +458,7 @@ def _photo_folder(root, photos) -> str:
 def _deployed(realdata, tmp_path, tflite: str, config: str, size) -> str:
     """tools/convert_weights.py --config, then the deployed graph at ``size``."""
     from mtvision.engine import load_config
-    from mtvision.engine.model_loading import build_model_from_checkpoint
+    from mtvision.engine.model_source import ModelSource
     from mtvision.export import export_deploy_onnx
 
     checkpoint = tmp_path / f"{tflite}.pth"
@@ -466,7 +466,7 @@ def _deployed(realdata, tmp_path, tflite: str, config: str, size) -> str:
         [str(realdata / CORAL / "models" / f"{tflite}.tflite"), "--out", str(checkpoint)]
         + ["--config", config]
     )
-    model = build_model_from_checkpoint(load_config(config), str(checkpoint))
+    model = ModelSource(load_config(config), str(checkpoint)).build_model()
     return export_deploy_onnx(model, tmp_path / f"{tflite}.onnx", size)
 
 

@@ -1,6 +1,6 @@
 """Every weight loader accepts the same inputs and gives the same one-line report:
 load_torchvision_weights (backbone), MultiTaskModel.load_torchvision_state_dict,
-build_model_from_checkpoint and init_cfg=dict(type="Pretrained") here; the Runner's
+ModelSource.build_model and init_cfg=dict(type="Pretrained") here; the Runner's
 load_from in tests/test_engine_checkpoint.py."""
 
 from collections import OrderedDict
@@ -12,7 +12,7 @@ from mmengine.config import Config
 
 import mtvision
 from mtvision.backbones import MobileNetV2, load_torchvision_weights
-from mtvision.engine.model_loading import build_model_from_checkpoint
+from mtvision.engine.model_source import ModelSource
 from mtvision.errors import CheckpointError
 from mtvision.models import MultiTaskModel
 from mtvision.utils.state_dict import (
@@ -128,7 +128,7 @@ def test_only_a_uniform_prefix_is_stripped_and_metadata_follows():
     assert stripped._metadata[""]["version"] == 2
 
 
-# -------------------------------------------- checkpoint files: model_loading, init_cfg
+# -------------------------------------------- checkpoint files: model_source, init_cfg
 
 
 def _config(**model_overrides) -> Config:
@@ -146,21 +146,21 @@ def _config(**model_overrides) -> Config:
 
 
 @pytest.mark.parametrize("how", ["bare", "state_dict", "model", "module", "DDP in state_dict"])
-def test_build_model_from_checkpoint_accepts_every_wrapping(tmp_path, how):
+def test_model_source_build_model_accepts_every_wrapping(tmp_path, how):
     torch.manual_seed(1)
     reference = mtvision.registry.MODELS.build(_config().model)
     path = tmp_path / "weights.pth"
     torch.save(wrapped(reference.state_dict(), how), path)
-    model = build_model_from_checkpoint(_config(), str(path))
+    model = ModelSource(_config(), str(path)).build_model()
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
 
 
-def test_build_model_from_checkpoint_reports_a_misfit_in_one_line(tmp_path):
+def test_model_source_build_model_reports_a_misfit_in_one_line(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"state_dict": MobileNetV2(width_mult=0.35).state_dict()}, path)
     with pytest.raises(CheckpointError) as error:
-        build_model_from_checkpoint(_config(), str(path))
+        ModelSource(_config(), str(path)).build_model()
     message = str(error.value)
     assert message.startswith(f"{path}: the weights do not fit MultiTaskModel (0 of ")
     assert "\n" not in message

@@ -6,7 +6,8 @@
     python tools/eval.py CONFIG FILE.onnx [--backend onnxruntime|openvino] [--threads N] [...]
     python tools/eval.py --predictions RESULTS.json --ann ANNOTATIONS.json
 
-Runs the test loop and prints one table of all metrics, one per line. A
+Runs the test loop (:func:`mtvision.apis.evaluation.evaluate`, the same from Python)
+and prints one table of all metrics, one per line. A
 multi-task config (``test_cfg=dict(type="MultiTaskTestLoop")``, see
 docs/multitask.md) evaluates every head on its own test data and the table
 holds them all (``classification/top1``, ``coco/bbox_mAP``, ``voc/mIoU``, ...).
@@ -51,26 +52,17 @@ original by nearest neighbour.
 """
 
 import argparse
-import numbers
-import os
-import time
 
 import mmengine
 from mmengine.dist import is_main_process
-from mmengine.logging import MMLogger
 
-from mtvision.data.label_space import dataloaders_with_model_classes
-from mtvision.engine import build_runner, load_config
+from mtvision.apis.evaluation import (
+    PICKLE_SUFFIXES,
+    evaluate,
+    evaluate_results_file,
+    format_metrics_table,
+)
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
-from mtvision.engine.config import default_work_dir
-from mtvision.errors import ConfigError
-from mtvision.evaluation.coco_metric import CocoMetric, load_coco_results
-from mtvision.export import OnnxRuntimeModel
-from mtvision.export.deploy_config import checkpoint_dataset_meta, deployed_dataset_meta
-from mtvision.registry import METRICS
-from mtvision.utils.atomic_files import check_output_dir, check_output_paths
-
-PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -164,102 +156,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _as_list(evaluators) -> list:
-    return list(evaluators) if isinstance(evaluators, list | tuple) else [evaluators]
-
-
-def _is_multi_entry(evaluator) -> bool:
-    """The multi-task loops' shape: ``{entry: {head: metric(s)}}`` (no ``type`` at the top)."""
-    return isinstance(evaluator, dict) and "type" not in evaluator
-
-
-def _metric_configs(evaluator) -> list:
-    """Every metric config of a test evaluator, whatever its shape."""
-    if isinstance(evaluator, list | tuple):
-        return [config for item in evaluator for config in _metric_configs(item)]
-    if isinstance(evaluator, dict):
-        if "type" in evaluator:
-            return [evaluator]
-        return [config for item in evaluator.values() for config in _metric_configs(item)]
-    return []
-
-
-def _pickle_paths(out: str, entries: list[str]) -> dict[str, str]:
-    """``--out`` for each evaluation entry: the file itself for one, ``stem.<entry>.pkl`` for several."""
-    if len(entries) == 1:
-        return {entries[0]: out}
-    stem, suffix = os.path.splitext(out)
-    return {entry: f"{stem}.{entry}{suffix}" for entry in entries}
-
-
-def _is_coco_metric(evaluator) -> bool:
-    metric_type = evaluator.get("type") if isinstance(evaluator, dict) else None
-    if isinstance(metric_type, str):
-        metric_type = METRICS.get(metric_type)
-    return isinstance(metric_type, type) and issubclass(metric_type, CocoMetric)
-
-
-def _route_out(cfg, out: str) -> bool:
-    """Make the test evaluators write ``--out``; True when it gets COCO results.
-
-    ``.pkl``: mmengine's ``DumpResults`` is added. ``.json`` with a CocoMetric:
-    the metric writes its COCO results there. ``.json`` otherwise: nothing here
-    (``main`` writes the metrics).
-    """
-    if out.endswith(PICKLE_SUFFIXES):
-        if _is_multi_entry(cfg.test_evaluator):
-            for entry, path in _pickle_paths(out, list(cfg.test_evaluator)).items():
-                heads = cfg.test_evaluator[entry]
-                head = next(iter(heads))  # DumpResults keeps every prediction of the entry
-                heads[head] = [*_as_list(heads[head]), dict(type="DumpResults", out_file_path=path)]
-        else:
-            cfg.test_evaluator = [
-                *_as_list(cfg.test_evaluator),
-                dict(type="DumpResults", out_file_path=out),
-            ]
-        return False
-    coco_metrics = [e for e in _metric_configs(cfg.test_evaluator) if _is_coco_metric(e)]
-    if len(coco_metrics) > 1:
-        raise ConfigError(
-            f"--out {out}: the test evaluator has {len(coco_metrics)} CocoMetrics; "
-            "set results_file on the one to write instead"
-        )
-    if not coco_metrics:
-        return False
-    coco_metrics[0]["results_file"] = out
-    if not _is_multi_entry(cfg.test_evaluator):
-        cfg.test_evaluator = _as_list(cfg.test_evaluator)
-    return True
-
-
-def format_metrics_table(metrics: dict) -> str:
-    """One line per metric, sorted by name (so grouped by prefix), values to 4 decimals."""
-    if not metrics:
-        return "(no metrics)"
-
-    def value_text(value) -> str:
-        if isinstance(value, bool) or not isinstance(value, numbers.Number):
-            return str(value)
-        if isinstance(value, numbers.Integral):
-            return str(int(value))
-        return f"{float(value):.4f}"
-
-    width = max(len("metric"), *(len(str(name)) for name in metrics))
-    lines = [f"{'metric':<{width}}  value"]
-    lines += [f"{name:<{width}}  {value_text(metrics[name])}" for name in sorted(metrics)]
-    return "\n".join(lines)
-
-
-def evaluate_results_file(results_file: str, ann_file: str) -> dict:
-    """The COCO box metrics of a results file (keys ``coco/bbox_mAP`` ...)."""
-    # The per-category table goes through mmengine's "current" logger, as under
-    # a Runner; a new instance becomes the current one.
-    MMLogger.get_instance(f"eval_predictions_{time.time_ns()}", log_level="INFO")
-    metric = CocoMetric(ann_file=ann_file)
-    metrics = metric.evaluate_results(load_coco_results(results_file), results_source=results_file)
-    return {f"{metric.prefix}/{name}": value for name, value in metrics.items()}
-
-
 def main(argv=None) -> dict:
     """Evaluate as the command line says; returns the metrics dict."""
     args = parse_args(argv)
@@ -268,48 +164,21 @@ def main(argv=None) -> dict:
         print(mmengine.dump(metrics, file_format="json", indent=2, sort_keys=True))
         return metrics
 
-    check_output_paths(files={"--out": args.out}, dirs={"--show-dir": args.show_dir})
-    cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
-    check_output_dir(cfg.work_dir, "--work-dir" if args.work_dir else "work_dir")
-    # The test data takes the model's label space (class names, by name), so a split
-    # lacking some classes keeps the model's labels (mtvision.data.label_space).
-    model_meta = (
-        checkpoint_dataset_meta(args.checkpoint)
-        if args.backend == "torch"
-        else deployed_dataset_meta(args.checkpoint)
+    metrics = evaluate(
+        args.config,
+        args.checkpoint,
+        backend=args.backend,
+        threads=args.threads,
+        cfg_options=args.cfg_options,
+        work_dir=args.work_dir,
+        launcher=args.launcher,
+        out=args.out,
+        show_dir=args.show_dir,
+        show_limit=args.show_limit,
+        show_score_thr=args.show_score_thr,
     )
-    cfg.test_dataloader = dataloaders_with_model_classes(
-        cfg.test_dataloader, cfg.get("test_evaluator"), model_meta
-    )
-    if args.backend != "torch":
-        cfg.model = dict(
-            type=OnnxRuntimeModel.__name__,
-            onnx_file=args.checkpoint,
-            model=cfg.model,
-            threads=args.threads,
-            config_source=args.config,
-            runtime=args.backend,
-        )
-        cfg.load_from, cfg.resume = None, False
-    else:
-        cfg.load_from, cfg.resume = args.checkpoint, False
-    writes_coco_results = args.out is not None and _route_out(cfg, args.out)
-    if args.show_dir is not None:
-        show_hook = dict(
-            type="ShowPredictionsHook",
-            out_dir=args.show_dir,
-            max_images=args.show_limit,
-            score_threshold=args.show_score_thr,
-        )
-        cfg.custom_hooks = [*cfg.get("custom_hooks", []), show_hook]
-    runner = build_runner(cfg)
-    metrics = runner.test()
     if is_main_process():
         print(format_metrics_table(metrics))
-        if args.out is not None and args.out.endswith(".json") and not writes_coco_results:
-            mmengine.dump(metrics, args.out, indent=2, sort_keys=True)
     return metrics
 
 

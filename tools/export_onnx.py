@@ -45,10 +45,9 @@ import torch.onnx
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
-from mtvision.engine.model_loading import build_model_from_checkpoint
+from mtvision.engine.model_source import ModelSource
 from mtvision.errors import ExportError
 from mtvision.export import export_deployed, export_raw_checked
-from mtvision.export.deploy_config import checkpoint_classes, test_input_size
 from mtvision.export.sample_images import test_images
 from mtvision.utils.atomic_files import check_output_file
 
@@ -184,7 +183,8 @@ def main(argv=None):
     args = parse_args(argv)
     check_output_file(args.out, "--out", example="model.onnx")
     cfg = load_config(args.config, args.cfg_options)
-    model = build_model_from_checkpoint(cfg, args.checkpoint)
+    source = ModelSource(cfg, args.checkpoint)  # read once: weights and class names
+    model = source.build_model()
     if args.raw:
         return export_raw(args, model)
 
@@ -192,7 +192,7 @@ def main(argv=None):
     if args.dynamic_size:
         input_size = None
     else:
-        input_size = tuple(args.input_size) if args.input_size else test_input_size(cfg)
+        input_size = tuple(args.input_size) if args.input_size else source.input_size
         if input_size is None:
             raise ExportError(
                 f"{args.config}: the test pipeline does not resize to one size; pass "
@@ -205,7 +205,7 @@ def main(argv=None):
         model,
         args.out,
         input_size,
-        classes=checkpoint_classes(args.checkpoint, model.heads),
+        classes=source.checkpoint_classes(model.head_tasks),
         topk=args.topk,
         seg_logits=args.seg_logits,
         opset=args.opset,

@@ -25,7 +25,7 @@ import numpy as np
 
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
-from mtvision.engine.model_loading import build_model_from_checkpoint
+from mtvision.engine.model_source import ModelSource
 from mtvision.utils.atomic_files import check_output_file
 from mtvision.visualization.prediction_grid import prediction_grid
 
@@ -57,7 +57,7 @@ def main(argv=None) -> np.ndarray:
     args = parse_args(argv)
     check_output_file(args.out, "--out", example="grid.png")
     cfg = load_config(args.config, args.cfg_options)
-    model = build_model_from_checkpoint(cfg, args.checkpoint)
+    model = ModelSource(cfg, args.checkpoint).build_model()
     grid, num_tiles, correct, classified = prediction_grid(cfg, model, args.num, args.columns)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if not cv2.imwrite(args.out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):

@@ -10,10 +10,12 @@ What mmdet's ``DetInferencer`` and torchvision's ``model(images)`` give their us
 
 Preprocessing is the config's test pipeline (``test_dataloader.dataset.pipeline``;
 a multi-task config with several evaluation entries runs each entry's pipeline for
-the heads its evaluator scores, see :func:`test_entries`). Its ``LoadImage`` is done
-here (inputs read by :mod:`mtvision.apis.inputs`: a path, a PIL image or encoded
-bytes upright, EXIF orientation applied; an array as given) and annotation loaders (``LoadMask``, any other
-``Load*`` step) are dropped, as mmdet's inferencer does. Backend ``"torch"`` runs
+the heads its evaluator scores, see :func:`~mtvision.engine.model_source.test_pipelines`).
+The steps that read a sample's files (transforms declaring ``reads_files = True``:
+``LoadImage``, ``LoadMask``) are dropped, as mmdet's inferencer drops its loaders
+(:func:`~mtvision.engine.model_source.inference_pipeline`): the image is read here
+(inputs read by :mod:`mtvision.apis.inputs`: a path, a PIL image or encoded bytes
+upright, EXIF orientation applied; an array as given). Backend ``"torch"`` runs
 ``model.test_step`` (data preprocessor + ``predict``); backend ``"onnxruntime"``
 runs the exported graph through :class:`mtvision.export.OnnxRuntimeModel`, whose
 ``predict`` returns the same dicts as ``MultiTaskModel.predict``, so both backends
@@ -36,8 +38,9 @@ A model with one head returns that head's dict; a model with several returns
 ``{head name: that head's dict}``. Numbers are Python ``int``/``float`` lists
 (JSON-ready); only the mask is an array. Class names come from the ONNX file's
 metadata (backend ``"onnxruntime"``), else the checkpoint's ``meta["dataset_meta"]``
-(what training saves), else the config's dataset ``classes``/``metainfo``; without
-any, ``label_names`` are the label numbers as text. Class names are looked up by
+(what training saves), else the config's dataset ``classes``/``metainfo``
+(:meth:`~mtvision.engine.model_source.ModelSource.head_infos`); without any,
+``label_names`` are the label numbers as text. The checkpoint is read once. Class names are looked up by
 head name, so a head named anything (or a second head of one task) keeps its own.
 Heads of one task (whose prediction fields would clash) run one after the other.
 """
@@ -56,17 +59,18 @@ from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
 from mtvision.apis.inputs import ImageInput, read_image_input, split_inputs
-from mtvision.engine import load_checkpoint_file, load_config
-from mtvision.engine.config import test_dataset_entries
-from mtvision.engine.model_loading import build_model_from_checkpoint
-from mtvision.errors import ConfigError, ExportError
-from mtvision.export.deploy_config import pipeline_output_size
-from mtvision.registry import DATASETS, TRANSFORMS
+from mtvision.engine import load_config
+from mtvision.engine.model_source import (
+    ModelSource,
+    inference_pipeline,
+    pipeline_output_size,
+    test_pipelines,
+)
+from mtvision.errors import ExportError
 from mtvision.tasks import HeadInfo, Task
-from mtvision.utils.metainfo import TASKS_KEY
 from mtvision.visualization.draw import DrawOptions, draw_prediction
 
-__all__ = ["BACKENDS", "HeadInfo", "Inferencer", "test_entries"]
+__all__ = ["BACKENDS", "HeadInfo", "Inferencer"]
 
 #: ``torch`` runs the checkpoint; the others run an exported ONNX file
 #: (:class:`~mtvision.export.runtimes.DeployedSession`).
@@ -95,7 +99,8 @@ class Inferencer:
             (and so of the pictures); 0 keeps every detection the model's own
             ``test_cfg`` keeps.
         topk: how many classes a classification result lists.
-        cfg_options: ``--cfg-options`` style overrides applied to a config path.
+        cfg_options: ``--cfg-options`` style overrides, applied to a config path or to a
+            copy of a ``Config`` and checked alike (:func:`~mtvision.engine.load_config`).
 
     Raises:
         FileNotFoundError: the config, checkpoint or ONNX file does not exist.
@@ -120,13 +125,7 @@ class Inferencer:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
-        if isinstance(config, Config):
-            cfg = config.copy()
-            if cfg_options:
-                cfg.merge_from_dict(cfg_options)
-            cfg.setdefault("default_scope", "mtvision")
-        else:
-            cfg = load_config(config, cfg_options)
+        cfg = load_config(config, cfg_options)
         init_default_scope(cfg.get("default_scope", "mtvision"))
         self.cfg = cfg
         self.backend = backend
@@ -134,20 +133,14 @@ class Inferencer:
         self.topk = int(topk)
         self.device = torch.device(device)
 
-        dataset_meta = None
-        if checkpoint is not None:
-            checkpoint = os.fspath(checkpoint)
-            loaded = load_checkpoint_file(checkpoint, map_location="cpu")
-            meta = loaded.get("meta") if isinstance(loaded, Mapping) else None
-            dataset_meta = (meta or {}).get("dataset_meta") or None
+        # The checkpoint is read once: weights (backend torch) and class names together.
+        source = ModelSource(cfg, checkpoint)
         if backend == "torch":
             if checkpoint is None:
                 raise ValueError("backend 'torch' needs a checkpoint")
             if model is not None:
                 raise ValueError("model= is the ONNX file of backends 'onnxruntime'/'openvino'")
-            self.model = build_model_from_checkpoint(cfg, checkpoint).to(self.device)
-            file_classes: dict[str, Sequence[str] | None] = {}
-            max_topk: dict[str, int] = {}
+            self.model = source.build_model().to(self.device)
         else:
             if model is None:
                 raise ValueError(f"backend {backend!r} needs model=FILE.onnx")
@@ -159,25 +152,14 @@ class Inferencer:
             self.model = OnnxRuntimeModel(
                 os.fspath(model), model=cfg.model, config_source=config_source, runtime=backend
             )
-            heads_meta = self.model.metadata["heads"]
-            file_classes = {name: head.get("classes") for name, head in heads_meta.items()}
-            # A deployed classification graph returns its own top-k only.
-            max_topk = {
-                name: int(head["topk"]) for name, head in heads_meta.items() if "topk" in head
-            }
+            source.deployed_heads = self.model.metadata["heads"]
         # The file that runs names its classes first, then the checkpoint, then the config.
-        metainfo = dataset_meta or _config_metainfo(cfg)
-        self.heads = {
-            name: HeadInfo.from_metainfo(
-                name, task, metainfo, file_classes.get(name), max_topk=max_topk.get(name)
-            )
-            for name, task in self.model.head_tasks.items()
-        }
-        entries = test_entries(cfg)
+        self.heads = source.head_infos(self.model.head_tasks)
+        entries = test_pipelines(cfg)
         if backend != "torch":
             _check_input_size(self.model, entries, cfg.filename or "the config")
         self.entries = [
-            _Entry(_inference_pipeline(pipeline), heads)
+            _Entry(inference_pipeline(pipeline), heads)
             for pipeline, heads in _assign_heads(entries, tuple(self.heads))
         ]
 
@@ -272,35 +254,6 @@ class Inferencer:
         return draw_prediction(image, heads, options, results=True, scale=scale)
 
 
-def test_entries(cfg: Config) -> list[tuple[list, tuple[str, ...] | None]]:
-    """``[(test pipeline, heads it serves or None for all), ...]`` of a config.
-
-    A single-task config has one (``test_dataloader.dataset.pipeline``); a
-    multi-task config with evaluation entries (``test_dataloader = {entry:
-    dataloader}``, ``test_evaluator = {entry: {head: metric}}``, docs/multitask.md)
-    has one per entry, with the heads its evaluator scores.
-
-    Raises:
-        ConfigError: no ``test_dataloader``, or a dataset without a ``pipeline``.
-    """
-    return [
-        (_pipeline_of(entry.dataset, _dataset_key(entry.name), cfg), entry.heads)
-        for entry in test_dataset_entries(cfg)
-    ]
-
-
-def _dataset_key(entry_name: str) -> str:
-    """The config key of a test entry's dataset (for error messages)."""
-    return f"test_dataloader.{entry_name}.dataset" if entry_name else "test_dataloader.dataset"
-
-
-def _pipeline_of(dataset: Mapping, key: str, cfg: Config) -> list:
-    pipeline = dataset.get("pipeline")
-    if not pipeline:
-        raise ConfigError(f"{cfg.filename}: {key} has no pipeline to preprocess images with")
-    return list(pipeline)
-
-
 def _assign_heads(
     entries: list[tuple[list, tuple[str, ...] | None]], heads: tuple[str, ...]
 ) -> list[tuple[list, tuple[str, ...]]]:
@@ -314,19 +267,6 @@ def _assign_heads(
         assigned.append((pipeline, names))
     assigned[0][1].extend(h for h in heads if h not in taken)
     return [(pipeline, tuple(names)) for pipeline, names in assigned if names]
-
-
-def _inference_pipeline(pipeline: list) -> Compose:
-    """The test pipeline without its loading steps: the image is loaded (or given) here and
-    there are no annotations to read."""
-    kept = []
-    for step in pipeline:
-        step_type = step.get("type") if isinstance(step, Mapping) else type(step)
-        name = step_type if isinstance(step_type, str) else getattr(step_type, "__name__", "")
-        if name.split(".")[-1].startswith("Load"):
-            continue
-        kept.append(TRANSFORMS.build(step) if isinstance(step, Mapping) else step)
-    return Compose(kept)
 
 
 def _start_sample(image: np.ndarray, source: str | None, index: int) -> dict:
@@ -370,44 +310,3 @@ def _check_input_size(onnx_model, entries, config_source: str) -> None:
                 f"pipeline of {config_source} gives {given}; export it from this config "
                 "(tools/export_onnx.py) or predict with the config it was exported from"
             )
-
-
-def _config_metainfo(cfg: Config) -> dict | None:
-    """Class names (and palette) the config's test dataset declares, without reading data:
-    its ``metainfo``/``classes`` or its class's ``METAINFO``; a dataset joining several
-    parts (``datasets={task: part}``) gives ``{"tasks": {task: ...}}``."""
-    loader = cfg.get("test_dataloader") or {}
-    if "dataset" in loader:
-        return _dataset_metainfo(loader["dataset"])
-    tasks: dict[str, dict] = {}
-    for entry_loader in loader.values():
-        if isinstance(entry_loader, Mapping) and "dataset" in entry_loader:
-            found = _dataset_metainfo(entry_loader["dataset"]) or {}
-            for task, meta in (found.get(TASKS_KEY) or {}).items():
-                tasks.setdefault(task, meta)
-    evaluator = cfg.get("test_evaluator") or {}
-    for entry, entry_loader in loader.items():
-        heads = evaluator.get(entry) if isinstance(evaluator, Mapping) else None
-        if not heads or not isinstance(entry_loader, Mapping) or "dataset" not in entry_loader:
-            continue
-        found = _dataset_metainfo(entry_loader["dataset"])
-        if found and TASKS_KEY not in found:
-            for head in heads:
-                tasks.setdefault(head, found)
-    return {TASKS_KEY: tasks} if tasks else None
-
-
-def _dataset_metainfo(dataset: Mapping) -> dict | None:
-    parts = dataset.get("datasets")
-    if isinstance(parts, Mapping):
-        tasks = {name: _dataset_metainfo(part) or {} for name, part in parts.items()}
-        return {TASKS_KEY: tasks}
-    dataset_type = dataset.get("type")
-    dataset_class = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
-    meta = dict(getattr(dataset_class, "METAINFO", None) or {})
-    meta.update(dataset.get("metainfo") or {})
-    if dataset.get("classes"):
-        meta["classes"] = tuple(dataset["classes"])
-        if "palette" in meta and len(meta["palette"]) < len(meta["classes"]):
-            meta.pop("palette")
-    return meta or None

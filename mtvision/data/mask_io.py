@@ -117,6 +117,10 @@ class LoadMask:
             named).
     """
 
+    #: It reads the sample's files: an inference pipeline, which has no annotations,
+    #: leaves it out (:func:`mtvision.engine.model_source.inference_pipeline`).
+    reads_files = True
+
     def __init__(self, num_classes: int | None = None, ignore_index: int = 255) -> None:
         if num_classes is not None and not 1 <= num_classes <= 255:
             raise ValueError(f"LoadMask: num_classes must be in 1..255, got {num_classes}")

@@ -72,6 +72,10 @@ class LoadImage:
     raise :class:`~mtvision.data.image_io.ImageLoadError`.
     """
 
+    #: It reads the sample's files: an inference pipeline, whose images are given,
+    #: leaves it out (:func:`mtvision.engine.model_source.inference_pipeline`).
+    reads_files = True
+
     def __call__(self, results: dict) -> dict:
         image = load_image(results["img_path"])
         height, width = image.shape[:2]

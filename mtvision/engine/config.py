@@ -148,28 +148,34 @@ def check_option_keys(cfg_options: dict) -> None:
             )
 
 
-def load_config(path: str | Path, cfg_options: dict | None = None) -> Config:
+def load_config(config: str | Path | Config, cfg_options: dict | None = None) -> Config:
     """Read a python config with ``_base_`` inheritance, merge options, check keys.
 
-    ``cfg_options`` are ``--cfg-options`` style overrides (``{'train_cfg.max_iters':
-    10}``). ``default_scope`` defaults to ``'mtvision'``, so registered names
-    resolve in mtvision's registries first.
+    ``config``: a file path, or a ``Config`` already loaded (a copy gets the options;
+    the given one is left as it is). ``cfg_options`` are ``--cfg-options`` style
+    overrides (``{'train_cfg.max_iters': 10}``), checked the same way for both.
+    ``default_scope`` defaults to ``'mtvision'``, so registered names resolve in
+    mtvision's registries first.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``config`` is a path that does not exist.
         ConfigError: an unknown key, at any depth, in the file (or one of its
             ``_base_`` files) or in ``cfg_options``, naming the key's path and
             the closest valid name; or a value its key rules out (a batch size
             below 1, a learning rate that is no number, ...:
             :mod:`~mtvision.engine.config_values`), naming the key and the value.
     """
-    path = str(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    cfg = Config.fromfile(path)
-    check_keys(cfg, path)
-    check_config_keys(cfg, path)
-    check_config_values(cfg, path)
+    if isinstance(config, Config):
+        cfg = config.copy()
+        path = cfg.filename or "the config"
+    else:
+        path = str(config)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"config file not found: {path}")
+        cfg = Config.fromfile(path)
+        check_keys(cfg, path)
+        check_config_keys(cfg, path)
+        check_config_values(cfg, path)
     if cfg_options:
         check_option_keys(cfg_options)
         check_option_types(cfg, cfg_options)
@@ -197,43 +203,3 @@ def _option_source(cfg_options: dict, key_path: str, path: str) -> str:
 def default_work_dir(path: str | Path) -> str:
     """``work_dirs/<config file stem>``, where tools put a config's outputs by default."""
     return osp.join("work_dirs", Path(path).stem)
-
-
-class TestEntry(NamedTuple):
-    """One test dataset of a config: its entry ``name`` (``""`` for a single-task
-    config's ``test_dataloader``), its ``dataset`` config, and the ``heads`` its
-    evaluator scores (None: all)."""
-
-    name: str
-    dataset: dict
-    heads: tuple[str, ...] | None
-
-
-def test_dataset_entries(cfg: Config) -> list[TestEntry]:
-    """The config's test datasets: one for a single-task config (``test_dataloader.dataset``);
-    one per entry for a multi-task config with evaluation entries (``test_dataloader =
-    {entry: dataloader}``, ``test_evaluator = {entry: {head: metric}}``,
-    docs/multitask.md), with the heads its evaluator scores.
-
-    Raises:
-        ConfigError: no ``test_dataloader``, or an entry that is not a dataloader
-            config with a ``dataset`` (the message names the file and the entry).
-    """
-    loader = cfg.get("test_dataloader")
-    if not isinstance(loader, dict):
-        raise ConfigError(f"{cfg.filename}: no test_dataloader")
-    if "dataset" in loader:
-        return [TestEntry("", loader["dataset"], None)]
-    evaluator = cfg.get("test_evaluator") or {}
-    entries = []
-    for name, entry_loader in loader.items():
-        if not isinstance(entry_loader, dict) or "dataset" not in entry_loader:
-            raise ConfigError(
-                f"{cfg.filename}: test_dataloader.{name}: expected a dataloader config with a "
-                "dataset (multi-task configs map entry names to dataloaders)"
-            )
-        heads = evaluator.get(name) if isinstance(evaluator, dict) else None
-        entries.append(
-            TestEntry(name, entry_loader["dataset"], None if heads is None else tuple(heads))
-        )
-    return entries

@@ -11,7 +11,9 @@ or stays silent:
 - ``load_checkpoint`` (used by ``load_from``, ``resume`` and tools/eval.py) is
   strict by default, and a checkpoint that does not fit the model raises
   :class:`~mtvision.engine.checkpoint.CheckpointError` on every rank, naming
-  the file and the missing / unexpected / mis-shaped keys.
+  the file and the missing / unexpected / mis-shaped keys. It takes a checkpoint
+  a command has already read (:meth:`Runner.preload_checkpoint`) instead of
+  reading the file again.
 - Every checkpoint the ``CheckpointHook`` records as the latest is also
   published, atomically, as ``<work_dir>/last.pth``. Auto-resume
   (``resume=True`` without ``load_from``) starts from the newest checkpoint of
@@ -259,7 +261,11 @@ class Runner(mmengine.runner.Runner):
         unwrapped, a uniform ``module.`` prefix stripped, and weights that do not
         fit (or, non-strict, match no key at all) refused in one line.
         """
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        preloaded = getattr(self, "_preloaded_checkpoints", {})
+        if filename in preloaded:
+            checkpoint = preloaded.pop(filename)
+        else:
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f"{filename}: holds a {type(checkpoint).__name__}, not a dict")
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
@@ -278,6 +284,15 @@ class Runner(mmengine.runner.Runner):
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
         return checkpoint
+
+    def preload_checkpoint(self, filename: str, checkpoint: dict) -> None:
+        """Give the contents of ``filename``, already read (CPU tensors), to the next
+        :meth:`load_checkpoint` of that file (``load_from``), so that a command that read
+        the checkpoint for its class names does not read it again
+        (:class:`~mtvision.engine.model_source.ModelSource`)."""
+        if not hasattr(self, "_preloaded_checkpoints"):
+            self._preloaded_checkpoints = {}
+        self._preloaded_checkpoints[filename] = checkpoint
 
     def load_or_resume(self) -> None:
         restarts = elastic_restart_count()

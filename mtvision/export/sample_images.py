@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 from torch import Tensor
 
-from mtvision.engine.config import test_dataset_entries
+from mtvision.engine.model_source import pipeline_output_size, test_dataset_entries
 from mtvision.errors import AnnotationError, ConfigError, ImageLoadError
-from mtvision.export.deploy_config import pipeline_output_size
 from mtvision.registry import DATASETS
 
 

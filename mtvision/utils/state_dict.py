@@ -3,7 +3,7 @@
 Used by :meth:`MobileNetV2.load_torchvision_state_dict
 <mtvision.backbones.MobileNetV2.load_torchvision_state_dict>`, the classifier's
 torchvision loader, the Runner's ``load_from``/``resume``,
-:func:`mtvision.engine.model_loading.build_model_from_checkpoint` and
+:meth:`mtvision.engine.model_source.ModelSource.build_model` (the tools) and
 ``init_cfg=dict(type="Pretrained", ...)``, so they take the same inputs and
 refuse the same ones with the same words. It lives below ``backbones/`` (the
 backbone imports it without the engine).

@@ -1,7 +1,7 @@
 """A grid of a model's predictions on test images (``tools/visualize.py``).
 
 Images are taken evenly spaced over each test dataset of a config
-(:func:`~mtvision.engine.config.test_dataset_entries`), run through its test
+(:func:`~mtvision.engine.model_source.test_dataset_entries`), run through its test
 pipeline and the model (each evaluation entry with the heads its evaluator
 scores). A tile shows every head that predicted, each drawn by its task adapter
 (:mod:`mtvision.tasks`) with the class names of its head name: predictions in
@@ -21,7 +21,7 @@ from mmengine.config import Config
 
 from mtvision.data.collate import collate_samples
 from mtvision.data.image_io import load_image
-from mtvision.engine.config import test_dataset_entries
+from mtvision.engine.model_source import test_dataset_entries
 from mtvision.registry import DATASETS
 from mtvision.tasks import HeadInfo, Task, predicted_heads
 from mtvision.visualization.draw import draw_prediction, tile_grid
