@@ -408,7 +408,8 @@ def test_malformed_cfg_option_words_stop_every_tool_with_one_line(tool, word, pr
         ),  # fmt: skip
         (
             "model.heads.classification.num_classes=0",
-            "'model.heads.classification.num_classes' must be a positive integer, got 0",
+            "'model.heads.classification.num_classes' must be a positive integer (or a dict "
+            "of them, head name -> count), got 0",
         ),  # fmt: skip
         (
             "log_level=debug",
@@ -529,3 +530,14 @@ def test_train_script_prints_one_line_and_no_traceback(tmp_path):
         "error: --cfg-options train_dataloader.batch_size=0: 'train_dataloader.batch_size' "
         "must be a positive integer, got 0\n"
     )
+
+
+def test_class_counts_per_head_are_checked_one_by_one():
+    """``mobilenet_v2_multitask`` takes ``num_classes=dict(head=count)``: each count is checked."""
+    from mtvision.engine.config_values import check_config_values
+
+    good = {"model": {"num_classes": {"classification": 6, "detection": 6}}}
+    check_config_values(good, lambda path: "cfg.py")
+    bad = {"model": {"num_classes": {"classification": 6, "detection": -1}}}
+    with pytest.raises(ConfigError, match=r"cfg.py: 'model.num_classes' must be a positive integer \(or"):
+        check_config_values(bad, lambda path: "cfg.py")

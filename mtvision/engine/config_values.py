@@ -7,7 +7,8 @@ traceback from deep inside torch. :func:`check_config_values` checks the values
 whose meaning is known, at any depth, by the key that holds them:
 
 - counts: ``batch_size``, ``max_epochs``, ``max_iters``, ``val_interval``,
-  ``num_classes`` positive integers; ``num_workers`` a non-negative integer;
+  ``num_classes`` positive integers (``num_classes`` may be a dict of them, one per
+  head); ``num_workers`` a non-negative integer;
 - optimiser numbers: ``lr``, ``weight_decay``, ``momentum`` finite and >= 0;
 - sizes: ``width_mult`` a finite number > 0; image sizes in pixels (``input_size``,
   ``crop_size``, a transform's ``height``, ``width``, ``min_height``,
@@ -70,6 +71,13 @@ def _size(value: Any) -> bool:
     return _positive_int(value)
 
 
+def _class_counts(value: Any) -> bool:
+    """A class count, or one per head (``mobilenet_v2_multitask``'s ``num_classes=dict(...)``)."""
+    if isinstance(value, Mapping):
+        return bool(value) and all(_positive_int(count) for count in value.values())
+    return _positive_int(value)
+
+
 def _weights(value: Any) -> bool:
     return isinstance(value, Mapping) and all(_non_negative(w) for w in value.values())
 
@@ -77,9 +85,10 @@ def _weights(value: Any) -> bool:
 #: key name -> (the check, what it expects).
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **dict.fromkeys(
-        ("batch_size", "max_epochs", "max_iters", "val_interval", "num_classes"),
+        ("batch_size", "max_epochs", "max_iters", "val_interval"),
         (_positive_int, "a positive integer"),
     ),
+    "num_classes": (_class_counts, "a positive integer (or a dict of them, head name -> count)"),
     "num_workers": (_non_negative_int, "an integer >= 0"),
     **dict.fromkeys(
         ("lr", "weight_decay", "momentum", "loss_weight"), (_non_negative, "a finite number >= 0")
