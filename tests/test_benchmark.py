@@ -231,7 +231,9 @@ def test_tables_name_the_cpu_model():
     assert model == device_description("cpu")
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+            names = [
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            ]
     except OSError:
         names = []
     if names:

@@ -539,5 +539,7 @@ def test_class_counts_per_head_are_checked_one_by_one():
     good = {"model": {"num_classes": {"classification": 6, "detection": 6}}}
     check_config_values(good, lambda path: "cfg.py")
     bad = {"model": {"num_classes": {"classification": 6, "detection": -1}}}
-    with pytest.raises(ConfigError, match=r"cfg.py: 'model.num_classes' must be a positive integer \(or"):
+    with pytest.raises(
+        ConfigError, match=r"cfg.py: 'model.num_classes' must be a positive integer \(or"
+    ):
         check_config_values(bad, lambda path: "cfg.py")
