@@ -38,7 +38,7 @@ HOOKS = Registry(
     "hook",
     parent=mmengine_registry.HOOKS,
     scope="mtvision",
-    locations=["mtvision.engine", "mtvision.visualization"],
+    locations=["mtvision.engine"],
 )
 RUNNERS = Registry(
     "runner", parent=mmengine_registry.RUNNERS, scope="mtvision", locations=["mtvision.engine"]

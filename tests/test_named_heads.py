@@ -13,11 +13,10 @@ from PIL import Image
 
 from mtvision.apis import Inferencer
 from mtvision.apis.prediction_files import predict_to_files
-from mtvision.engine import load_config
+from mtvision.engine import ShowPredictionsHook, load_config
 from mtvision.export import export_deploy_onnx, read_deploy_metadata
 from mtvision.registry import TRANSFORMS
 from mtvision.tasks import CLASSIFICATION, DETECTION
-from mtvision.visualization import ShowPredictionsHook
 from mtvision.visualization.draw import draw_detections, draw_ranked, draw_topk
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")

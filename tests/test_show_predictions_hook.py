@@ -9,11 +9,11 @@ from PIL import Image
 
 from mtvision.data.image_io import load_image
 from mtvision.data.voc_segmentation import voc_palette
+from mtvision.engine.show_predictions_hook import ShowPredictionsHook
 from mtvision.registry import MODELS
 from mtvision.synthetic.shapes import generate_shapes_dataset
 from mtvision.utils.palette import voc_colormap
 from mtvision.visualization.draw import draw_detections, draw_segmentation, draw_topk
-from mtvision.visualization.show_predictions_hook import ShowPredictionsHook
 
 GRAY = 120
 

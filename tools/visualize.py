@@ -23,11 +23,11 @@ import os
 import cv2
 import numpy as np
 
+from mtvision.apis.prediction_grid import prediction_grid
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.model_source import ModelSource
 from mtvision.utils.atomic_files import check_output_file
-from mtvision.visualization.prediction_grid import prediction_grid
 
 #: What the grid can be written as (OpenCV's encoders, matched case-insensitively).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")

@@ -6,7 +6,8 @@ extension points: the local-path checkpoint loader (weights-only unpickling,
 :mod:`~mtvision.utils.atomic_files`). It also registers
 :class:`~mtvision.engine.runner.Runner` as ``'mtvision.Runner'``,
 :class:`~mtvision.engine.resumable_sampler.ResumableSampler`,
-:class:`~mtvision.engine.train_progress.TrainProgressHook` and the multi-task
+:class:`~mtvision.engine.train_progress.TrainProgressHook`,
+:class:`~mtvision.engine.show_predictions_hook.ShowPredictionsHook` and the multi-task
 evaluation loops ``MultiTaskValLoop`` / ``MultiTaskTestLoop`` (LOOPS).
 """
 
@@ -20,6 +21,7 @@ from mtvision.engine.latest_checkpoint import find_resumable_checkpoint
 from mtvision.engine.multitask_loops import MultiTaskTestLoop, MultiTaskValLoop
 from mtvision.engine.resumable_sampler import ResumableSampler
 from mtvision.engine.runner import LAST_CHECKPOINT_NAME, Runner, build_runner
+from mtvision.engine.show_predictions_hook import ShowPredictionsHook
 from mtvision.engine.train_progress import TrainProgress, TrainProgressHook
 from mtvision.utils.atomic_files import AtomicLocalBackend, atomic_publish, atomic_write_bytes
 
@@ -31,6 +33,7 @@ __all__ = [
     "AtomicLocalBackend",
     "ResumableSampler",
     "Runner",
+    "ShowPredictionsHook",
     "TrainProgress",
     "TrainProgressHook",
     "atomic_publish",

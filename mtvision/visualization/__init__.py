@@ -1,9 +1,7 @@
-"""Pictures of predictions: drawing boxes and masks, and the hook behind ``eval.py --show-dir``.
-
-Importing this package registers ``ShowPredictionsHook`` (HOOKS).
-"""
+"""Pictures of predictions: drawing primitives (boxes, masks, top-k), image encoders and
+training curves. Below the task adapters (``mtvision.tasks`` draws through these); the
+hook behind ``eval.py --show-dir`` is :mod:`mtvision.engine.show_predictions_hook`."""
 
 from mtvision.visualization.draw import draw_detections, draw_segmentation, draw_topk
-from mtvision.visualization.show_predictions_hook import ShowPredictionsHook
 
-__all__ = ["ShowPredictionsHook", "draw_detections", "draw_segmentation", "draw_topk"]
+__all__ = ["draw_detections", "draw_segmentation", "draw_topk"]

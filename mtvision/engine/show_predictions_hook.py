@@ -41,12 +41,10 @@ from mmengine.model import is_model_wrapper
 
 from mtvision.data.image_io import load_image
 from mtvision.registry import HOOKS
+from mtvision.tasks.base import HeadInfo, Task, predicted_heads, registered_tasks
 from mtvision.utils.atomic_files import atomic_write_bytes
 from mtvision.visualization.draw import DrawOptions, draw_prediction
 from mtvision.visualization.encoders import encode_png
-
-# mtvision.tasks.base only: the task adapters import this package's drawing functions.
-from mtvision.tasks.base import HeadInfo, Task, predicted_heads, registered_tasks  # isort: skip
 
 __all__ = ["ShowPredictionsHook", "model_head_tasks"]
 
