@@ -63,6 +63,7 @@ from mtvision.apis.evaluation import (
     format_metrics_table,
 )
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
+from mtvision.engine.runner import close_process_group
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -179,6 +180,7 @@ def main(argv=None) -> dict:
     )
     if is_main_process():
         print(format_metrics_table(metrics))
+    close_process_group()
     return metrics
 
 

@@ -31,6 +31,7 @@ import torch
 from mtvision.engine import build_runner, load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.config import default_work_dir
+from mtvision.engine.runner import close_process_group
 from mtvision.errors import ConfigError
 from mtvision.utils.atomic_files import check_output_dir
 
@@ -84,6 +85,7 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     runner = build_runner(cfg)
     runner.train()
+    close_process_group()
     return runner
 
 
