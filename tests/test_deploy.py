@@ -22,7 +22,7 @@ from mtvision.export.parity import detection_agreement, head_agreement
 from mtvision.ops import class_aware_nms
 from mtvision.utils.parity import randomize_batch_norms_
 
-export_tool = load_tool("export_onnx")
+export_tool = load_tool("export")
 
 
 def _images(n, size, seed=0):

@@ -21,7 +21,7 @@ from mtvision.utils.parity import randomize_batch_norms_
 
 DEMO_CONFIG = "configs/demo/mobilenetv2_shapes.py"
 DEMO_SIZE = 64
-export_tool = load_tool("export_onnx")
+export_tool = load_tool("export")
 
 
 def _torch_outputs(model, inputs) -> list[torch.Tensor]:

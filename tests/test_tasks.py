@@ -2,6 +2,7 @@
 predictions the heads give."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -225,3 +226,45 @@ def test_heads_are_found_by_their_task_whatever_their_names():
     tasks = {"pets": DETECTION, "kind": CLASSIFICATION, "shapes": DETECTION}
     assert heads_of_task(tasks, DETECTION) == ["pets", "shapes"]
     assert heads_of_task(tasks, SEGMENTATION) == []
+
+
+def test_phone_outputs_finish_into_the_onnx_graphs_fields():
+    """The phone graph (probabilities, raw SSD outputs, per-pixel class scores) finished
+    by each task as the torch head does: the same top-k, padded detections and class map
+    as the ONNX graph's ``deploy``, from the metadata alone (anchors recorded)."""
+    input_size = (96, 128)
+    feature_info, features = _features(input_size)
+    torch.manual_seed(3)
+    classifier = ClassifierHead(feature_info, num_classes=5).eval()
+    detector = SSDLiteHead(
+        feature_info,
+        num_classes=3,
+        extra_depths=(32, 32, 16, 16),
+        test_cfg={"score_threshold": 0.01},
+    ).eval()
+    segmenter = DeepLabV3Head(feature_info, num_classes=4, channels=16).eval()
+    with torch.no_grad():
+        for head in (classifier, detector, segmenter):
+            for module in head.modules():  # scores far from ties (the last layers start at 0)
+                if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+                    torch.nn.init.normal_(module.weight, std=0.3)
+            task = task_of(head)
+            outputs = head(features)
+            final = head.deploy(outputs, input_size, **task.deploy_options(3, False))
+            for class_map in (False, True):
+                phone = head.deploy(
+                    outputs, input_size, **task.deploy_options(3, False, True, class_map)
+                )
+                assert set(phone).isdisjoint(final) or task is SEGMENTATION and class_map
+                info = {
+                    "num_classes": head.num_classes,
+                    **task.deploy_metadata(head, 3, True, input_size),
+                }
+                info = json.loads(json.dumps(info))  # as a file's metadata holds it
+                finished = task.finish_phone_outputs(phone, info, input_size)
+                assert set(finished) == set(final)
+                for field, value in final.items():
+                    torch.testing.assert_close(finished[field], value, rtol=1e-5, atol=1e-5)
+    assert int(final["mask"].max()) > 0
+    detections = detector.deploy(detector(features), input_size)
+    assert int(detections["num_detections"].min()) > 0

@@ -3,7 +3,7 @@
     python tools/eval.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--show-dir DIR [--show-limit N] [--show-score-thr T]]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
-    python tools/eval.py CONFIG FILE.onnx [--backend onnxruntime|openvino] [--threads N] [...]
+    python tools/eval.py CONFIG FILE.onnx|FILE.tflite|FILE.pte [--backend RUNTIME] [--threads N]
     python tools/eval.py --predictions RESULTS.json --ann ANNOTATIONS.json
 
 Runs the test loop (:func:`mtvision.apis.evaluation.evaluate`, the same from Python)
@@ -39,11 +39,11 @@ each name (the missing classes are logged as empty); data with a class the
 model does not have is refused in one line naming both lists
 (:mod:`mtvision.data.label_space`).
 
-``--backend onnxruntime`` (the default for a ``.onnx`` file; ``openvino`` runs the
-same file in OpenVINO) evaluates a deployed
-graph written by ``tools/export_onnx.py`` (or ``tools/quantize.py``) with the
+An exported file (``tools/export.py``, ``tools/quantize.py``) is evaluated in its
+runtime (default by suffix: onnxruntime for ``.onnx``, ``openvino`` the same file in
+OpenVINO; ``litert`` for ``.tflite``; ``executorch`` for ``.pte``) with the
 same dataloader, pipeline and metrics: the model is replaced by
-:class:`~mtvision.export.OnnxRuntimeModel`, which runs the file on the test
+:class:`~mtvision.export.DeployedModel`, which runs the file on the test
 pipeline's uint8 images and maps its outputs back to the original images as the
 heads do. The file's heads and class counts must match the config's model, and
 its input size the test pipeline's (an error names both). A segmentation graph
@@ -52,6 +52,7 @@ original by nearest neighbour.
 """
 
 import argparse
+import os
 
 import mmengine
 from mmengine.dist import is_main_process
@@ -62,8 +63,10 @@ from mtvision.apis.evaluation import (
     evaluate_results_file,
     format_metrics_table,
 )
+from mtvision.apis.inferencer import BACKENDS
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.engine.runner import close_process_group
+from mtvision.export.runtimes import default_runtime, deployed_suffixes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,12 +80,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backend",
-        choices=["torch", "onnxruntime", "openvino"],
-        help="torch (a checkpoint), onnxruntime or openvino (a deployed .onnx file); "
-        "default by suffix",
+        choices=list(BACKENDS),
+        help="torch (a checkpoint) or a runtime of the exported file (onnxruntime, openvino: "
+        ".onnx; litert: .tflite; executorch: .pte); default by suffix",
     )
     parser.add_argument(
-        "--threads", type=int, help="onnxruntime/openvino: threads (default: its own choice)"
+        "--threads", type=int, help="runtimes: threads (default: the runtime's own choice)"
     )
     parser.add_argument("--work-dir", help="where logs go")
     parser.add_argument(
@@ -138,12 +141,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         return args
     if args.config is None or args.checkpoint is None:
         parser.error("CONFIG and CHECKPOINT are required (or use --predictions with --ann)")
+    suffix = os.path.splitext(args.checkpoint)[1].lower()
+    deployed = suffix in deployed_suffixes()
     if args.backend is None:
-        args.backend = "onnxruntime" if args.checkpoint.endswith(".onnx") else "torch"
-    if args.backend == "torch" and args.checkpoint.endswith(".onnx"):
-        parser.error(f"{args.checkpoint} is an ONNX file: use --backend onnxruntime")
+        args.backend = default_runtime(args.checkpoint) if deployed else "torch"
+    if args.backend == "torch" and deployed:
+        parser.error(
+            f"{args.checkpoint} is an exported {suffix} file: use --backend "
+            f"{default_runtime(args.checkpoint)} (or leave --backend out)"
+        )
     if args.threads is not None and args.backend == "torch":
-        parser.error("--threads goes with --backend onnxruntime or openvino")
+        parser.error("--threads goes with the runtimes of exported files, not --backend torch")
     if args.backend != "torch" and args.launcher != "none":
         parser.error(f"--backend {args.backend} runs in one process (--launcher none)")
     if args.out is not None and not args.out.endswith((".json", *PICKLE_SUFFIXES)):

@@ -56,12 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("config", help="config file path")
     parser.add_argument(
         "checkpoint",
-        help="checkpoint (.pth); with --backend onnxruntime/openvino optional: '-' for none",
+        help="checkpoint (.pth); with another --backend optional: '-' for none",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
     parser.add_argument("--out-dir", required=True, help="folder for pictures and JSON files")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
-    parser.add_argument("--model", metavar="FILE.onnx", help="the exported file to run")
+    parser.add_argument(
+        "--model", metavar="FILE", help="the exported file to run (.onnx, .tflite, .pte)"
+    )
     parser.add_argument(
         "--score-thr",
         type=float,
@@ -83,9 +85,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_cfg_options_argument(parser, "model.heads.detection.test_cfg.max_detections=20")
     args = parser.parse_args(argv)
     if args.backend != "torch" and args.model is None:
-        parser.error(f"--backend {args.backend} needs --model FILE.onnx")
+        parser.error(f"--backend {args.backend} needs --model FILE (the exported file)")
     if args.backend == "torch" and args.model is not None:
-        parser.error("--model FILE.onnx goes with --backend onnxruntime or openvino")
+        parser.error(
+            f"--model FILE goes with another --backend ({', '.join(BACKENDS[1:])}), not torch"
+        )
     if args.backend == "torch" and args.checkpoint == NO_CHECKPOINT:
         parser.error("--backend torch needs a CHECKPOINT")
     if args.topk < 1:

@@ -10,7 +10,7 @@ file against its annotations: what ``tools/eval.py`` does, as functions.
   (:class:`~mtvision.engine.model_source.ModelSource`), for its class names and its
   weights;
 - a deployed file (backend ``"onnxruntime"`` / ``"openvino"``) replaces the model by
-  :class:`~mtvision.export.OnnxRuntimeModel` (same dataloader, pipeline and metrics);
+  :class:`~mtvision.export.DeployedModel` (same dataloader, pipeline and metrics);
 - ``out``: ``.json`` with a ``CocoMetric`` in the test evaluator writes the COCO
   results file, ``.json`` otherwise the metrics, ``.pkl`` the raw predictions
   (mmengine's ``DumpResults``; one file per evaluation entry, :func:`route_out`);
@@ -36,7 +36,7 @@ from mtvision.engine.config import default_work_dir
 from mtvision.engine.model_source import ModelSource
 from mtvision.errors import ConfigError
 from mtvision.evaluation.coco_metric import CocoMetric, load_coco_results
-from mtvision.export import OnnxRuntimeModel, read_deploy_metadata
+from mtvision.export import DeployedModel, read_deploy_metadata
 from mtvision.registry import METRICS
 from mtvision.utils.atomic_files import check_output_dir, check_output_paths
 
@@ -103,7 +103,7 @@ def evaluate(
     )
     if deployed:
         cfg.model = dict(
-            type=OnnxRuntimeModel.__name__,
+            type=DeployedModel.__name__,
             onnx_file=checkpoint,
             model=cfg.model,
             threads=threads,

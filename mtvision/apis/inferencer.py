@@ -67,14 +67,16 @@ from mtvision.engine.model_source import (
     test_pipelines,
 )
 from mtvision.errors import ExportError
+from mtvision.export.runtimes import runtime_names
 from mtvision.tasks import HeadInfo, Task
 from mtvision.visualization.draw import DrawOptions, draw_prediction
 
 __all__ = ["BACKENDS", "HeadInfo", "Inferencer"]
 
-#: ``torch`` runs the checkpoint; the others run an exported ONNX file
-#: (:class:`~mtvision.export.runtimes.DeployedSession`).
-BACKENDS = ("torch", "onnxruntime", "openvino")
+#: ``torch`` runs the checkpoint; the others run an exported file in their runtime
+#: (:data:`mtvision.export.runtimes.RUNTIMES`: onnxruntime and OpenVINO read ``.onnx``,
+#: the phone runtimes their own formats).
+BACKENDS = ("torch", *runtime_names())
 
 
 @dataclass
@@ -91,10 +93,11 @@ class Inferencer:
     Args:
         config: config file path or a loaded mmengine ``Config``.
         checkpoint: weights (``.pth``); required for backend ``"torch"``. With
-            ``"onnxruntime"`` it is optional and read only for its class names.
-        backend: ``"torch"``, or ``"onnxruntime"`` / ``"openvino"`` (runs ``model``).
-        model: the exported ``FILE.onnx`` (backends ``"onnxruntime"`` and ``"openvino"``).
-        device: torch device for backend ``"torch"`` (the ONNX runtimes run on the CPU).
+            another backend it is optional and read only for its class names.
+        backend: ``"torch"``, or a runtime of :data:`BACKENDS` that reads ``model``
+            (``"onnxruntime"`` / ``"openvino"``: ``.onnx``; phone runtimes: theirs).
+        model: the exported file (every backend but ``"torch"``).
+        device: torch device for backend ``"torch"`` (the runtimes run on the CPU).
         score_threshold: detections scoring below it are left out of the results
             (and so of the pictures); 0 keeps every detection the model's own
             ``test_cfg`` keeps.
@@ -139,17 +142,17 @@ class Inferencer:
             if checkpoint is None:
                 raise ValueError("backend 'torch' needs a checkpoint")
             if model is not None:
-                raise ValueError("model= is the ONNX file of backends 'onnxruntime'/'openvino'")
+                raise ValueError("model= is the exported file of the other backends, not torch's")
             self.model = source.build_model().to(self.device)
         else:
             if model is None:
-                raise ValueError(f"backend {backend!r} needs model=FILE.onnx")
+                raise ValueError(f"backend {backend!r} needs model=<the exported file>")
             if self.device.type != "cpu":
                 raise ValueError(f"backend {backend!r} runs on the CPU, not {device}")
-            from mtvision.export import OnnxRuntimeModel
+            from mtvision.export import DeployedModel
 
             config_source = cfg.filename or "the config"
-            self.model = OnnxRuntimeModel(
+            self.model = DeployedModel(
                 os.fspath(model), model=cfg.model, config_source=config_source, runtime=backend
             )
             source.deployed_heads = self.model.metadata["heads"]

@@ -8,7 +8,13 @@
   onnxruntime, and only then replace the target file (:mod:`mtvision.export.verify`).
 """
 
-from mtvision.export.deploy import DeployModel, export_deploy_onnx, read_deploy_metadata
+from mtvision.export.deploy import (
+    DeployModel,
+    deploy_metadata,
+    export_deploy_onnx,
+    read_deploy_metadata,
+)
+from mtvision.export.deployed_model import DeployedModel, OnnxRuntimeModel, check_deploy_matches
 from mtvision.export.onnx_export import (
     Uint8Input,
     check_onnx_matches,
@@ -16,7 +22,6 @@ from mtvision.export.onnx_export import (
     flatten_outputs,
     onnx_session,
 )
-from mtvision.export.onnx_model import OnnxRuntimeModel, check_deploy_matches
 from mtvision.export.verify import (
     ExportMismatchError,
     HeadAgreement,
@@ -27,12 +32,14 @@ from mtvision.export.verify import (
 
 __all__ = [
     "DeployModel",
+    "DeployedModel",
     "ExportMismatchError",
     "HeadAgreement",
     "OnnxRuntimeModel",
     "Uint8Input",
     "check_deploy_matches",
     "check_onnx_matches",
+    "deploy_metadata",
     "deployed_agreement",
     "export_deploy_onnx",
     "export_deployed",

@@ -20,6 +20,7 @@ that follow the input size) is its task adapter's (:mod:`mtvision.tasks`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,15 @@ class DeployModel(nn.Module):
             mean/std or one that swaps channels.
     """
 
-    def __init__(self, model: nn.Module, topk: int = 5, seg_logits: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        topk: int = 5,
+        seg_logits: bool = False,
+        phone: bool = False,
+        class_map: bool = False,
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
         heads = getattr(model, "heads", None)
         if heads is None or not hasattr(model, "backbone"):
@@ -79,23 +88,40 @@ class DeployModel(nn.Module):
             self.tasks[name] = task
         self.topk = int(topk)
         self.seg_logits = bool(seg_logits)
+        self.phone = bool(phone)
+        self.class_map = bool(class_map)
+        self.channels_last = bool(channels_last)
         mean, std = _normalisation(model)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def outputs(self, images: Tensor) -> dict[str, dict[str, Tensor]]:
-        """``{head: {field: Tensor}}`` of the uint8 (N, 3, H, W) batch."""
+        """``{head: {field: Tensor}}`` of the uint8 (N, 3, H, W) batch ((N, H, W, 3) with
+        ``channels_last``)."""
+        if self.channels_last:
+            images = images.permute(0, 3, 1, 2)
         inputs = (images.float() - self.mean) / self.std
         input_size = (images.shape[-2], images.shape[-1])
         features = self.model.backbone(inputs)
+        options = {
+            "topk": self.topk,
+            "seg_logits": self.seg_logits,
+            "phone": self.phone,
+            "class_map": self.class_map,
+        }
         return {
             name: self.model.heads[name].deploy(
-                self.model.heads[name](features),
-                input_size,
-                **task.deploy_options(topk=self.topk, seg_logits=self.seg_logits),
+                self.model.heads[name](features), input_size, **task.deploy_options(**options)
             )
             for name, task in self.tasks.items()
         }
+
+    def example_images(self, input_size: Sequence[int], batch: int = 1, seed: int = 0) -> Tensor:
+        """Random uint8 images in the layout :meth:`forward` takes."""
+        generator = torch.Generator().manual_seed(seed)
+        height, width = (int(v) for v in input_size)
+        shape = (batch, height, width, 3) if self.channels_last else (batch, 3, height, width)
+        return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
 
     def output_map(self, images: Tensor) -> dict[str, dict[str, str]]:
         """``{head: {field: ONNX output name}}`` for a batch like ``images``."""
@@ -197,6 +223,36 @@ def export_deploy_onnx(
         model.train(was_training)
 
     graph = onnx.load_from_string(data)
+    metadata = deploy_metadata(
+        deploy,
+        None if input_size is None else example_size,
+        output_map,
+        classes=classes,
+        source=source,
+    )
+    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(metadata)})
+    onnx.checker.check_model(graph, full_check=True)
+    atomic_write_bytes(path, graph.SerializeToString())
+    return path
+
+
+def deploy_metadata(
+    deploy: DeployModel,
+    input_size: Sequence[int] | None,
+    output_map: Mapping[str, Mapping[str, str]],
+    classes: Mapping[str, Sequence[str] | None] | None = None,
+    source: Mapping[str, str] | None = None,
+) -> dict:
+    """The JSON description every deployed file carries (ONNX ``metadata_props``, and the
+    phone formats' own metadata): input size and layout, mean/std, each head's task,
+    class count and names, output names (``output_map``: ``{head: {field: name}}``) and
+    its task's entries (:meth:`~mtvision.tasks.Task.deploy_metadata`; for a ``phone``
+    graph what finishing its outputs needs), and ``source`` (config, checkpoint).
+
+    Raises:
+        ExportError: a head's class names do not match its class count.
+    """
+    model = deploy.model
     heads = {}
     for name, task in deploy.tasks.items():
         head = model.heads[name]
@@ -210,25 +266,67 @@ def export_deploy_onnx(
             "task": task.name,
             "num_classes": int(head.num_classes),
             "classes": names,
-            "outputs": output_map[name],
-            **task.deploy_metadata(head, topk=topk),
+            "outputs": dict(output_map[name]),
+            **task.deploy_metadata(
+                head,
+                topk=deploy.topk,
+                phone=deploy.phone,
+                input_size=None if input_size is None else tuple(input_size),
+            ),
         }
+        if deploy.phone:
+            heads[name]["phone_outputs"] = True
     metadata = {
         "format": METADATA_FORMAT,
         "input_name": INPUT_NAME,
-        "input_size": None if input_size is None else list(example_size),
+        "input_size": None if input_size is None else [int(v) for v in input_size],
         "mean": deploy.mean.flatten().tolist(),
         "std": deploy.std.flatten().tolist(),
         "heads": heads,
         "source": dict(source or {}),
     }
-    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(metadata)})
-    onnx.checker.check_model(graph, full_check=True)
-    atomic_write_bytes(path, graph.SerializeToString())
-    return path
+    if deploy.channels_last:
+        metadata["input_layout"] = "NHWC"
+    return metadata
 
 
 def read_deploy_metadata(path: str | os.PathLike) -> dict:
+    """The mtvision metadata of a deployed file, read by its format
+    (:func:`deployed_format`, :data:`METADATA_READERS`; ``.onnx``: :func:`read_onnx_metadata`).
+
+    Raises:
+        ExportError: the format's reader's error (missing or unreadable file, no mtvision
+            metadata); names the file.
+    """
+    path = os.fspath(path)
+    reader = METADATA_READERS[deployed_format(path)]
+    if isinstance(reader, str):
+        module, _, function = reader.partition(":")
+        reader = getattr(importlib.import_module(module), function)
+    return reader(path)
+
+
+#: The file identifiers of the flatbuffer formats (bytes 4..8 of the file).
+_IDENTIFIERS = {b"TFL3": ".tflite", b"ET12": ".pte"}
+
+
+def deployed_format(path: str | os.PathLike) -> str:
+    """A deployed file's format as its usual suffix (``".onnx"``, ``".tflite"``, ``".pte"``):
+    its own suffix when a reader is registered for it, else its flatbuffer identifier,
+    else ONNX (a protobuf has none), whose reader then says what is wrong."""
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in METADATA_READERS:
+        return suffix
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError:
+        return ".onnx"
+    return _IDENTIFIERS.get(head[4:8], ".onnx")
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict:
     """The ``"mtvision"`` metadata of a deployed ONNX file (see :func:`export_deploy_onnx`).
 
     Raises:
@@ -253,3 +351,9 @@ def read_deploy_metadata(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as error:
         raise ExportError(f"{path}: its '{METADATA_KEY}' metadata is not JSON ({error})") from None
     return metadata
+
+
+#: suffix -> the reader of that format's mtvision metadata (a function, or
+#: ``"module:function"`` imported on first use, so a format's optional runtime is imported
+#: only for its own files).
+METADATA_READERS: dict = {".onnx": read_onnx_metadata}

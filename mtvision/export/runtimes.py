@@ -1,21 +1,55 @@
-"""The CPU runtimes that run a deployed ONNX file: onnxruntime (the default) and OpenVINO.
+"""The runtimes that run a deployed file, by name: what they read and how they are opened.
 
-Both read the same file (NonMaxSuppression, TopK and the int8 QDQ graph of
-``tools/quantize.py`` included) and return the same outputs; which is faster
-depends on the model and the CPU (``docs/benchmarks.md``: OpenVINO runs the
-int8 classifier faster on AVX-512 VNNI machines, onnxruntime is level
-elsewhere). OpenVINO is the optional extra ``pip install -e '.[openvino]'``.
+- ``onnxruntime`` (the default for ``.onnx``) and ``openvino`` read the same ONNX file
+  (NonMaxSuppression, TopK and the int8 QDQ graph of ``tools/quantize.py`` included)
+  and return the same outputs; which is faster depends on the model and the CPU
+  (``docs/benchmarks.md``). OpenVINO is the optional extra ``pip install -e '.[openvino]'``.
+- The phone runtimes register here too (:data:`RUNTIMES`): each entry names the file
+  suffixes it reads and the function that opens a file (``"module:function"``, imported
+  on first use, so an optional runtime is imported only when asked for).
+
+Every runtime's session has the same face: ``run(images) -> {output name: array}``
+and ``output_names``; images come in the layout the file's metadata names.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
 
 from mtvision.errors import ExportError
 
-RUNTIMES = ("onnxruntime", "openvino")
+#: runtime name -> (file suffixes it reads, opener ``(path, threads) -> (run, output names)``,
+#: where ``run(images) -> list of arrays``).
+RUNTIMES: dict[str, tuple[tuple[str, ...], object]] = {}
+
+
+def register_runtime(name: str, suffixes: tuple[str, ...], opener) -> None:
+    """Make a runtime known by ``name``; ``opener``: a function or ``"module:function"``."""
+    RUNTIMES[name] = (tuple(suffixes), opener)
+
+
+def runtime_names() -> tuple[str, ...]:
+    """The known runtimes, in registration order."""
+    return tuple(RUNTIMES)
+
+
+def deployed_suffixes() -> tuple[str, ...]:
+    """The file suffixes some registered runtime reads (``.onnx``, ...)."""
+    return tuple(dict.fromkeys(s for suffixes, _ in RUNTIMES.values() for s in suffixes))
+
+
+def default_runtime(path: str | os.PathLike) -> str | None:
+    """The first runtime registered for ``path``'s format (None: no runtime reads it)."""
+    from mtvision.export.deploy import deployed_format
+
+    suffix = deployed_format(path)
+    for name, (suffixes, _) in RUNTIMES.items():
+        if suffix in suffixes:
+            return name
+    return None
 
 
 class DeployedSession:
@@ -23,27 +57,38 @@ class DeployedSession:
 
     Args:
         path: the ONNX file.
-        runtime: ``"onnxruntime"`` (CPUExecutionProvider) or ``"openvino"`` (CPU plugin:
-            one stream, latency hint, float32 where the graph is float, as onnxruntime).
+        runtime: a name of :data:`RUNTIMES`: ``"onnxruntime"`` (CPUExecutionProvider),
+            ``"openvino"`` (CPU plugin: one stream, latency hint, float32 where the graph
+            is float, as onnxruntime), or a phone runtime.
         threads: intra-op threads (default: the runtime's choice).
 
     Raises:
-        ExportError: an unknown runtime, OpenVINO not installed, or a file the runtime
-            cannot load; the message names the file.
+        ExportError: an unknown runtime, a file of another format, a runtime that is not
+            installed (with the install hint), or a file the runtime cannot load; the
+            message names the file.
     """
 
     def __init__(self, path: str | os.PathLike, runtime: str = "onnxruntime", threads=None):
         self.path = os.fspath(path)
         self.runtime = runtime
-        if runtime == "onnxruntime":
-            self._run, self.output_names = _onnxruntime(self.path, threads)
-        elif runtime == "openvino":
-            self._run, self.output_names = _openvino(self.path, threads)
-        else:
-            raise ExportError(f"unknown runtime {runtime!r}; use one of {RUNTIMES}")
+        if runtime not in RUNTIMES:
+            raise ExportError(f"unknown runtime {runtime!r}; use one of {runtime_names()}")
+        suffixes, opener = RUNTIMES[runtime]
+        from mtvision.export.deploy import deployed_format
+
+        suffix = deployed_format(self.path)
+        if suffix not in suffixes:
+            raise ExportError(
+                f"{self.path}: the {runtime} runtime reads {'/'.join(suffixes)} files, "
+                f"not {suffix or 'files without a suffix'}"
+            )
+        if isinstance(opener, str):
+            module, _, function = opener.partition(":")
+            opener = getattr(importlib.import_module(module), function)
+        self._run, self.output_names = opener(self.path, threads)
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Outputs by name for the graph's one input (uint8 (N, 3, H, W) images)."""
+        """Outputs by name for the graph's one input (uint8 images in the file's layout)."""
         return dict(zip(self.output_names, self._run(np.ascontiguousarray(images)), strict=True))
 
 
@@ -82,3 +127,7 @@ def _openvino(path: str, threads):
         return [request.get_output_tensor(i).data.copy() for i in range(len(names))]
 
     return run, names
+
+
+register_runtime("onnxruntime", (".onnx",), _onnxruntime)
+register_runtime("openvino", (".onnx",), _openvino)

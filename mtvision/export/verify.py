@@ -16,6 +16,7 @@ Used by ``tools/export_onnx.py``; the Python API does what the command line does
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,23 +26,26 @@ from torch import Tensor, nn
 
 from mtvision.errors import ExportError
 from mtvision.export.deploy import DeployModel, export_deploy_onnx
+from mtvision.export.deployed_model import DeployedModel
 from mtvision.export.onnx_export import (
     Uint8Input,
     check_onnx_matches,
     export_onnx,
     flatten_outputs,
 )
-from mtvision.export.onnx_model import OnnxRuntimeModel
+from mtvision.export.runtimes import default_runtime
 from mtvision.tasks.base import Task
 from mtvision.utils.atomic_files import staged_file
 
 __all__ = [
+    "EXPORT_FORMATS",
     "ExportMismatchError",
     "HeadAgreement",
     "RawCheck",
     "deployed_agreement",
     "export_deployed",
     "export_raw_checked",
+    "export_writer",
 ]
 
 
@@ -85,16 +89,21 @@ def deployed_agreement(
     images: Sequence[Tensor],
     topk: int = 5,
     seg_logits: bool = False,
+    runtime: str | None = None,
 ) -> dict[str, HeadAgreement]:
     """Run each uint8 (3, H, W) image through ``model``'s :class:`DeployModel` (torch)
-    and through ``onnx_file`` (onnxruntime); return ``{head: HeadAgreement}``.
+    and through the deployed file ``onnx_file`` (in ``runtime``, default: its format's,
+    :class:`~mtvision.export.DeployedModel`, which finishes a phone graph's outputs);
+    return ``{head: HeadAgreement}``.
 
     ``topk`` and ``seg_logits`` must be those the file was exported with.
     Raises ``ValueError`` without images.
     """
     if not images:
         raise ValueError("deployed_agreement needs at least one image")
-    deployed = OnnxRuntimeModel(onnx_file)
+    deployed = DeployedModel(onnx_file, runtime=runtime)
+    if any(info.get("phone_outputs") for info in deployed.heads.values()):
+        seg_logits = False  # a phone graph's outputs are finished into the mask only
     was_training = model.training
     torch_model = DeployModel(model, topk=topk, seg_logits=seg_logits).eval()
     tasks = deployed.head_tasks
@@ -126,6 +135,27 @@ def deployed_agreement(
     return result
 
 
+#: format name -> its deployed-file writer ``(model, path, input_size, *, classes, topk,
+#: seg_logits, source, **options)``: a function, or ``"module:function"`` imported on first
+#: use (a phone format's converter is an optional extra).
+EXPORT_FORMATS: dict = {"onnx": export_deploy_onnx}
+
+
+def export_writer(format: str):
+    """The writer of ``format`` (:data:`EXPORT_FORMATS`).
+
+    Raises:
+        ExportError: an unknown format (the known ones listed).
+    """
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {format!r}; use one of {list(EXPORT_FORMATS)}")
+    writer = EXPORT_FORMATS[format]
+    if isinstance(writer, str):
+        module, _, function = writer.partition(":")
+        writer = getattr(importlib.import_module(module), function)
+    return writer
+
+
 def _not_replaced(path: str) -> str:
     return f"{path} was left as it was" if os.path.isfile(path) else "nothing was written"
 
@@ -142,15 +172,22 @@ def export_deployed(
     source: Mapping[str, str] | None = None,
     check_images: Sequence[Tensor] = (),
     min_agreement: float = 0.99,
+    format: str = "onnx",
+    format_options: Mapping | None = None,
+    runtime: str | None = None,
 ) -> dict[str, HeadAgreement]:
     """Export ``model``'s deployed graph to ``path``, verified before it is committed.
 
     Args:
         model, input_size, classes, topk, seg_logits, opset, source: as for
-            :func:`~mtvision.export.export_deploy_onnx`.
+            :func:`~mtvision.export.export_deploy_onnx` (``opset``: ONNX only).
         check_images: uint8 (3, H, W) test images (at ``input_size``) compared in torch
-            and onnxruntime; none: the file is committed after ``onnx.checker`` only.
+            and the file's runtime; none: the file is committed after the writer's own
+            checks only.
         min_agreement: the least :attr:`HeadAgreement.agreement` every head must reach.
+        format: a name of :data:`EXPORT_FORMATS` (``"onnx"``, or a phone format).
+        format_options: further keyword arguments of that format's writer.
+        runtime: the runtime that checks the file (default: its format's first).
 
     Returns ``{head: HeadAgreement}`` (empty without ``check_images``).
 
@@ -161,20 +198,26 @@ def export_deployed(
         OutputError: ``path`` cannot be written (full disk, permissions).
     """
     shown = os.fspath(path)
+    writer = export_writer(format)
+    options = dict(format_options or {})
+    if format == "onnx":
+        options.setdefault("opset", opset)
     with staged_file(shown) as staged:
-        export_deploy_onnx(
+        writer(
             model,
             staged,
             input_size,
             classes=classes,
             topk=topk,
             seg_logits=seg_logits,
-            opset=opset,
             source=source,
+            **options,
         )
         if not check_images:
             return {}
-        agreements = deployed_agreement(model, staged, check_images, topk, seg_logits)
+        agreements = deployed_agreement(
+            model, staged, check_images, topk, seg_logits, runtime=runtime
+        )
         low = {
             name: round(head.agreement, 4)
             for name, head in agreements.items()
@@ -182,7 +225,8 @@ def export_deployed(
         }
         if low:
             raise ExportMismatchError(
-                f"{shown}: onnxruntime agrees with torch on {low} ({len(check_images)} "
+                f"{shown}: {runtime or default_runtime(staged)} agrees with torch on {low} "
+                f"({len(check_images)} "
                 f"images), below --min-agreement {min_agreement}; the export was rejected "
                 f"and {_not_replaced(shown)}"
             )

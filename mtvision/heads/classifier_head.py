@@ -107,11 +107,19 @@ class ClassifierHead(Head):
         return {"pred_score": scores, "pred_label": scores.argmax(dim=1)}
 
     def deploy(
-        self, outputs: dict[str, Tensor], input_size: tuple[int, int] | None = None, topk: int = 5
+        self,
+        outputs: dict[str, Tensor],
+        input_size: tuple[int, int] | None = None,
+        topk: int = 5,
+        probabilities: bool = False,
     ) -> dict[str, Tensor]:
         """What an exported graph returns: ``{"scores": (N, k) float32 softmax probabilities,
-        highest first, "labels": (N, k) int64}`` with ``k = min(topk, K)``."""
+        highest first, "labels": (N, k) int64}`` with ``k = min(topk, K)``; with
+        ``probabilities`` every class's ``{"probabilities": (N, K)}`` (what MediaPipe's
+        ``ImageClassifier`` reads; the top-k is taken outside the graph)."""
         scores = outputs["cls_logits"].float().softmax(dim=1)
+        if probabilities:
+            return {"probabilities": scores}
         top_scores, top_labels = scores.topk(min(int(topk), self.num_classes), dim=1)
         return {"scores": top_scores, "labels": top_labels}
 

@@ -206,14 +206,23 @@ class DeepLabV3Head(Head):
         return {"seg_logits": upsample(outputs["seg_logits"], input_size, self.align_corners)}
 
     def deploy(
-        self, outputs: dict[str, Tensor], input_size: tuple[int, int], with_logits: bool = False
+        self,
+        outputs: dict[str, Tensor],
+        input_size: tuple[int, int],
+        with_logits: bool = False,
+        class_logits: bool = False,
     ) -> dict[str, Tensor]:
         """What an exported graph returns: ``{"mask": (N, H, W) uint8}``, the argmax of the
         logits upsampled to the (H, W) input (:meth:`postprocess`), plus ``"seg_logits"``
-        (N, K, H, W) float32 when ``with_logits``. Needs K <= 256."""
+        (N, K, H, W) float32 when ``with_logits``. Needs K <= 256. With ``class_logits``
+        instead ``{"class_logits": (N, H, W, K)}``, the upsampled logits channels last
+        (what MediaPipe's ``ImageSegmenter`` reads, applying the softmax its metadata
+        names, to make its category mask; the argmax is the same as the mask's)."""
+        logits = self.postprocess(outputs, input_size)["seg_logits"]
+        if class_logits:
+            return {"class_logits": logits.permute(0, 2, 3, 1)}
         if self.num_classes > 256:
             raise ValueError(f"a uint8 class map holds 256 classes, not {self.num_classes}")
-        logits = self.postprocess(outputs, input_size)["seg_logits"]
         results = {"mask": logits.argmax(dim=1).to(torch.uint8)}
         if with_logits:
             results["seg_logits"] = logits

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import clip_boxes_to_image, sigmoid_focal_loss
+from torchvision.ops import sigmoid_focal_loss
 
 from mtvision.heads.base import Head, annotated_samples, merge_test_cfg, sample_source, zero_loss
 from mtvision.heads.ssdlite_extras import DEFAULT_DEPTHS, SSDLiteExtras
@@ -17,7 +17,7 @@ from mtvision.layers.feature_spec import FeatureSpec
 from mtvision.ops.anchors import GridAnchorGenerator
 from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import SSDMatcher
-from mtvision.ops.nms import class_aware_nms
+from mtvision.ops.ssd_postprocess import decode_detections
 from mtvision.registry import MODELS
 from mtvision.tasks import DETECTION
 from mtvision.tasks.detection import detections_to_original
@@ -313,59 +313,40 @@ class SSDLiteHead(Head):
         Entries at and after ``num_detections[i]`` are padding (boxes and scores 0,
         labels -1).
         """
-        cfg = self.test_cfg
+        anchors = self._anchors_for(outputs, input_size)
+        return decode_detections(
+            self.class_scores(outputs),
+            outputs["bbox_regression"].float(),
+            anchors,
+            self.box_coder,
+            input_size,
+            self.test_cfg,
+        )
+
+    def class_scores(self, outputs: dict[str, Tensor]) -> Tensor:
+        """(N, A, C) class probabilities of the anchors: softmax without the background
+        column (``cls_loss="softmax"``) or sigmoid (focal loss)."""
         cls_logits = outputs["cls_logits"].float()
         if self.cls_loss == SOFTMAX:
-            scores = cls_logits.softmax(dim=-1)[..., 1:]
-        else:
-            scores = cls_logits.sigmoid()
-        anchors = self._anchors_for(outputs, input_size)
-        boxes = self.box_coder.decode(outputs["bbox_regression"].float(), anchors)
-        boxes = clip_boxes_to_image(boxes, tuple(int(v) for v in input_size))
-        batch_size, num_anchors, num_classes = scores.shape
-        device = scores.device
+            return cls_logits.softmax(dim=-1)[..., 1:]
+        return cls_logits.sigmoid()
 
-        # Per image and class only the top-k anchors stay candidates (scores of the others
-        # set to 0, below any threshold), so NMS sees the boxes it would see after a gather
-        # and the same code runs in torch and as ONNX NonMaxSuppression.
-        scores = scores.transpose(1, 2)  # (N, C, A)
-        topk = cfg["topk_candidates"]
-        if topk is not None and topk < num_anchors:
-            kth_score = scores.topk(topk, dim=2).values[..., -1:]
-            scores = torch.where(scores >= kth_score, scores, torch.zeros_like(scores))
-        selected = class_aware_nms(boxes, scores, cfg["nms_iou_threshold"], cfg["score_threshold"])
-        kept_images, class_ids, anchor_ids = selected.unbind(1)
-        candidate_scores = scores[kept_images, class_ids, anchor_ids]
-        order = candidate_scores.argsort(descending=True)
-        kept_images, class_ids = kept_images[order], class_ids[order]
-        candidate_scores, candidate_boxes = (
-            candidate_scores[order],
-            boxes[kept_images, anchor_ids[order]],
-        )
-        # Each detection's rank within its own image (detections are sorted by score).
-        in_image = kept_images.unsqueeze(1) == torch.arange(batch_size, device=device)
-        rank = (in_image.long().cumsum(dim=0) * in_image).sum(dim=1) - 1
-        selected = rank < cfg["max_detections"]
-        kept_images, rank = kept_images[selected], rank[selected]
-
-        max_detections = cfg["max_detections"]
-        results = {
-            "boxes": boxes.new_zeros(batch_size, max_detections, 4),
-            "scores": scores.new_zeros(batch_size, max_detections),
-            "labels": torch.full(
-                (batch_size, max_detections), -1, dtype=torch.int64, device=device
-            ),
-            "num_detections": (in_image[selected].long()).sum(dim=0),
-        }
-        results["boxes"][kept_images, rank] = candidate_boxes[selected]
-        results["scores"][kept_images, rank] = candidate_scores[selected]
-        results["labels"][kept_images, rank] = class_ids[selected]
-        return results
-
-    def deploy(self, outputs: dict[str, Tensor], input_size: tuple[int, int]) -> dict[str, Tensor]:
+    def deploy(
+        self, outputs: dict[str, Tensor], input_size: tuple[int, int], nms: bool = True
+    ) -> dict[str, Tensor]:
         """What an exported graph returns: :meth:`postprocess`'s padded detections (its NMS
-        exports as ONNX ``NonMaxSuppression``)."""
-        return self.postprocess(outputs, input_size)
+        exports as ONNX ``NonMaxSuppression``); with ``nms=False`` (runtimes without an
+        NMS op: LiteRT, ExecuTorch) the raw SSD outputs ``{"anchor_scores": (N, A, C) class
+        probabilities, "box_regression": (N, A, 4) box codes}``, decoded and suppressed
+        outside the graph by :func:`decode_detections` (or MediaPipe) with the anchors
+        recorded in the file's metadata."""
+        if nms:
+            return self.postprocess(outputs, input_size)
+        self._anchors_for(outputs, input_size)
+        return {
+            "anchor_scores": self.class_scores(outputs),
+            "box_regression": outputs["bbox_regression"].float(),
+        }
 
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:
         """:func:`~mtvision.tasks.detection.detections_to_original`."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtvision.layers.conv_norm_act import ConvNormAct
@@ -24,8 +25,10 @@ from mtvision.layers.conv_norm_act import ConvNormAct
 class ImagePooling(nn.Module):
     """Global average pool -> 1x1 conv + BN + ReLU -> broadcast back to the input size.
 
-    (N, C_in, H, W) -> (N, C_out, H, W), constant over H and W. Bilinear upsampling
-    of a 1x1 map is that constant, so the map is expanded instead of interpolated.
+    (N, C_in, H, W) -> (N, C_out, H, W), constant over H and W: a bilinear resize of
+    the 1x1 map (``align_corners=True``, as TF DeepLab), which is that constant. Not
+    ``expand``: LiteRT lowers it to a ``BROADCAST_TO`` whose output shape its runtime
+    refuses to load ("Output shape must be broadcastable"), where a resize converts.
 
     Its BatchNorm sees one value per image and channel, so in training mode it needs
     a batch of at least two images.
@@ -47,7 +50,7 @@ class ImagePooling(nn.Module):
                 "train with batch_size >= 2 or keep the head's BatchNorms in eval mode"
             )
         pooled = self.conv(self.pool(x))
-        return pooled.expand(-1, -1, x.shape[2], x.shape[3])
+        return F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=True)
 
 
 class ASPP(nn.Module):

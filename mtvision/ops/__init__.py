@@ -10,6 +10,7 @@ from mtvision.ops.box_coder import BoxCoder
 from mtvision.ops.matcher import BACKGROUND, SSDMatcher
 from mtvision.ops.nms import class_aware_nms
 from mtvision.ops.resize import resize
+from mtvision.ops.ssd_postprocess import decode_detections
 
 __all__ = [
     "BACKGROUND",
@@ -19,6 +20,7 @@ __all__ = [
     "SSDAnchorGenerator",
     "SSDMatcher",
     "class_aware_nms",
+    "decode_detections",
     "linear_scales",
     "resize",
 ]

@@ -76,13 +76,32 @@ class Task:
 
     # ------------------------------------------------------------ deployment
 
-    def deploy_options(self, topk: int, seg_logits: bool) -> dict:
-        """Keyword arguments of the head's ``deploy(outputs, input_size, ...)``."""
+    def deploy_options(
+        self, topk: int, seg_logits: bool, phone: bool = False, class_map: bool = False
+    ) -> dict:
+        """Keyword arguments of the head's ``deploy(outputs, input_size, ...)``.
+
+        ``phone``: the graph of the phone runtimes (LiteRT, ExecuTorch), which have no NMS
+        op and whose task libraries (MediaPipe Tasks) do the last step themselves: class
+        probabilities, raw SSD outputs, per-pixel class scores (``class_map``: the class
+        map instead, argmax inside). :meth:`finish_phone_outputs` does that last step in
+        Python, so every runtime's outputs end as the ONNX graph's."""
         return {}
 
-    def deploy_metadata(self, head, topk: int) -> dict:
-        """Entries of the head's deployed metadata beyond task, classes and outputs."""
+    def deploy_metadata(
+        self, head, topk: int, phone: bool = False, input_size: tuple[int, int] | None = None
+    ) -> dict:
+        """Entries of the head's deployed metadata beyond task, classes and outputs (for a
+        ``phone`` graph what finishing its outputs needs, e.g. the anchors)."""
         return {}
+
+    def finish_phone_outputs(
+        self, outputs: Mapping[str, Tensor], info: Mapping, input_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """A phone graph's outputs (``deploy_options(phone=True)``) -> the ONNX graph's
+        fields, computed as the torch head does (``info``: the head's metadata entry;
+        ``input_size``: (H, W) the file takes)."""
+        raise NotImplementedError
 
     def spatial_axes(self, field: str) -> tuple[int, int] | None:
         """The (height, width) axes of a deployed output that follow the input size."""

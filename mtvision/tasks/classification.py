@@ -32,11 +32,24 @@ class Classification(Task):
     draw_order = 2
     in_image_pixels = False
 
-    def deploy_options(self, topk: int, seg_logits: bool) -> dict:
-        return {"topk": topk}
+    def deploy_options(
+        self, topk: int, seg_logits: bool, phone: bool = False, class_map: bool = False
+    ) -> dict:
+        """``phone``: every class's probability (``probabilities`` (N, K))."""
+        return {"topk": topk, "probabilities": phone}
 
-    def deploy_metadata(self, head, topk: int) -> dict:
+    def deploy_metadata(
+        self, head, topk: int, phone: bool = False, input_size: tuple[int, int] | None = None
+    ) -> dict:
         return {"topk": min(int(topk), int(head.num_classes))}
+
+    def finish_phone_outputs(
+        self, outputs: Mapping[str, Tensor], info: Mapping, input_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """``probabilities`` (N, K) -> the top ``info["topk"]``: ``scores``, ``labels`` (N, k)."""
+        probabilities = torch.as_tensor(outputs["probabilities"]).float()
+        scores, labels = probabilities.topk(int(info["topk"]), dim=1)
+        return {"scores": scores, "labels": labels}
 
     def from_deployed(
         self, outputs: Mapping[str, Tensor], samples: Sequence[dict], info: Mapping

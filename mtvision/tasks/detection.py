@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou, clip_boxes_to_image
 
+from mtvision.ops.box_coder import BoxCoder
+from mtvision.ops.ssd_postprocess import decode_detections
 from mtvision.tasks.base import HeadInfo, Task, register_task
 from mtvision.utils.arrays import to_numpy
 from mtvision.visualization.draw import draw_detections
@@ -32,6 +34,54 @@ class Detection(Task):
     name = "detection"
     fields = ("boxes", "scores", "labels")
     draw_order = 1
+
+    def deploy_options(
+        self, topk: int, seg_logits: bool, phone: bool = False, class_map: bool = False
+    ) -> dict:
+        """``phone``: the raw SSD outputs (no NMS op in the phone runtimes)."""
+        return {"nms": not phone}
+
+    def deploy_metadata(
+        self, head, topk: int, phone: bool = False, input_size: tuple[int, int] | None = None
+    ) -> dict:
+        """For a ``phone`` graph what decoding its raw outputs needs: ``anchors`` (A, 4)
+        xyxy input pixels, ``box_coder_weights`` (wx, wy, ww, wh), ``score_activation``
+        (``"softmax"`` with the background column dropped, or ``"sigmoid"``) and the
+        head's ``test_cfg`` (thresholds, top-k candidates, ``max_detections``)."""
+        if not phone:
+            return {}
+        if input_size is None:
+            raise ValueError("a phone graph's detection metadata needs the input size")
+        cfg = head.test_cfg
+        return {
+            "anchors": head.anchors(tuple(input_size)).tolist(),
+            "box_coder_weights": [float(w) for w in head.box_coder.weights],
+            "score_activation": "softmax" if head.cls_loss == "softmax" else "sigmoid",
+            "test_cfg": {
+                "score_threshold": float(cfg["score_threshold"]),
+                "nms_iou_threshold": float(cfg["nms_iou_threshold"]),
+                "topk_candidates": None
+                if cfg["topk_candidates"] is None
+                else int(cfg["topk_candidates"]),
+                "max_detections": int(cfg["max_detections"]),
+            },
+        }
+
+    def finish_phone_outputs(
+        self, outputs: Mapping[str, Tensor], info: Mapping, input_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """Raw ``anchor_scores`` (N, A, C) and ``box_regression`` (N, A, 4) -> the padded
+        detections of :func:`~mtvision.ops.decode_detections` with the recorded anchors,
+        box coder and ``test_cfg`` (the torch head's own post-processing)."""
+        anchors = torch.tensor(info["anchors"], dtype=torch.float32)
+        return decode_detections(
+            torch.as_tensor(outputs["anchor_scores"]).float(),
+            torch.as_tensor(outputs["box_regression"]).float(),
+            anchors,
+            BoxCoder(tuple(info["box_coder_weights"])),
+            tuple(int(v) for v in input_size),
+            info["test_cfg"],
+        )
 
     def from_deployed(
         self, outputs: Mapping[str, Tensor], samples: Sequence[dict], info: Mapping

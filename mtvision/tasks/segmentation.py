@@ -50,14 +50,32 @@ class Segmentation(Task):
         palette = voc_colormap() if palette is None else np.asarray(palette, np.uint8)
         return palette.reshape(-1, 3)
 
-    def deploy_options(self, topk: int, seg_logits: bool) -> dict:
+    def deploy_options(
+        self, topk: int, seg_logits: bool, phone: bool = False, class_map: bool = False
+    ) -> dict:
+        """``phone``: the upsampled logits channels last (``class_logits`` (N, H, W, K)), or
+        with ``class_map`` the uint8 ``mask`` as in the ONNX graph."""
+        if phone:
+            return {"with_logits": False, "class_logits": not class_map}
         return {"with_logits": seg_logits}
 
-    def deploy_metadata(self, head, topk: int) -> dict:
+    def deploy_metadata(
+        self, head, topk: int, phone: bool = False, input_size: tuple[int, int] | None = None
+    ) -> dict:
         return {"align_corners": bool(getattr(head, "align_corners", False))}
 
+    def finish_phone_outputs(
+        self, outputs: Mapping[str, Tensor], info: Mapping, input_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """``class_logits`` (N, H, W, K) -> ``mask`` (N, H, W) uint8, their argmax (a file
+        with the class map inside gives its ``mask`` as it is)."""
+        if "mask" in outputs:
+            return {"mask": torch.as_tensor(outputs["mask"]).to(torch.uint8)}
+        logits = torch.as_tensor(outputs["class_logits"])
+        return {"mask": logits.argmax(dim=-1).to(torch.uint8)}
+
     def spatial_axes(self, field: str) -> tuple[int, int] | None:
-        return {"mask": (1, 2), "seg_logits": (2, 3)}.get(field)
+        return {"mask": (1, 2), "seg_logits": (2, 3), "class_logits": (1, 2)}.get(field)
 
     def from_deployed(
         self, outputs: Mapping[str, Tensor], samples: Sequence[dict], info: Mapping

@@ -1,15 +1,17 @@
-"""A deployed ONNX file run by onnxruntime (or OpenVINO) behind the same ``predict`` as the torch model.
+"""A deployed file run by its runtime behind the same ``predict`` as the torch model.
 
-:class:`OnnxRuntimeModel` reads the metadata :func:`~mtvision.export.export_deploy_onnx`
-writes, runs the graph on uint8 images and maps its outputs back to the
-original images through each head's task adapter (:meth:`mtvision.tasks.Task.from_deployed`,
-with the functions the heads use, e.g. :func:`~mtvision.tasks.detection.detections_to_original`), so its
-predictions have exactly the fields of :meth:`MultiTaskModel.predict
+:class:`DeployedModel` reads the metadata every exporter writes
+(:func:`~mtvision.export.deploy_metadata`: ONNX, and the phone formats), runs the file on
+uint8 images in its runtime (:mod:`mtvision.export.runtimes`), finishes a phone graph's
+outputs as the torch head would (:meth:`mtvision.tasks.Task.finish_phone_outputs`: top-k,
+SSD decoding + NMS, argmax) and maps them back to the original images through each
+head's task adapter (:meth:`mtvision.tasks.Task.from_deployed`), so its predictions have
+exactly the fields of :meth:`MultiTaskModel.predict
 <mtvision.models.MultiTaskModel.predict>` and every metric, the show hook and
-``tools/predict.py`` take them unchanged. Registered in ``MODELS``, it also
-stands in for the model under mmengine's test loop: ``tools/eval.py CONFIG
-FILE.onnx --backend onnxruntime`` evaluates the deployed file with the
-config's dataloader and metrics.
+``tools/predict.py`` take them unchanged. Registered in ``MODELS``, it also stands in
+for the model under mmengine's test loop: ``tools/eval.py CONFIG FILE.onnx`` evaluates
+the deployed file with the config's dataloader and metrics. ``OnnxRuntimeModel`` is its
+older name, kept for configs that name it.
 """
 
 from __future__ import annotations
@@ -25,25 +27,26 @@ from torch import Tensor, nn
 
 from mtvision.errors import ExportError
 from mtvision.export.deploy import read_deploy_metadata
-from mtvision.export.runtimes import DeployedSession
+from mtvision.export.runtimes import DeployedSession, default_runtime
 from mtvision.registry import MODELS
 from mtvision.tasks import Task, task_named, task_of
 
 
 @MODELS.register_module()
-class OnnxRuntimeModel(BaseModel):
-    """A deployed ONNX file (uint8 images in, final results out) on onnxruntime's CPU provider.
+class DeployedModel(BaseModel):
+    """A deployed file (uint8 images in, final results out) in its runtime on the CPU.
 
     Args:
-        onnx_file: written by :func:`~mtvision.export.export_deploy_onnx`
-            (``tools/export_onnx.py``), float or int8 (``tools/quantize.py``).
+        onnx_file: the deployed file: ONNX (``tools/export.py --format onnx``, float or
+            int8 from ``tools/quantize.py``) or a phone format whose runtime is registered
+            (:data:`~mtvision.export.runtimes.RUNTIMES`).
         model: optional config dict (or built model) of the torch model the file is
             meant to stand for; its heads' names and class counts must match the
             file's (:func:`check_deploy_matches`).
         threads: intra-op threads (default: the runtime's choice).
         config_source: how to name the config in errors (e.g. its path).
-        runtime: ``"onnxruntime"`` or ``"openvino"`` (:class:`~mtvision.export.runtimes.DeployedSession`),
-            the same file and the same outputs.
+        runtime: a runtime that reads the file (:class:`~mtvision.export.runtimes.DeployedSession`);
+            None: the first registered for its suffix (``.onnx``: onnxruntime).
 
     Attributes: ``metadata`` (the file's JSON metadata), ``heads`` (``{head name: its
     metadata entry}``), ``head_tasks`` (``{head name: task adapter}``, from the
@@ -61,7 +64,7 @@ class OnnxRuntimeModel(BaseModel):
         model: dict | nn.Module | None = None,
         threads: int | None = None,
         config_source: str = "the config",
-        runtime: str = "onnxruntime",
+        runtime: str | None = None,
         data_preprocessor: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -80,8 +83,9 @@ class OnnxRuntimeModel(BaseModel):
             if isinstance(model, Mapping):
                 model = MODELS.build(dict(model))
             check_deploy_matches(self.metadata, model, self.onnx_file, config_source)
-        self.runtime = runtime
-        self.session = DeployedSession(self.onnx_file, runtime, threads)
+        self.channels_last = self.metadata.get("input_layout", "NCHW") == "NHWC"
+        self.runtime = runtime or default_runtime(self.onnx_file) or "onnxruntime"
+        self.session = DeployedSession(self.onnx_file, self.runtime, threads)
         self._active = tuple(self.heads)
 
     # ---------------------------------------------------------- head selection
@@ -108,7 +112,9 @@ class OnnxRuntimeModel(BaseModel):
     # ------------------------------------------------------------------ running
 
     def run(self, images: Tensor | np.ndarray) -> dict[str, dict[str, Tensor]]:
-        """The graph's outputs ``{head: {field: Tensor}}`` for uint8 (N, 3, H, W) RGB images.
+        """The graph's outputs ``{head: {field: Tensor}}`` for uint8 (N, 3, H, W) RGB images
+        (transposed here for a file that takes (N, H, W, 3)), a phone graph's finished
+        into the ONNX graph's fields.
 
         Raises:
             ExportError: images that are not uint8 (N, 3, H, W), or whose size is not
@@ -126,13 +132,22 @@ class OnnxRuntimeModel(BaseModel):
                 f"(H x W) but got {array.shape[2]}x{array.shape[3]}: the config's test "
                 "pipeline must resize to the exported input size"
             )
-        by_name = self.session.run(array)
-        return {
-            head: {
-                field: torch.from_numpy(by_name[name]) for field, name in info["outputs"].items()
+        if self.channels_last:
+            array = array.transpose(0, 2, 3, 1)
+        by_name = self.session.run(np.ascontiguousarray(array))
+        input_size = (array.shape[1:3]) if self.channels_last else array.shape[2:4]
+        outputs = {}
+        for head, info in self.heads.items():
+            fields = {
+                field: torch.from_numpy(np.asarray(by_name[name]))
+                for field, name in info["outputs"].items()
             }
-            for head, info in self.heads.items()
-        }
+            if info.get("phone_outputs"):
+                fields = self.head_tasks[head].finish_phone_outputs(
+                    fields, info, tuple(int(v) for v in input_size)
+                )
+            outputs[head] = fields
+        return outputs
 
     def predict(
         self, inputs: Sequence[Tensor], data_samples: Sequence[dict] | None = None
@@ -189,6 +204,11 @@ class OnnxRuntimeModel(BaseModel):
         return self.predict(data["inputs"], data.get("data_samples"))
 
     val_step = test_step
+
+
+@MODELS.register_module()
+class OnnxRuntimeModel(DeployedModel):
+    """:class:`DeployedModel` under its older name (configs and scripts name it)."""
 
 
 def _image_sample(sample: dict, image: Tensor) -> dict:
