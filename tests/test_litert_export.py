@@ -295,3 +295,66 @@ def test_file_of_another_config_names_both(classifier_file):
         DeployedModel(path, model=other, config_source="cfg.py")
     with pytest.raises(ExportError, match=r"cls.tflite takes 64x64 images .* got 80x80"):
         DeployedModel(path).run(_images(1, (80, 80)))
+
+
+# ------------------------------------------------------------------------------ int8
+
+
+def test_int8_tflite_follows_the_float_model_and_refuses_itself(tmp_path):
+    from mtvision.export.litert_quantize import quantize_tflite
+
+    torch.manual_seed(0)
+    model = randomize_batch_norms_(
+        mtvision.create_model("mobilenet_v2_035", num_classes=10), seed=2, input_size=64
+    )
+    with torch.no_grad():  # class scores far from ties (a fresh last layer starts near 0)
+        torch.nn.init.normal_(model.heads.classification.fc.weight, std=0.3)
+    source = export_deploy_tflite(model, tmp_path / "cls.tflite", (64, 64))
+    images = torch.stack(
+        [torch.from_numpy(textured_image(64, 64, seed=s)).permute(2, 0, 1) for s in range(48)]
+    )
+    target = tmp_path / "cls.int8.tflite"
+    record = quantize_tflite(source, target, list(images[:32]))
+    assert record["calibration_images"] == 32 and record["source"] == str(source)
+    metadata = read_deploy_metadata(target)
+    assert metadata["quantization"] == record
+    assert {k: v for k, v in metadata.items() if k != "quantization"} == read_deploy_metadata(
+        source
+    )
+    interpreter = _interpreter(target)
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    kinds = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    assert "int8" in kinds
+    assert target.stat().st_size < 0.5 * (tmp_path / "cls.tflite").stat().st_size
+    held_out = images[32:]  # 16 images the calibration did not see
+    actual = DeployedModel(target).run(held_out)["classification"]
+    expected = DeployModel(model).eval().outputs(held_out)["classification"]
+    top1 = float((actual["labels"][:, 0] == expected["labels"][:, 0]).float().mean())
+    assert top1 >= 0.75  # measured 14/16 for this random network
+    with pytest.raises(ExportError) as error:
+        quantize_tflite(target, tmp_path / "again.tflite", list(images[:2]))
+    assert str(error.value) == (
+        f"{target} is already int8 (32 calibration images); quantise the float file it "
+        f"came from, {source}"
+    )
+    assert not (tmp_path / "again.tflite").exists()
+
+
+def test_quantize_tool_tflite_branch(classifier_tool_file, tmp_path, capsys):
+    _, _, out, options, _ = classifier_tool_file
+    quantize_tool = load_tool("quantize")
+    target = tmp_path / "cls.int8.tflite"
+    record = quantize_tool.main(
+        [CLASSIFIER, str(out), "--out", str(target), "--calib", "4", *options]
+    )
+    assert record["calibration_images"] == 4
+    assert f"wrote {target}: static int8" in capsys.readouterr().out
+    assert read_deploy_metadata(target)["quantization"]["source"] == str(out)
+    with pytest.raises(SystemExit):
+        run_cli(lambda: quantize_tool.main(
+            [CLASSIFIER, str(target), "--out", str(tmp_path / "x.tflite"), "--calib", "2", *options]
+        ))  # fmt: skip
+    assert capsys.readouterr().err == (
+        f"error: {target} is already int8 (4 calibration images); quantise the float file "
+        f"it came from, {out}\n"
+    )

@@ -41,13 +41,15 @@ def _schema():
 def with_mtvision_metadata(
     content: bytes,
     metadata: Mapping,
-    input_name: str,
-    output_names: Sequence[str],
+    input_name: str | None = None,
+    output_names: Sequence[str] | None = None,
+    drop: Sequence[str] = (),
 ) -> bytes:
     """``content`` (a single-subgraph .tflite) with ``metadata`` as JSON under the entry
-    ``"mtvision"``, its input tensor named ``input_name`` and its outputs named
-    ``output_names`` in that order (the signature's ``output_0``, ``output_1``, ... are
-    the converted module's outputs in order). Other metadata entries are kept.
+    ``"mtvision"``; with ``output_names``, its input tensor named ``input_name`` and its
+    outputs named ``output_names`` in that order (the signature's ``output_0``,
+    ``output_1``, ... are the converted module's outputs in order). Other metadata
+    entries are kept, except those named in ``drop``.
 
     Raises:
         ExportError: ``content`` is not a single-subgraph TFLite model with one input and
@@ -55,6 +57,20 @@ def with_mtvision_metadata(
     """
     schema, flatbuffer_utils = _schema()
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    if output_names is not None:
+        _name_tensors(schema, model, input_name, output_names)
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata).encode())
+    dropped = {METADATA_NAME, *drop}
+    entries = [m for m in (model.metadata or []) if _text(m.name) not in dropped]
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [*entries, entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _name_tensors(schema, model, input_name: str, output_names: Sequence[str]) -> None:
     if len(model.subgraphs) != 1 or len(model.subgraphs[0].inputs) != 1:
         raise ExportError("the converted .tflite has not one subgraph with one input")
     subgraph = model.subgraphs[0]
@@ -84,15 +100,6 @@ def with_mtvision_metadata(
             mapping = schema.TensorMapT()
             mapping.name, mapping.tensorIndex = name, index
             signature.outputs.append(mapping)
-
-    buffer = schema.BufferT()
-    buffer.data = list(json.dumps(metadata).encode())
-    entries = [m for m in (model.metadata or []) if _text(m.name) != METADATA_NAME]
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
-    model.metadata = [*entries, entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _text(value) -> str:
