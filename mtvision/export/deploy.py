@@ -99,9 +99,13 @@ class DeployModel(nn.Module):
         """``{head: {field: Tensor}}`` of the uint8 (N, 3, H, W) batch ((N, H, W, 3) with
         ``channels_last``)."""
         if self.channels_last:
-            images = images.permute(0, 3, 1, 2)
-        inputs = (images.float() - self.mean) / self.std
-        input_size = (images.shape[-2], images.shape[-1])
+            # Normalised while channels last, then permuted: LiteRT's converter (which works
+            # channels last) then cancels the permute against its own layout change.
+            mean, std = self.mean.view(1, 1, 1, 3), self.std.view(1, 1, 1, 3)
+            inputs = ((images.float() - mean) / std).permute(0, 3, 1, 2)
+        else:
+            inputs = (images.float() - self.mean) / self.std
+        input_size = (inputs.shape[-2], inputs.shape[-1])
         features = self.model.backbone(inputs)
         options = {
             "topk": self.topk,
