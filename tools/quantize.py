@@ -51,7 +51,9 @@ from mtvision.utils.atomic_files import check_output_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Quantise a deployed ONNX graph or .tflite to int8.")
+    parser = argparse.ArgumentParser(
+        description="Quantise a deployed ONNX graph or .tflite to int8."
+    )
     parser.add_argument("config", help="config file path (its test dataset calibrates)")
     parser.add_argument("onnx", help="float ONNX file with uint8 image input, or a float .tflite")
     parser.add_argument("--out", required=True, help="int8 ONNX file to write")
