@@ -1,6 +1,7 @@
-"""Quantise a deployed float ONNX graph to int8 with onnxruntime, calibrated on test images.
+"""Quantise a deployed float ONNX graph or .tflite file to int8, calibrated on test images.
 
     python tools/quantize.py CONFIG FILE.onnx --out FILE.int8.onnx --calib N
+    python tools/quantize.py CONFIG FILE.tflite --out FILE.int8.tflite --calib N [--seed S]
         [--seed S] [--batch-size B] [--method minmax|percentile|entropy]
         [--activation-type uint8|int8] [--per-tensor] [--int8-last-layers]
         [--no-fold-pads] [--cfg-options KEY=VALUE ...]
@@ -23,6 +24,13 @@ Checked before any calibration: ``--out`` (not a folder, its folder writable)
 and ``FILE.onnx`` (an ONNX file with one uint8 image input, not already int8:
 an int8 file of this tool is refused naming the float file it came from). The
 int8 file replaces ``--out`` only after onnxruntime has opened it.
+
+A ``.tflite`` (``tools/export.py --format tflite``) is quantised by ai-edge-quantizer
+(``mtvision.export.litert_quantize``: static int8, per-channel weights, min/max
+activation ranges from the same draw of test images, fed one at a time as uint8
+(1, H, W, 3)); the ONNX options (``--method`` ...) do not apply to it. Its metadata
+(mtvision's, with a ``quantization`` record naming the float file, and MediaPipe's)
+is kept; an int8 ``.tflite`` is refused naming the float file it came from.
 """
 
 from __future__ import annotations
@@ -35,15 +43,19 @@ from tqdm import tqdm
 from mtvision.engine import load_config
 from mtvision.engine.cli import add_cfg_options_argument, run_cli
 from mtvision.errors import ConfigError
+from mtvision.export.deploy import deployed_format
+from mtvision.export.litert_quantize import check_float_tflite, quantize_tflite
 from mtvision.export.quantize import QuantizationSettings, graph_input, quantize_onnx
 from mtvision.export.sample_images import calibration_batches, calibration_datasets, draw_samples
 from mtvision.utils.atomic_files import check_output_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Quantise a deployed ONNX graph to int8.")
+    parser = argparse.ArgumentParser(
+        description="Quantise a deployed ONNX graph or .tflite to int8."
+    )
     parser.add_argument("config", help="config file path (its test dataset calibrates)")
-    parser.add_argument("onnx", help="float ONNX file with uint8 image input")
+    parser.add_argument("onnx", help="float ONNX file with uint8 image input, or a float .tflite")
     parser.add_argument("--out", required=True, help="int8 ONNX file to write")
     parser.add_argument(
         "--calib", type=int, required=True, metavar="N", help="number of calibration images"
@@ -94,9 +106,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     """Quantise as the command line says; returns the quantisation record."""
+
     args = parse_args(argv)
     check_output_file(args.out, "--out", example="model.int8.onnx")
-    size, fixed_batch = graph_input(args.onnx)
+    tflite = deployed_format(args.onnx) == ".tflite"
+    if tflite:
+        size, fixed_batch = tuple(check_float_tflite(args.onnx)["input_size"]), 1
+    else:
+        size, fixed_batch = graph_input(args.onnx)
     cfg = load_config(args.config, args.cfg_options)
     datasets = calibration_datasets(cfg)
     sizes = [len(dataset) for _, dataset in datasets]
@@ -112,6 +129,20 @@ def main(argv=None) -> dict:
     picks = draw_samples(sizes, args.calib, args.seed)
     batch_size = fixed_batch or (args.batch_size if size is not None else 1)
     resized: list = []
+    if tflite:
+        with tqdm(total=len(picks), desc="calibration", unit="img", file=sys.stderr) as bar:
+            record = quantize_tflite(
+                args.onnx,
+                args.out,
+                calibration_batches([d for _, d in datasets], picks, size, 1, resized),
+                on_image=bar.update,
+            )
+        _note_resized(resized, len(picks), size)
+        print(
+            f"wrote {args.out}: {record['scheme']} on {record['calibration_images']} "
+            f"images, {record['weights']} weights"
+        )
+        return record
     settings = QuantizationSettings(
         method=args.method,
         activation_type=args.activation_type,
@@ -127,13 +158,7 @@ def main(argv=None) -> dict:
             settings,
             on_batch=bar.update,
         )
-    if resized:
-        print(
-            f"note: {len(resized)} of {len(picks)} calibration images were resized from the "
-            f"test pipeline's size (e.g. {resized[0][0]}x{resized[0][1]}) to the graph's "
-            f"{size[0]}x{size[1]}",
-            file=sys.stderr,
-        )
+    _note_resized(resized, len(picks), size)
     print(
         f"wrote {args.out}: int8 QDQ, {record['method']} calibration on "
         f"{record['calibration_images']} images, {record['activation_type']} activations, "
@@ -142,6 +167,16 @@ def main(argv=None) -> dict:
         f"nodes and {len(record['float_nodes'])} last layers"
     )
     return record
+
+
+def _note_resized(resized: list, picked: int, size) -> None:
+    if resized:
+        print(
+            f"note: {len(resized)} of {picked} calibration images were resized from the "
+            f"test pipeline's size (e.g. {resized[0][0]}x{resized[0][1]}) to the graph's "
+            f"{size[0]}x{size[1]}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -99,9 +99,13 @@ class DeployModel(nn.Module):
         """``{head: {field: Tensor}}`` of the uint8 (N, 3, H, W) batch ((N, H, W, 3) with
         ``channels_last``)."""
         if self.channels_last:
-            images = images.permute(0, 3, 1, 2)
-        inputs = (images.float() - self.mean) / self.std
-        input_size = (images.shape[-2], images.shape[-1])
+            # Normalised while channels last, then permuted: LiteRT's converter (which works
+            # channels last) then cancels the permute against its own layout change.
+            mean, std = self.mean.view(1, 1, 1, 3), self.std.view(1, 1, 1, 3)
+            inputs = ((images.float() - mean) / std).permute(0, 3, 1, 2)
+        else:
+            inputs = (images.float() - self.mean) / self.std
+        input_size = (inputs.shape[-2], inputs.shape[-1])
         features = self.model.backbone(inputs)
         options = {
             "topk": self.topk,
@@ -356,4 +360,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
 #: suffix -> the reader of that format's mtvision metadata (a function, or
 #: ``"module:function"`` imported on first use, so a format's optional runtime is imported
 #: only for its own files).
-METADATA_READERS: dict = {".onnx": read_onnx_metadata}
+METADATA_READERS: dict = {
+    ".onnx": read_onnx_metadata,
+    ".tflite": "mtvision.export.litert_metadata:read_tflite_metadata",
+}

@@ -131,3 +131,4 @@ def _openvino(path: str, threads):
 
 register_runtime("onnxruntime", (".onnx",), _onnxruntime)
 register_runtime("openvino", (".onnx",), _openvino)
+register_runtime("litert", (".tflite",), "mtvision.export.litert_runtime:open_litert")

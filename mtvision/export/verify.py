@@ -138,7 +138,10 @@ def deployed_agreement(
 #: format name -> its deployed-file writer ``(model, path, input_size, *, classes, topk,
 #: seg_logits, source, **options)``: a function, or ``"module:function"`` imported on first
 #: use (a phone format's converter is an optional extra).
-EXPORT_FORMATS: dict = {"onnx": export_deploy_onnx}
+EXPORT_FORMATS: dict = {
+    "onnx": export_deploy_onnx,
+    "tflite": "mtvision.export.litert_export:export_deploy_tflite",
+}
 
 
 def export_writer(format: str):
