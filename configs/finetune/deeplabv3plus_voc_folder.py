@@ -6,7 +6,7 @@
 #   python tools/convert_weights.py deeplabv3_mnv2_ade20k_int8.tflite \
 #       --config configs/pretrained/deeplabv3plus_tflite_ade20k.py \
 #       --out work_dirs/pretrained/deeplabv3plus_ade20k.pth
-# 2. Fine-tune (100 iterations of 4 crops of 321x321):
+# 2. Fine-tune (50 iterations of 4 crops of 257x257):
 #   DATA_ROOT=/path/to/VOC2012 python tools/train.py configs/finetune/deeplabv3plus_voc_folder.py
 #   your own classes: --cfg-options model.heads.segmentation.num_classes=3
 #       "train_dataloader.dataset.classes=['background','a','b']" (and the same for val)
@@ -22,7 +22,7 @@ _base_ = [
 
 data_root = "{{$DATA_ROOT:data/VOCdevkit/VOC2012}}"
 pretrained = "work_dirs/pretrained/deeplabv3plus_ade20k.pth"
-crop_size = 321
+crop_size = 257
 tf_mean = (127.5, 127.5, 127.5)
 
 model = dict(
@@ -65,15 +65,15 @@ train_dataloader = dict(
 val_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root, split="val"))
 test_dataloader = val_dataloader
 
-max_iters = 100
+max_iters = 50
 optim_wrapper = dict(
     type="OptimWrapper",
     optimizer=dict(type="AdamW", lr=2e-3, weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={"backbone": dict(lr_mult=0.1)}),
 )
 param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=10),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=10, end=max_iters, eta_min=1e-5),
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=5),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=5, end=max_iters, eta_min=1e-5),
 ]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type="ValLoop")
