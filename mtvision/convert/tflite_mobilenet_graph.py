@@ -1,4 +1,4 @@
-"""The layers of a TFLite MobileNetV2 classifier or on-device DeepLabv3 graph, found by
+"""The layers of a TFLite MobileNetV2 classifier or on-device DeepLabv3 / DeepLabv3+ graph, found by
 walking its data flow.
 
 The graph of the file (:class:`~mtvision.convert.tflite_graph.TfliteGraph`) is walked
@@ -191,7 +191,7 @@ class _Walker:
     def fail(self, message: str, op: TfliteOp | None = None):
         where = f" at {self.graph.describe(op)}" if op is not None else ""
         raise ConversionError(
-            f"{self.graph.path}: not a MobileNetV2 classifier or on-device DeepLabv3 graph"
+            f"{self.graph.path}: not a MobileNetV2 classifier or on-device DeepLabv3(+) graph"
             f"{where}: {message}"
         )
 
