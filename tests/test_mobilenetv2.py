@@ -26,6 +26,7 @@ from mtvision.utils.parity import randomize_batch_norms_
 ALL_TAPS = (
     "stem",
     "stage1",
+    "layer4_depthwise",
     "stage2",
     "stage3",
     "stage4",
@@ -133,9 +134,9 @@ def test_every_tap_has_the_shape_its_feature_spec_declares(output_stride: int) -
 @pytest.mark.parametrize(
     ("output_stride", "expected_strides"),
     [
-        (32, [2, 2, 4, 8, 16, 16, 16, 32, 32, 32]),
-        (16, [2, 2, 4, 8, 16, 16, 16, 16, 16, 16]),
-        (8, [2, 2, 4, 8, 8, 8, 8, 8, 8, 8]),
+        (32, [2, 2, 4, 4, 8, 16, 16, 16, 32, 32, 32]),
+        (16, [2, 2, 4, 4, 8, 16, 16, 16, 16, 16, 16]),
+        (8, [2, 2, 4, 4, 8, 8, 8, 8, 8, 8, 8]),
     ],
 )
 def test_feature_info_strides_follow_output_stride(
@@ -189,6 +190,7 @@ def test_feature_info_channels_at_width_0_35_and_1_4() -> None:
     assert channels(0.35) == {
         "stem": 16,
         "stage1": 8,
+        "layer4_depthwise": 48,
         "stage2": 8,
         "stage3": 16,
         "stage4": 24,
@@ -201,6 +203,7 @@ def test_feature_info_channels_at_width_0_35_and_1_4() -> None:
     assert channels(1.4) == {
         "stem": 48,
         "stage1": 24,
+        "layer4_depthwise": 192,
         "stage2": 32,
         "stage3": 48,
         "stage4": 88,
@@ -229,11 +232,11 @@ def test_default_out_features_and_no_classifier() -> None:
 def test_feature_info_is_a_sequence_with_lookup_by_name() -> None:
     info = MobileNetV2(width_mult=0.35, out_features=("stage7",)).feature_info
     assert isinstance(info, FeatureInfo)
-    assert len(info) == 9 and info[0] == FeatureSpec("stem", 16, 2)
+    assert len(info) == 10 and info[0] == FeatureSpec("stem", 16, 2)
     assert info[-1] == FeatureSpec("stage7", 112, 32)
     assert isinstance(info[-2:], FeatureInfo) and info[-2:].names == ("stage6", "stage7")
     assert [spec.name for spec in info] == list(info.names) == list(ALL_TAPS[:-1])
-    assert info.strides == (2, 2, 4, 8, 16, 16, 16, 32, 32)
+    assert info.strides == (2, 2, 4, 4, 8, 16, 16, 16, 32, 32)
     assert info.channels[-1] == 112
     assert info.get("layer15_expansion") == FeatureSpec("layer15_expansion", 192, 16)
     assert "stage3" in info and "final_conv" not in info
@@ -302,6 +305,26 @@ def test_a_cut_at_the_expansion_keeps_only_the_expand_layer() -> None:
     assert outputs["layer15_expansion"].shape == (1, 576, 4, 4)
     with pytest.raises(RuntimeError, match="cut after its expansion"):
         model.stage6[0](torch.zeros(1, 96, 4, 4))
+
+
+def test_a_cut_at_layer4_depthwise_keeps_that_blocks_depthwise_conv() -> None:
+    """DeepLabv3+'s low-level tap: the second block of stage2 after its depthwise conv
+    (TF-DeepLab's layer_4/depthwise_output), 144 channels at stride 4."""
+    model = MobileNetV2(out_features=("layer4_depthwise",)).eval()
+    assert model.dropped_modules[-1] == "stage2.1.project"
+    assert len(model.stage2) == 2 and model.stage2[1].project is None
+    assert model.feature_info.get("layer4_depthwise") == FeatureSpec("layer4_depthwise", 144, 4)
+    whole = MobileNetV2(out_features=("layer4_depthwise", "stage3")).eval()
+    whole.load_state_dict(model.state_dict(), strict=False)
+    x = torch.randn(1, 3, 37, 50, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tap = model(x)["layer4_depthwise"]
+        block = whole.stage2[1]
+        expected = block.depthwise(block.expand(whole.stage2[0](whole.stage1(whole.stem(x)))))
+        outputs = whole(x)
+    assert tap.shape == (1, 144, 10, 13)
+    assert torch.equal(tap, expected) and torch.equal(outputs["layer4_depthwise"], expected)
+    assert list(outputs) == ["layer4_depthwise", "stage3"]
 
 
 def test_seeded_weights_do_not_depend_on_the_kept_taps() -> None:

@@ -113,8 +113,8 @@ def _check_detection_outputs(head, outputs, batch, size, specs):
 
 def _check_segmentation_outputs(head, outputs, batch, size, specs):
     assert set(outputs) == {"seg_logits"}
-    (tap,) = head.in_features
-    stride = specs[tap].stride
+    # At the finest tap's stride (DeepLabv3: its one tap; DeepLabv3+: the low-level tap).
+    stride = min(specs[tap].stride for tap in head.in_features)
     expected = (batch, head.num_classes, math.ceil(size[0] / stride), math.ceil(size[1] / stride))
     assert outputs["seg_logits"].shape == expected
 
@@ -244,6 +244,7 @@ def kind_of(head) -> Kind:
 TINY_SETTINGS = {
     "ssdlite320_mobilenet_v2": dict(num_classes=3, width_mult=0.35),
     "deeplabv3_mobilenet_v2": dict(num_classes=4, width_mult=0.35),
+    "deeplabv3plus_mobilenet_v2": dict(num_classes=4, width_mult=0.35),
     "mobilenet_v2_multitask": dict(
         num_classes=dict(classification=7, detection=3, segmentation=4), width_mult=0.35
     ),

@@ -1,4 +1,4 @@
-"""Convert Google's TFLite MobileNetV2 / DeepLabv3 weights into an mtvision checkpoint.
+"""Convert Google's TFLite MobileNetV2 / DeepLabv3 / DeepLabv3+ weights into an mtvision checkpoint.
 
     python tools/convert_weights.py SRC.tflite --out CKPT.pth
         [--config CONFIG [--cfg-options KEY=VALUE ...]] [--labels LABELS.txt]
@@ -11,8 +11,10 @@ and ``mtvision.create_model(name, checkpoint=CKPT)`` read. ``--out`` is checked 
 the conversion; the file is written beside it, read back with the weights-only
 loader, and only then renamed over it.
 
-Supported: the MobileNetV2 ImageNet classifier (1001 outputs, row 0 "background")
-and the on-device DeepLabv3-MobileNetV2 segmenter (PASCAL VOC, any width). See
+Supported: the MobileNetV2 ImageNet classifier (1001 outputs, row 0 "background"),
+the on-device DeepLabv3-MobileNetV2 segmenter (PASCAL VOC, any width) and the
+DeepLabv3+ MobileNetV2 of MLPerf Mobile (ADE20K-Top31, 512x512;
+``configs/pretrained/deeplabv3plus_tflite_ade20k.py``). See
 docs/pretrained.md for what the graphs are and what the checkpoint holds.
 
 - ``--config``: convert into that config's model (every layer, padding rule,
@@ -39,7 +41,7 @@ from mtvision.utils.atomic_files import check_output_file, staged_file
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Convert a TFLite MobileNetV2 classifier or DeepLabv3 file to a checkpoint."
+        description="Convert a TFLite MobileNetV2 classifier or DeepLabv3(+) file to a checkpoint."
     )
     parser.add_argument("source", help="the .tflite file")
     parser.add_argument("--out", required=True, help="checkpoint to write (.pth)")

@@ -6,6 +6,9 @@ from torch import Tensor, nn
 
 from mtvision.layers.conv_norm_act import ConvNormAct
 
+#: A block's inner outputs, in the order they are computed.
+PARTS = ("expansion", "depthwise")
+
 
 class InvertedResidual(nn.Module):
     """Expand (1x1) -> depthwise (3x3) -> linear project (1x1), plus identity shortcut.
@@ -16,10 +19,13 @@ class InvertedResidual(nn.Module):
     activation (the paper's linear bottleneck). The shortcut is added when the block
     keeps both spatial size and channel count.
 
-    The expansion output (after the expand layer's ReLU6, before the depthwise conv)
-    is a tap of its own: SSDLite's first prediction layer reads it from the first
-    block of the 160-channel stage. ``forward(x, return_expansion=True)`` returns
-    it next to the block output, so nobody has to slice into the block from outside.
+    Two inner outputs are taps of their own (:data:`PARTS`): the expansion (after the
+    expand layer's ReLU6, before the depthwise conv; SSDLite's first prediction layer
+    reads it from the first block of the 160-channel stage) and the depthwise output
+    (after its ReLU6, before the projection; DeepLabv3+'s decoder reads it from the
+    second block of the 24-channel stage, TF-DeepLab's ``layer_4/depthwise_output``).
+    :meth:`forward_parts` returns them next to the block output, so nobody has to
+    slice into the block from outside.
 
     ``expansion_channels`` and ``out_channels`` give the widths of the two outputs.
 
@@ -65,19 +71,40 @@ class InvertedResidual(nn.Module):
         )
         self.use_residual = stride == 1 and in_channels == out_channels
 
-    def cut_after_expansion(self) -> tuple[str, ...]:
-        """Drop the depthwise and projection layers; returns their names.
+    def cut_after(self, part: str) -> tuple[str, ...]:
+        """Drop the layers after ``part`` (one of :data:`PARTS`); returns their names.
 
-        A backbone cut at the expansion tap keeps no later module; afterwards only
-        :meth:`forward_expansion` runs.
+        A backbone cut at an inner tap keeps no later module; afterwards only
+        :meth:`forward_parts` runs (and returns no ``"out"``).
         """
-        self.depthwise = None
-        self.project = None
-        return ("depthwise", "project")
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        dropped = ("depthwise", "project") if part == "expansion" else ("project",)
+        for name in dropped:
+            setattr(self, name, None)
+        return dropped
+
+    def cut_after_expansion(self) -> tuple[str, ...]:
+        """Drop the depthwise and projection layers (:meth:`cut_after` ``"expansion"``)."""
+        return self.cut_after("expansion")
 
     def forward_expansion(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> expansion tap (N, expansion_channels, H, W); the input itself when t == 1."""
         return x if self.expand is None else self.expand(x)
+
+    def forward_parts(self, x: Tensor) -> dict[str, Tensor]:
+        """(N, C_in, H, W) -> ``{"expansion": (N, expansion_channels, H, W), "depthwise":
+        (N, expansion_channels, H', W'), "out": (N, C_out, H', W')}`` with H' = ceil(H /
+        stride); a block cut by :meth:`cut_after` returns the parts it still computes."""
+        parts = {"expansion": self.forward_expansion(x)}
+        if self.depthwise is None:
+            return parts
+        parts["depthwise"] = self.depthwise(parts["expansion"])
+        if self.project is None:
+            return parts
+        out = self.project(parts["depthwise"])
+        parts["out"] = x + out if self.use_residual else out
+        return parts
 
     def forward(self, x: Tensor, return_expansion: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride)).
@@ -87,7 +114,7 @@ class InvertedResidual(nn.Module):
         """
         if self.depthwise is None or self.project is None:
             raise RuntimeError(
-                "this block was cut after its expansion; only forward_expansion runs"
+                "this block was cut after its expansion or depthwise conv; only forward_parts runs"
             )
         expansion = self.forward_expansion(x)
         out = self.project(self.depthwise(expansion))

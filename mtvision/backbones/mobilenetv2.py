@@ -33,10 +33,19 @@ INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
 STEM_CHANNELS = 32
 FINAL_CHANNELS = 1280
 
-# The paper's "layer 15" (torchvision features[14]): the first block of stage 6. Its
-# expansion output feeds SSDLite's first prediction layer.
+#: Taps inside a block, as data: name -> (stage, block index, part of the block, see
+#: ``inverted_residual.PARTS``). Layers are counted as TF-slim's ``layer_N`` (torchvision
+#: ``features[N - 1]``). Each tap's stride is the block input's for ``"expansion"``, its
+#: output's for ``"depthwise"``; its channels the block's expansion width.
+INNER_TAPS: dict[str, tuple[str, int, str]] = {
+    # Second block of the 24-channel stage, after its depthwise conv: 144 channels at
+    # stride 4, TF-DeepLab's decoder end point "layer_4/depthwise_output" (DeepLabv3+).
+    "layer4_depthwise": ("stage2", 1, "depthwise"),
+    # First block of the 160-channel stage, after its expansion: 576 channels at
+    # stride 16 (32 without dilation), SSDLite's first prediction layer.
+    "layer15_expansion": ("stage6", 0, "expansion"),
+}
 EXPANSION_TAP = "layer15_expansion"
-EXPANSION_TAP_STAGE = "stage6"
 
 VALID_OUTPUT_STRIDES = (8, 16, 32)
 # Top-level modules in depth order; taps named like a module are that module's output.
@@ -66,7 +75,7 @@ class MobileNetV2(BaseModule):
     The model keeps no module past the deepest tap of ``out_features`` (as timm's
     ``features_only`` does): built with ``out_features=("stage7",)`` it has no
     ``final_conv``; cut at ``layer15_expansion`` it keeps only the expand layer of
-    ``stage6``'s first block. ``dropped_modules`` names what was cut, so
+    ``stage6``'s first block. Taps inside blocks are data (:data:`INNER_TAPS`). ``dropped_modules`` names what was cut, so
     the weight loaders (:mod:`mtvision.backbones.weights`) know which keys are absent
     on purpose (:meth:`is_dropped`). The whole network is built and initialised before the cut, so a seeded model gets
     the same weights whichever taps it keeps.
@@ -146,11 +155,11 @@ class MobileNetV2(BaseModule):
                 block = InvertedResidual(
                     in_channels, out_channels, block_stride, t, dilation, padding=padding
                 )
-                if stage_name == EXPANSION_TAP_STAGE and block_index == 0:
-                    # The expansion precedes the depthwise conv, so it has the input's stride.
-                    feature_info.append(
-                        FeatureSpec(EXPANSION_TAP, block.expansion_channels, input_stride)
-                    )
+                for tap, (tap_stage, tap_block, part) in INNER_TAPS.items():
+                    if (tap_stage, tap_block) == (stage_name, block_index):
+                        # The expansion precedes the depthwise conv, so it has the input's stride.
+                        tap_stride = input_stride if part == "expansion" else current_stride
+                        feature_info.append(FeatureSpec(tap, block.expansion_channels, tap_stride))
                 blocks.append(block)
                 in_channels = out_channels
             self.add_module(stage_name, nn.Sequential(*blocks))
@@ -181,18 +190,19 @@ class MobileNetV2(BaseModule):
     ) -> tuple[FeatureInfo, tuple[str, ...]]:
         """Delete every module after tap ``deepest``; return the kept taps and dropped paths."""
         dropped: list[str] = []
-        last_module = EXPANSION_TAP_STAGE if deepest == EXPANSION_TAP else deepest
+        last_module = _module_of(deepest)
         for name in MODULE_ORDER[MODULE_ORDER.index(last_module) + 1 :]:
             if getattr(self, name, None) is None:
                 continue
             dropped.append(name)
             delattr(self, name)
-        if deepest == EXPANSION_TAP:
-            stage = getattr(self, EXPANSION_TAP_STAGE)
-            dropped += [f"{EXPANSION_TAP_STAGE}.{i}" for i in range(1, len(stage))]
-            del stage[1:]
+        if deepest in INNER_TAPS:
+            stage_name, block_index, part = INNER_TAPS[deepest]
+            stage = getattr(self, stage_name)
+            dropped += [f"{stage_name}.{i}" for i in range(block_index + 1, len(stage))]
+            del stage[block_index + 1 :]
             dropped += [
-                f"{EXPANSION_TAP_STAGE}.0.{name}" for name in stage[0].cut_after_expansion()
+                f"{stage_name}.{block_index}.{name}" for name in stage[block_index].cut_after(part)
             ]
         return feature_info[: feature_info.names.index(deepest) + 1], tuple(dropped)
 
@@ -212,9 +222,14 @@ class MobileNetV2(BaseModule):
         names = _checked_names(names, self.feature_info)
         self._out_features = names
         deepest = _deepest(names, self.feature_info)
-        last_module = EXPANSION_TAP_STAGE if deepest == EXPANSION_TAP else deepest
-        self._modules_to_run = MODULE_ORDER[: MODULE_ORDER.index(last_module) + 1]
-        self._stop_at_expansion = deepest == EXPANSION_TAP
+        self._modules_to_run = MODULE_ORDER[: MODULE_ORDER.index(_module_of(deepest)) + 1]
+        # stage -> {block index: [(tap, part), ...]} of the wanted inner taps.
+        self._inner_taps: dict[str, dict[int, list[tuple[str, str]]]] = {}
+        for name in names:
+            if name in INNER_TAPS:
+                stage_name, block_index, part = INNER_TAPS[name]
+                stage_taps = self._inner_taps.setdefault(stage_name, {})
+                stage_taps.setdefault(block_index, []).append((name, part))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """(N, 3, H, W) -> {name: (N, C, ceil(H / stride), ceil(W / stride))}, keys in
@@ -226,16 +241,20 @@ class MobileNetV2(BaseModule):
         taps: dict[str, Tensor] = {}
         for name in self._modules_to_run:
             module = getattr(self, name)
-            if name == EXPANSION_TAP_STAGE and EXPANSION_TAP in wanted:
-                first_block, *other_blocks = module
-                if self._stop_at_expansion:
-                    taps[EXPANSION_TAP] = first_block.forward_expansion(x)
-                    break
-                x, taps[EXPANSION_TAP] = first_block(x, return_expansion=True)
-                for block in other_blocks:
-                    x = block(x)
-            else:
+            inner = self._inner_taps.get(name)
+            if inner is None:
                 x = module(x)
+            else:
+                for block_index, block in enumerate(module):
+                    if block_index not in inner:
+                        x = block(x)
+                        continue
+                    parts = block.forward_parts(x)
+                    for tap, part in inner[block_index]:
+                        taps[tap] = parts[part]
+                    if "out" not in parts:  # the block was cut at this tap: the deepest
+                        return {tap: taps[tap] for tap in wanted}
+                    x = parts["out"]
             if name in wanted:
                 taps[name] = x
         return {name: taps[name] for name in wanted}
@@ -285,20 +304,26 @@ class MobileNetV2(BaseModule):
 
 
 def _checked_names(names: Sequence[str], feature_info: FeatureInfo) -> tuple[str, ...]:
-    """``names`` as a tuple, or ``ValueError`` naming the problem and the available taps."""
+    """``names`` as a tuple, or ``ValueError`` naming the problem and the available taps
+    (:class:`~mtvision.errors.ConfigError`, a ``ValueError``, for unknown names)."""
     names = tuple(names)
     available = list(feature_info.names)
     if not names:
         raise ValueError(f"out_features must name at least one of {available}")
-    unknown = [name for name in names if name not in available]
-    if unknown:
-        raise ValueError(
-            f"unknown out_features {unknown}; available: {available} (a backbone keeps no "
-            "module past the deepest tap it was built with; build it with the taps you need)"
-        )
+    feature_info.check_known(
+        names,
+        "out_features",
+        " (a backbone keeps no module past the deepest tap it was built with; build it with "
+        "the taps you need)",
+    )
     if len(set(names)) != len(names):
         raise ValueError(f"out_features has duplicates: {list(names)}")
     return names
+
+
+def _module_of(tap: str) -> str:
+    """The top-level module (``MODULE_ORDER``) whose run produces ``tap``."""
+    return INNER_TAPS[tap][0] if tap in INNER_TAPS else tap
 
 
 def _deepest(names: tuple[str, ...], feature_info: FeatureInfo) -> str:

@@ -1,7 +1,7 @@
 """Reading other frameworks' weight files into mtvision.
 
 - ``tflite_graph``: a ``.tflite`` file's ops and dequantised tensors;
-- ``tflite_mobilenet_graph``: its MobileNetV2 / DeepLabv3 layers;
+- ``tflite_mobilenet_graph``: its MobileNetV2 / DeepLabv3 / DeepLabv3+ layers;
 - ``tflite_conversion``: those layers loaded into mtvision models (``tools/convert_weights.py``);
 - ``published_weights``: Google's published files by name (``create_model(name,
   weights=NAME)``, ``init_cfg=dict(type="Pretrained", checkpoint="mtvision://NAME")``),

@@ -1,4 +1,5 @@
-"""Google's TFLite MobileNetV2 classifier and DeepLabv3 segmenter as mtvision models.
+"""Google's TFLite MobileNetV2 classifier and DeepLabv3 / DeepLabv3+ segmenters as mtvision
+models.
 
 The file's layers (:func:`~mtvision.convert.tflite_mobilenet_graph.read_mobilenet_v2_graph`)
 are loaded into an mtvision model, built from a config or from what the graph
@@ -30,6 +31,7 @@ from mtvision.convert.tflite_graph import TfliteGraph
 from mtvision.convert.tflite_mobilenet_graph import (
     ClassifierTail,
     ConvLayer,
+    DecoderLayers,
     DeepLabTail,
     MobileNetV2Graph,
     read_mobilenet_v2_graph,
@@ -52,6 +54,7 @@ _CLASSIFIER_NAMES = {
     0.35: "mobilenet_v2_035",
 }
 _DEEPLAB_NAME = "deeplabv3_mobilenet_v2"
+_DEEPLABV3PLUS_NAME = "deeplabv3plus_mobilenet_v2"
 # (x - 127.5) / 127.5 against the file's (q - zero_point) * scale: one grey level and 1%.
 _MEAN_TOLERANCE = 1.0
 _STD_TOLERANCE = 0.01
@@ -94,15 +97,59 @@ def infer_model(parsed: MobileNetV2Graph, num_classes: int | None = None) -> tup
             )
         kwargs["num_classes"] = num_classes or parsed.tail.logits.out_channels
         return _CLASSIFIER_NAMES[width], kwargs
+    tail = parsed.tail
     kwargs.update(
-        num_classes=num_classes or parsed.tail.logits.out_channels,
+        num_classes=num_classes or tail.logits.out_channels,
         width_mult=width,
         output_stride=parsed.output_stride,
         head="ondevice",
-        channels=parsed.tail.branch.out_channels,
-        align_corners=parsed.tail.align_corners,
+        channels=tail.branch.out_channels,
+        align_corners=tail.align_corners,
     )
-    return _DEEPLAB_NAME, kwargs
+    if tail.decoder is None:
+        return _DEEPLAB_NAME, kwargs
+    decoder = tail.decoder
+    low_level_tap = block_tap(parsed, decoder.low_level_block)
+    if low_level_tap != "layer4_depthwise" or len(decoder.separable) != 2:
+        raise ConversionError(
+            f"{parsed.graph.path}: a DeepLabv3+ decoder on {low_level_tap!r} with "
+            f"{len(decoder.separable)} separable convs; {_DEEPLABV3PLUS_NAME} reads "
+            "'layer4_depthwise' through 2 (convert into a config's model instead)"
+        )
+    if decoder.resize != tail.resize or tail.resize == "half_pixel":
+        raise ConversionError(
+            f"{parsed.graph.path}: the decoder upsamples by the rule {decoder.resize!r}, the "
+            f"logits by {tail.resize!r}; {_DEEPLABV3PLUS_NAME} resizes both by one rule, "
+            "'align_corners' or 'asymmetric'"
+        )
+    kwargs.update(
+        low_level_channels=decoder.low_level.out_channels,
+        decoder_channels=decoder.separable[0][1].out_channels,
+        tf_legacy_resize=tail.resize == "asymmetric",
+    )
+    return _DEEPLABV3PLUS_NAME, kwargs
+
+
+def block_tap(parsed: MobileNetV2Graph, block_index: int) -> str:
+    """The backbone tap (``INNER_TAPS``) that is the depthwise output of the graph's
+    block ``block_index`` (0-based over all blocks), or a ConversionError."""
+    from mtvision.backbones.mobilenetv2 import INNER_TAPS, INVERTED_RESIDUAL_SETTING
+
+    first = 0
+    for stage, (_, _, repeats, _) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
+        if block_index < first + repeats:
+            where = (f"stage{stage}", block_index - first, "depthwise")
+            break
+        first += repeats
+    else:
+        where = None
+    for name, tap in INNER_TAPS.items():
+        if tap == where:
+            return name
+    raise ConversionError(
+        f"{parsed.graph.path}: the decoder reads the depthwise output of block {block_index} "
+        f"({where}), which is no tap of MobileNetV2; taps inside blocks: {INNER_TAPS}"
+    )
 
 
 class _Loader:
@@ -133,7 +180,11 @@ class _Loader:
         self.state[key] = value
 
     def conv_norm_act(
-        self, module: nn.Module, layer: ConvLayer, weight: np.ndarray | None = None
+        self,
+        module: nn.Module,
+        layer: ConvLayer,
+        weight: np.ndarray | None = None,
+        bias: np.ndarray | None = None,
     ) -> None:
         """Load a conv + folded BN into a ConvNormAct (BN as identity carrying the bias)."""
         conv, bn, act = module.conv, module.bn, module.act
@@ -146,7 +197,7 @@ class _Loader:
             self.fail(layer, module, "a ConvNormAct conv with a bias")
         self.put(conv, "weight", layer.weight if weight is None else weight)
         self.put(bn, "weight", np.ones(layer.out_channels))
-        self.put(bn, "bias", layer.bias)
+        self.put(bn, "bias", layer.bias if bias is None else bias)
         self.put(bn, "running_mean", np.zeros(layer.out_channels))
         self.put(bn, "running_var", np.full(layer.out_channels, 1.0 - bn.eps))
         self.put(bn, "num_batches_tracked", torch.tensor(0))
@@ -231,22 +282,25 @@ class _Loader:
         return head
 
     def deeplab(self, model: nn.Module, tail: DeepLabTail) -> nn.Module:
-        """Load the DeepLabv3 tail; returns the head it went into."""
-        head = self.head(tail.logits, SEGMENTATION, "DeepLabV3Head")
+        """Load the DeepLabv3 or DeepLabv3+ tail; returns the head it went into."""
+        head_type = "DeepLabV3Head" if tail.decoder is None else "DeepLabV3PlusHead"
+        head = self.head(tail.logits, SEGMENTATION, head_type)
         aspp = head.aspp
-        if head.in_spec.name != "stage7":
-            self.fail(tail.branch, head, f"the head reads {head.in_spec.name!r}, not 'stage7'")
+        encoder_spec = head.in_spec if tail.decoder is None else head.encoder_spec
+        if encoder_spec.name != "stage7":
+            self.fail(tail.branch, head, f"the head reads {encoder_spec.name!r}, not 'stage7'")
         if aspp.atrous_rates:
             self.fail(
                 tail.branch,
                 aspp,
                 f"atrous rates {aspp.atrous_rates}; the graph has none (head='ondevice')",
             )
-        if head.align_corners != tail.align_corners or tail.half_pixel_centers:
+        if _head_resize(head) != tail.resize:
             self.fail(
                 tail.logits,
                 head,
-                f"align_corners={head.align_corners}; the graph upsamples the logits with "
+                f"align_corners={head.align_corners}, tf_legacy_resize="
+                f"{getattr(head, 'tf_legacy_resize', False)}; the graph upsamples the logits with "
                 f"align_corners={tail.align_corners}, half_pixel_centers={tail.half_pixel_centers}",
             )
         branch, pooling = aspp.branches[0], aspp.branches[-1]
@@ -262,6 +316,8 @@ class _Loader:
         }
         reordered = np.concatenate([blocks["branch"], blocks["image_pooling"]], axis=1)
         self.conv_norm_act(aspp.project, tail.projection, weight=reordered)
+        if tail.decoder is not None:
+            self.decoder(head, tail.decoder, tail)
         classifier = head.classifier
         self.check_conv(head, classifier, tail.logits)
         if tail.logits.weight.shape[0] != head.num_classes:
@@ -273,6 +329,62 @@ class _Loader:
         self.put(classifier, "weight", tail.logits.weight)
         self.put(classifier, "bias", tail.logits.bias)
         return head
+
+    def decoder(self, head: nn.Module, decoder: DecoderLayers, tail: DeepLabTail) -> None:
+        """Load the DeepLabv3+ decoder: the low-level projection and the separable convs."""
+        tap = block_tap(self.parsed, decoder.low_level_block)
+        if head.low_level_spec.name != tap:
+            self.fail(
+                decoder.low_level,
+                head,
+                f"the head's low-level tap is {head.low_level_spec.name!r}; the graph's "
+                f"decoder reads {tap!r}",
+            )
+        if decoder.resize != tail.resize:
+            self.fail(
+                decoder.low_level,
+                head,
+                f"the graph upsamples the encoder by {decoder.resize!r} and the logits by "
+                f"{tail.resize!r}; the head resizes both by one rule",
+            )
+        self.conv_norm_act(head.low_level, decoder.low_level)
+        if len(head.decoder) != len(decoder.separable):
+            self.fail(
+                decoder.low_level,
+                head,
+                f"{len(head.decoder)} separable convs, the graph has {len(decoder.separable)}",
+            )
+        # The head concatenates [encoder, low level]; a graph in the other order gets its
+        # first separable conv's channels reordered to match (exact: the depthwise conv
+        # is per channel, the pointwise conv sums over them).
+        widths = {
+            "encoder": tail.projection.out_channels,
+            "low_level": decoder.low_level.out_channels,
+        }
+        starts, start = {}, 0
+        for name in decoder.concat_order:
+            starts[name] = start
+            start += widths[name]
+        order = np.concatenate(
+            [
+                np.arange(starts[name], starts[name] + widths[name])
+                for name in ("encoder", "low_level")
+            ]
+        )
+        for index, (module, (depthwise, pointwise)) in enumerate(
+            zip(head.decoder, decoder.separable, strict=True)
+        ):
+            if index == 0:
+                self.conv_norm_act(
+                    module.depthwise,
+                    depthwise,
+                    weight=depthwise.weight[order],
+                    bias=depthwise.bias[order],
+                )
+                self.conv_norm_act(module.pointwise, pointwise, weight=pointwise.weight[:, order])
+            else:
+                self.conv_norm_act(module.depthwise, depthwise)
+                self.conv_norm_act(module.pointwise, pointwise)
 
     def preprocessing(self) -> None:
         """The model's normalisation must be what the file's uint8 input means."""
@@ -293,6 +405,14 @@ class _Loader:
                 f"means (x - {graph_mean:g}) / {graph_std:g} (set the data_preprocessor's "
                 f"mean/std to {INCEPTION_MEAN_RGB[0]})",
             )
+
+
+def _head_resize(head: nn.Module) -> str:
+    """A segmentation head's in-graph resize rule, named as
+    :func:`~mtvision.convert.tflite_mobilenet_graph.resize_rule` names the graph's."""
+    if getattr(head, "tf_legacy_resize", False):
+        return "asymmetric"
+    return "align_corners" if head.align_corners else "half_pixel"
 
 
 def read_label_file(path: str | os.PathLike, num_classes: int) -> list[str]:
@@ -336,7 +456,8 @@ def convert_tflite(
         num_classes: with ``model=None``, 1000 drops the classifier's background row.
         labels: a label file (one class name per line) for ``meta["dataset_meta"]``;
             a 1001-line ImageNet file also names a 1000-class head (line i + 1 is
-            class i). DeepLab defaults to the PASCAL VOC names.
+            class i). DeepLab defaults to the PASCAL VOC names, DeepLabv3+ with 32
+            outputs to MLPerf's ADE20K-Top31 (background + ADE20K's first 31 classes).
 
     Returns:
         ``(model, meta)``: the model in eval mode with the converted weights, and the
@@ -451,6 +572,11 @@ def _class_names(parsed: MobileNetV2Graph, labels, outputs: int) -> list[str] | 
     if labels is not None:
         names = read_label_file(labels, graph_outputs)
         return names[graph_outputs - outputs :]
+    if isinstance(parsed.tail, DeepLabTail) and parsed.tail.decoder is not None and outputs == 32:
+        # MLPerf Mobile's ADE20K-Top31: background, then ADE20K's 31 most frequent classes.
+        from mtvision.data.ade20k import ADE20K_CLASSES
+
+        return ["background", *ADE20K_CLASSES[:31]]
     if isinstance(parsed.tail, DeepLabTail) and outputs == 21:
         from mtvision.data.voc_segmentation import VOC_CLASSES
 

@@ -1,4 +1,4 @@
-"""The layers of a TFLite MobileNetV2 classifier or on-device DeepLabv3 graph, found by
+"""The layers of a TFLite MobileNetV2 classifier or on-device DeepLabv3 / DeepLabv3+ graph, found by
 walking its data flow.
 
 The graph of the file (:class:`~mtvision.convert.tflite_graph.TfliteGraph`) is walked
@@ -12,8 +12,12 @@ name the same layers differently):
   ``AVERAGE_POOL_2D`` or ``MEAN`` -> 1x1 ``CONV_2D`` to the logits -> ``RESHAPE`` ->
   ``SOFTMAX``) or the on-device DeepLabv3 tail (a global pool -> 1x1 ``CONV_2D`` ReLU
   -> ``RESIZE_BILINEAR`` back to the feature size, and a 1x1 ``CONV_2D`` ReLU on the
-  features, ``CONCATENATION`` -> 1x1 ``CONV_2D`` ReLU -> 1x1 ``CONV_2D`` logits ->
-  ``RESIZE_BILINEAR`` to the input size -> ``ARG_MAX``).
+  features, ``CONCATENATION`` -> 1x1 ``CONV_2D`` ReLU -> [the DeepLabv3+ decoder] ->
+  1x1 ``CONV_2D`` logits -> ``RESIZE_BILINEAR`` to the input size -> ``ARG_MAX``);
+- the DeepLabv3+ decoder (Google's MLPerf ADE20K file): ``RESIZE_BILINEAR`` of the
+  projection to the size of a block's depthwise output that a second reader, a 1x1
+  ``CONV_2D`` ReLU, projects; ``CONCATENATION`` of the two -> separable convs
+  (3x3 ``DEPTHWISE_CONV_2D`` ReLU -> 1x1 ``CONV_2D`` ReLU), as many as the graph has.
 
 ``QUANTIZE`` ops (re-quantisation, identity on real values) are stepped over. Every
 convolution's weights are dequantised into PyTorch's layout and its output shape is
@@ -37,6 +41,7 @@ __all__ = [
     "ClassifierTail",
     "ConvLayer",
     "DeepLabTail",
+    "DecoderLayers",
     "MobileNetV2Graph",
     "read_mobilenet_v2_graph",
 ]
@@ -74,12 +79,33 @@ class ConvLayer:
 
 @dataclass(frozen=True)
 class BlockLayers:
-    """The convolutions of one inverted residual block and whether it adds its input."""
+    """The convolutions of one inverted residual block and whether it adds its input.
+
+    ``depthwise_readers``: ops other than the projection that read the depthwise
+    output (DeepLabv3+'s low-level projection)."""
 
     expand: ConvLayer | None
     depthwise: ConvLayer
     project: ConvLayer
     residual: bool
+    depthwise_readers: tuple[TfliteOp, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecoderLayers:
+    """The DeepLabv3+ decoder between the ASPP projection and the logits.
+
+    ``low_level_block``: index (0-based, over all blocks) of the block whose depthwise
+    output ``low_level`` projects; ``concat_order`` names the concatenated inputs in the
+    graph's order (``"encoder"``, ``"low_level"``); ``separable``: (depthwise,
+    pointwise) pairs; ``resize``: the encoder upsampling's rule (:func:`resize_rule`).
+    """
+
+    low_level: ConvLayer
+    low_level_block: int
+    concat_order: tuple[str, ...]
+    separable: tuple[tuple[ConvLayer, ConvLayer], ...]
+    resize: str
 
 
 @dataclass(frozen=True)
@@ -97,7 +123,8 @@ class DeepLabTail:
 
     ``concat_order`` names the branches in the order the graph concatenates them
     (``"image_pooling"``, ``"branch"``). ``align_corners`` / ``half_pixel_centers``
-    are the final upsampling's; ``upsampled_size`` its output (H, W).
+    are the final upsampling's; ``upsampled_size`` its output (H, W). ``decoder``: the
+    DeepLabv3+ decoder, ``None`` for DeepLabv3.
     """
 
     branch: ConvLayer
@@ -109,6 +136,21 @@ class DeepLabTail:
     half_pixel_centers: bool
     upsampled_size: tuple[int, int]
     logits_tensor: int  # the (1, h, w, K) logits at the feature stride
+    decoder: DecoderLayers | None = None
+
+    @property
+    def resize(self) -> str:
+        """The final upsampling's rule (:func:`resize_rule`)."""
+        return resize_rule(self.align_corners, self.half_pixel_centers)
+
+
+def resize_rule(align_corners: bool, half_pixel_centers: bool) -> str:
+    """TFLite ``RESIZE_BILINEAR``'s source coordinates as one name: ``"align_corners"``,
+    ``"half_pixel"`` (PyTorch's ``align_corners=False``) or ``"asymmetric"`` (TF1's
+    legacy rule, neither flag: :func:`mtvision.ops.resize.resize_asymmetric`)."""
+    if align_corners:
+        return "align_corners"
+    return "half_pixel" if half_pixel_centers else "asymmetric"
 
 
 @dataclass(frozen=True)
@@ -149,7 +191,7 @@ class _Walker:
     def fail(self, message: str, op: TfliteOp | None = None):
         where = f" at {self.graph.describe(op)}" if op is not None else ""
         raise ConversionError(
-            f"{self.graph.path}: not a MobileNetV2 classifier or on-device DeepLabv3 graph"
+            f"{self.graph.path}: not a MobileNetV2 classifier or on-device DeepLabv3(+) graph"
             f"{where}: {message}"
         )
 
@@ -309,7 +351,7 @@ def read_mobilenet_v2_graph(graph: TfliteGraph) -> MobileNetV2Graph:
     if not blocks:
         walk.fail("no inverted residual block after the stem", stem.op)
 
-    tail = _read_tail(walk, x)
+    tail = _read_tail(walk, x, blocks)
     height, width = source.shape[1:3]
     return MobileNetV2Graph(
         graph=graph,
@@ -338,7 +380,20 @@ def _read_block(walk: _Walker, x: int) -> BlockLayers | None:
     if depthwise_op is None:
         return None
     depthwise = walk.expect(walk.conv(depthwise_op), 3, "RELU6", "a 3x3 ReLU6 depthwise conv")
-    project_op = walk.only_reader(depthwise.op.outputs[0], ["CONV_2D"], "the 1x1 projection")
+    # Besides the projection (linear), the depthwise output may feed a decoder (ReLU).
+    readers = walk.readers(walk.follow_requantize(depthwise.op.outputs[0]))
+    linear = [
+        op
+        for op in readers
+        if op.type == "CONV_2D" and op.options["FusedActivationFunction"] == "NONE"
+    ]
+    if len(linear) == 1:
+        project_op = linear[0]
+    else:
+        project_op = walk.only_reader(
+            depthwise.op.outputs[0], ["CONV_2D"], "the 1x1 projection (one linear CONV_2D)"
+        )
+    depthwise_readers = tuple(op for op in readers if op is not project_op)
     project = walk.expect(walk.conv(project_op), 1, "NONE", "a linear 1x1 projection")
     out = walk.follow_requantize(project.op.outputs[0])
     # The block's own shortcut adds its input x; a later ADD may read ``out`` as the
@@ -348,7 +403,13 @@ def _read_block(walk: _Walker, x: int) -> BlockLayers | None:
         if op.options["FusedActivationFunction"] != "NONE":
             walk.fail("the shortcut ADD has an activation", op)
     residual = bool(adds)
-    return BlockLayers(expand=expand, depthwise=depthwise, project=project, residual=residual)
+    return BlockLayers(
+        expand=expand,
+        depthwise=depthwise,
+        project=project,
+        residual=residual,
+        depthwise_readers=depthwise_readers,
+    )
 
 
 def _block_output(walk: _Walker, block: BlockLayers, x: int) -> int:
@@ -361,14 +422,14 @@ def _block_output(walk: _Walker, block: BlockLayers, x: int) -> int:
     return out
 
 
-def _read_tail(walk: _Walker, x: int) -> ClassifierTail | DeepLabTail:
+def _read_tail(walk: _Walker, x: int, blocks: list[BlockLayers]) -> ClassifierTail | DeepLabTail:
     readers = walk.readers(x)
     pools = [op for op in readers if op.type in ("AVERAGE_POOL_2D", "MEAN")]
     convs = [op for op in readers if op.type == "CONV_2D"]
     if len(readers) == 1 and len(convs) == 1:
         return _read_classifier_tail(walk, convs[0])
     if len(readers) == 2 and len(pools) == 1 and len(convs) == 1:
-        return _read_deeplab_tail(walk, x, pools[0], convs[0])
+        return _read_deeplab_tail(walk, x, pools[0], convs[0], blocks)
     found = [walk.graph.describe(op) for op in readers] or ["nothing"]
     walk.fail(
         "after the last block expected a 1x1 conv (classifier) or a global pool and a 1x1 "
@@ -397,7 +458,7 @@ def _read_classifier_tail(walk: _Walker, final_op: TfliteOp) -> ClassifierTail:
 
 
 def _read_deeplab_tail(
-    walk: _Walker, x: int, pool_op: TfliteOp, branch_op: TfliteOp
+    walk: _Walker, x: int, pool_op: TfliteOp, branch_op: TfliteOp, blocks: list[BlockLayers]
 ) -> DeepLabTail:
     _, height, width, _ = walk.shape(x)
     pooled = walk.global_pool(pool_op, x)
@@ -420,7 +481,11 @@ def _read_deeplab_tail(
         )
     projection_op = walk.only_reader(concat.outputs[0], ["CONV_2D"], "the 1x1 projection")
     projection = walk.expect(walk.conv(projection_op), 1, "RELU", "the 1x1 ReLU projection")
-    logits_op = walk.only_reader(projection.op.outputs[0], ["CONV_2D"], "the logits conv")
+    encoded = walk.follow_requantize(projection.op.outputs[0])
+    decoder = None
+    if [op.type for op in walk.readers(encoded)] == ["RESIZE_BILINEAR"]:
+        decoder, encoded = _read_decoder(walk, encoded, blocks)
+    logits_op = walk.only_reader(encoded, ["CONV_2D"], "the logits conv")
     logits = walk.expect(walk.conv(logits_op), 1, "NONE", "the linear 1x1 logits conv")
 
     # One or more bilinear resizes (TF-DeepLab resizes to the logits' own size, then to
@@ -449,4 +514,67 @@ def _read_deeplab_tail(
         half_pixel_centers=bool(upsample.options["HalfPixelCenters"]),
         upsampled_size=tuple(walk.shape(upsample.outputs[0])[1:3]),
         logits_tensor=logits.op.outputs[0],
+        decoder=decoder,
     )
+
+
+def _read_decoder(
+    walk: _Walker, encoded: int, blocks: list[BlockLayers]
+) -> tuple[DecoderLayers, int]:
+    """The DeepLabv3+ decoder reading the ASPP output ``encoded``; returns it and the
+    tensor the logits conv reads."""
+    (resize,) = walk.readers(encoded)
+    upsampled = walk.follow_requantize(resize.outputs[0])
+    concat = walk.only_reader(upsampled, ["CONCATENATION"], "the decoder's concat")
+    if concat.options["Axis"] % 4 != 3 or concat.options["FusedActivationFunction"] != "NONE":
+        walk.fail("expected a plain concatenation along channels", concat)
+    if len(concat.inputs) != 2 or upsampled not in concat.inputs:
+        walk.fail("the decoder concatenates the upsampled encoder and one low-level map", concat)
+    (concat_input,) = [tensor for tensor in concat.inputs if tensor != upsampled]
+    other = concat_input
+    producer = walk.graph.producers.get(other)
+    while producer is not None and producer.type == "QUANTIZE":
+        other = producer.inputs[0]
+        producer = walk.graph.producers.get(other)
+    readers_of_blocks = {
+        op.outputs[0]: index for index, block in enumerate(blocks) for op in block.depthwise_readers
+    }
+    if producer is None or other not in readers_of_blocks:
+        walk.fail(
+            "the decoder's low-level input is not a 1x1 conv of a block's depthwise output",
+            concat,
+        )
+    block_index = readers_of_blocks[other]
+    low_level = walk.expect(walk.conv(producer), 1, "RELU", "the 1x1 ReLU low-level projection")
+    if walk.shape(upsampled)[1:3] != walk.shape(other)[1:3]:
+        walk.fail(
+            f"the encoder is resized to {walk.shape(upsampled)}, the low-level map is "
+            f"{walk.shape(other)}",
+            resize,
+        )
+    names = {upsampled: "encoder", concat_input: "low_level"}
+    separable = []
+    tensor = concat.outputs[0]
+    while True:
+        op = walk.only_reader(
+            tensor, ["DEPTHWISE_CONV_2D", "CONV_2D"], "a separable conv or logits"
+        )
+        if op.type == "CONV_2D":
+            break
+        depthwise = walk.expect(walk.conv(op), 3, "RELU", "a 3x3 ReLU depthwise conv")
+        pointwise_op = walk.only_reader(op.outputs[0], ["CONV_2D"], "the 1x1 pointwise conv")
+        pointwise = walk.expect(walk.conv(pointwise_op), 1, "RELU", "a 1x1 ReLU pointwise conv")
+        separable.append((depthwise, pointwise))
+        tensor = walk.follow_requantize(pointwise.op.outputs[0])
+    if not separable:
+        walk.fail("the decoder has no separable conv after its concat", concat)
+    decoder = DecoderLayers(
+        low_level=low_level,
+        low_level_block=block_index,
+        concat_order=tuple(names[i] for i in concat.inputs),
+        separable=tuple(separable),
+        resize=resize_rule(
+            bool(resize.options["AlignCorners"]), bool(resize.options["HalfPixelCenters"])
+        ),
+    )
+    return decoder, tensor

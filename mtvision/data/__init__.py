@@ -1,12 +1,13 @@
 """Datasets, transforms and collation.
 
 Importing this package registers ``ImageNetFolder``, ``CocoDetection``,
-``VOCDetection``, ``VOCSegmentation``, ``JoinedDataset``, ``TaskConcatDataset``
+``VOCDetection``, ``VOCSegmentation``, ``ADE20KSegmentation``, ``JoinedDataset``, ``TaskConcatDataset``
 (DATASETS), ``LoadImage``, ``LoadMask``, ``Albumentations``, ``PackInputs``
 (TRANSFORMS), ``PerTaskSampler``, ``TaskQuotaBatchSampler`` (DATA_SAMPLERS)
 and ``collate_samples`` (FUNCTIONS) in mtvision's registries.
 """
 
+from mtvision.data.ade20k import ADE20K_CLASSES, ADE20KSegmentation
 from mtvision.data.base_dataset import BaseDataset
 from mtvision.data.coco_detection import CocoDetection
 from mtvision.data.collate import collate_samples
@@ -22,6 +23,8 @@ from mtvision.data.voc_detection import VOC_DETECTION_CLASSES, VOCDetection
 from mtvision.data.voc_segmentation import VOC_CLASSES, VOCSegmentation
 
 __all__ = [
+    "ADE20K_CLASSES",
+    "ADE20KSegmentation",
     "IMAGE_EXTENSIONS",
     "VOC_CLASSES",
     "VOC_DETECTION_CLASSES",

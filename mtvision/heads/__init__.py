@@ -3,6 +3,7 @@
 from mtvision.heads.base import Head
 from mtvision.heads.classifier_head import ClassifierHead
 from mtvision.heads.deeplabv3_head import DeepLabV3Head
+from mtvision.heads.deeplabv3plus_head import DeepLabV3PlusHead
 from mtvision.heads.ssdlite_extras import SSDLiteExtras
 from mtvision.heads.ssdlite_head import SSDLiteHead
 from mtvision.heads.ssdlite_predictors import SSDLitePredictors
@@ -11,6 +12,7 @@ __all__ = [
     "ClassifierHead",
     "Head",
     "DeepLabV3Head",
+    "DeepLabV3PlusHead",
     "SSDLiteExtras",
     "SSDLiteHead",
     "SSDLitePredictors",

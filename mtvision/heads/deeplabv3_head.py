@@ -157,13 +157,13 @@ class DeepLabV3Head(Head):
         input_size: tuple[int, int],
     ) -> dict[str, Tensor]:
         logits = outputs["seg_logits"]
-        indices = annotated_samples(data_samples, ("mask",), len(logits), "DeepLabV3Head")
+        indices = annotated_samples(data_samples, ("mask",), len(logits), type(self).__name__)
         if not indices:
             return {"loss_seg": zero_loss(outputs)}
         if len(indices) < len(logits):
             logits = logits[indices]
         target = self._batch_target([data_samples[i] for i in indices], input_size, logits.device)
-        logits = upsample(logits, input_size, self.align_corners).float()
+        logits = self.upsample_logits(logits, input_size).float()
         total = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
         num_labelled = (target != self.ignore_index).sum()
         return {"loss_seg": total / num_labelled.clamp(min=1)}
@@ -203,7 +203,12 @@ class DeepLabV3Head(Head):
         The argmax follows the resize to each original image size, in :meth:`to_original`
         (for an input at the original size it is ``seg_logits.argmax(1)``).
         """
-        return {"seg_logits": upsample(outputs["seg_logits"], input_size, self.align_corners)}
+        return {"seg_logits": self.upsample_logits(outputs["seg_logits"], input_size)}
+
+    def upsample_logits(self, logits: Tensor, input_size: tuple[int, int]) -> Tensor:
+        """(N, K, h, w) logits -> (N, K, *input_size): :func:`upsample` with the head's
+        ``align_corners`` (a subclass may resize by another rule)."""
+        return upsample(logits, input_size, self.align_corners)
 
     def deploy(
         self,

@@ -111,6 +111,13 @@ class FeatureInfo(Sequence[FeatureSpec]):
             return item in self.names
         return item in self._specs
 
+    def check_known(self, names: Iterable[str], what: str, hint: str = "") -> None:
+        """Raise :class:`ConfigError` (a ``ValueError``) naming the ``names`` that are no
+        tap here, as ``unknown <what> [...]; available: [...]<hint>``."""
+        unknown = [name for name in names if name not in self.names]
+        if unknown:
+            raise ConfigError(f"unknown {what} {unknown}; available: {list(self.names)}{hint}")
+
     def get(self, name: str) -> FeatureSpec:
         """The tap called ``name``.
 

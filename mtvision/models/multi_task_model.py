@@ -11,6 +11,7 @@ from mmengine.model import BaseModel, ModuleDict
 from torch import Tensor, nn
 
 from mtvision.backbones.weights import load_torchvision_weights
+from mtvision.errors import ConfigError
 from mtvision.models.data_preprocessor import build_data_preprocessor
 from mtvision.ops.resize import resize
 from mtvision.registry import MODELS
@@ -100,9 +101,15 @@ class MultiTaskModel(BaseModel):
                     "the backbone's out_features follow the heads' in_features "
                     f"({taps}); remove out_features from the backbone config"
                 )
-            backbone = MODELS.build({**backbone, "out_features": tuple(taps)})
+            try:
+                backbone = MODELS.build({**backbone, "out_features": tuple(taps)})
+            except ConfigError as error:  # a tap no head can have: name the heads' taps
+                raise ConfigError(f"heads' in_features {_head_taps(heads)}: {error}") from error
         else:
-            backbone.set_out_features(tuple(taps))
+            try:
+                backbone.set_out_features(tuple(taps))
+            except ConfigError as error:
+                raise ConfigError(f"heads' in_features {_head_taps(heads)}: {error}") from error
         self.backbone = backbone
         self.heads = ModuleDict()
         for name, head in heads.items():
@@ -278,6 +285,11 @@ class _ActiveHeads:
 
     def __exit__(self, *exc_info) -> None:
         self.model._active = self.previous
+
+
+def _head_taps(heads: Mapping) -> dict[str, tuple[str, ...]]:
+    """Head name -> the taps it reads, for error messages."""
+    return {name: _in_features(name, head) for name, head in heads.items()}
 
 
 def _in_features(name: str, head: dict | nn.Module) -> tuple[str, ...]:

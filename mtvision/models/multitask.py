@@ -15,6 +15,8 @@ TASK_HEADS = {
     "segmentation": ("DeepLabV3Head", 21),
 }
 DEFAULT_NUM_CLASSES = {name: classes for name, (_, classes) in TASK_HEADS.items()}
+#: ``segmentation_head=`` -> the segmentation head's type.
+SEGMENTATION_HEADS = {"deeplabv3": "DeepLabV3Head", "deeplabv3plus": "DeepLabV3PlusHead"}
 
 
 @register_model("mobilenet_v2_multitask")
@@ -25,6 +27,7 @@ def mobilenet_v2_multitask(
     loss_weights: Mapping[str, float] | None = None,
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
+    segmentation_head: str = "deeplabv3",
     **backbone_kwargs,
 ) -> MultiTaskModel:
     """One MobileNetV2 (run once per batch) with any subset of three heads.
@@ -44,6 +47,10 @@ def mobilenet_v2_multitask(
         loss_weights: head name -> weight of its losses (default 1 each).
         bn_eps, bn_momentum: BatchNorm settings for the whole model (default
             PyTorch's; the single-task SSDLite uses 1e-3 and 0.03).
+        segmentation_head: ``"deeplabv3"`` (default) or ``"deeplabv3plus"``
+            (:class:`~mtvision.heads.DeepLabV3PlusHead`, on-device encoder on ``stage7``,
+            decoder on ``layer4_depthwise``). Both heads in one model: a
+            ``MultiTaskModel`` config with two heads of any names.
         **backbone_kwargs: further MobileNetV2 arguments.
 
     ``forward(x)`` returns ``{"classification": {...}, "detection": {...},
@@ -55,9 +62,16 @@ def mobilenet_v2_multitask(
         raise ValueError(
             f"num_classes must map some of {list(TASK_HEADS)} to class counts, got {num_classes}"
         )
+    if segmentation_head not in SEGMENTATION_HEADS:
+        raise ValueError(
+            f"segmentation_head must be one of {list(SEGMENTATION_HEADS)}, got "
+            f"{segmentation_head!r}"
+        )
+    types = {name: head_type for name, (head_type, _) in TASK_HEADS.items()}
+    types["segmentation"] = SEGMENTATION_HEADS[segmentation_head]
     heads = {
-        name: dict(type=head_type, num_classes=num_classes[name])
-        for name, (head_type, _) in TASK_HEADS.items()
+        name: dict(type=types[name], num_classes=num_classes[name])
+        for name in TASK_HEADS
         if name in num_classes
     }
     return MultiTaskModel(
