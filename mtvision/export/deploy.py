@@ -356,4 +356,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
 #: suffix -> the reader of that format's mtvision metadata (a function, or
 #: ``"module:function"`` imported on first use, so a format's optional runtime is imported
 #: only for its own files).
-METADATA_READERS: dict = {".onnx": read_onnx_metadata}
+METADATA_READERS: dict = {
+    ".onnx": read_onnx_metadata,
+    ".tflite": "mtvision.export.mediapipe_metadata:read_tflite_metadata",
+}

@@ -294,6 +294,10 @@ def add_mediapipe_metadata(model_bytes: bytes, metadata: Mapping) -> bytes:
             "phone graph (DeployModel(..., phone=True, channels_last=True))"
         )
     before = model_metadata_entries(model_bytes)
+    if task_of_head(info) == "detection":
+        model_bytes, metadata = _box_codes_in_mediapipe_order(model_bytes, metadata)
+        name, info = single_head(metadata)
+        before = model_metadata_entries(model_bytes)
     buffer = bytearray(model_bytes)
     mean, std = [0.0], [1.0]
     task = info["task"]
@@ -334,6 +338,88 @@ def add_mediapipe_metadata(model_bytes: bytes, metadata: Mapping) -> bytes:
             f"MediaPipe's metadata writer lost or changed the entries {lost + changed}"
         )
     return written
+
+
+def task_of_head(info: Mapping) -> str:
+    return str(info["task"])
+
+
+#: TFLite's builtin operator code of GATHER (schema.fbs ``BuiltinOperator.GATHER``).
+_GATHER = 36
+
+
+def _box_codes_in_mediapipe_order(model_bytes: bytes, metadata: Mapping) -> tuple[bytes, dict]:
+    """The file with its ``box_regression`` output permuted from torchvision's
+    (dx, dy, dw, dh) to MediaPipe's (dy, dx, dh, dw) by one GATHER (indices [1, 0, 3, 2],
+    axis 2) appended to the graph, and the metadata (and its ``"mtvision"`` entry) with
+    ``box_code_order: "yxhw"``, which :meth:`DetectionTask.finish_phone_outputs
+    <mtvision.tasks.detection.DetectionTask.finish_phone_outputs>` reads back.
+
+    Why: MediaPipe's TensorsToDetections decodes codes as (y, x, h, w) (TF's SSD order;
+    its ``reverse_output_order`` is not in the object-detector metadata schema), so
+    without this its boxes come out transposed."""
+    import flatbuffers
+    import numpy as np
+    from mediapipe.tasks.metadata import schema_py_generated as schema
+
+    metadata = json.loads(json.dumps(metadata))
+    name, info = single_head(metadata)
+    if info.get("box_code_order", "xywh") == "yxhw":
+        return model_bytes, metadata
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(model_bytes), 0))
+    graph = model.subgraphs[0]
+    position = list(info["outputs"]).index("box_regression")
+    source = int(graph.outputs[position])
+    box_tensor = graph.tensors[source]
+
+    def add_buffer(data: bytes | None) -> int:
+        buffer = schema.BufferT()
+        buffer.data = None if data is None else np.frombuffer(data, dtype=np.uint8)
+        model.buffers.append(buffer)
+        return len(model.buffers) - 1
+
+    indices = schema.TensorT()
+    indices.shape = [4]
+    indices.type = schema.TensorType.INT32
+    indices.buffer = add_buffer(np.array([1, 0, 3, 2], dtype="<i4").tobytes())
+    indices.name = b"mediapipe_box_code_order"
+    output = schema.TensorT()
+    output.shape = list(box_tensor.shape)
+    output.shapeSignature = box_tensor.shapeSignature
+    output.type = box_tensor.type
+    output.buffer = add_buffer(None)
+    output.name = b"box_regression_yxhw"
+    graph.tensors += [indices, output]
+    indices_index, output_index = len(graph.tensors) - 2, len(graph.tensors) - 1
+
+    code = schema.OperatorCodeT()
+    code.builtinCode = _GATHER
+    code.deprecatedBuiltinCode = _GATHER
+    code.version = 1
+    model.operatorCodes.append(code)
+    gather = schema.OperatorT()
+    gather.opcodeIndex = len(model.operatorCodes) - 1
+    gather.inputs = [source, indices_index]
+    gather.outputs = [output_index]
+    gather.builtinOptionsType = schema.BuiltinOptions.GatherOptions
+    gather.builtinOptions = schema.GatherOptionsT()
+    gather.builtinOptions.axis = 2
+    graph.operators.append(gather)
+    graph.outputs = [output_index if int(i) == source else int(i) for i in graph.outputs]
+    for signature in model.signatureDefs or ():
+        for entry in signature.outputs or ():
+            if entry.tensorIndex == source:
+                entry.tensorIndex = output_index
+
+    info["box_code_order"] = "yxhw"
+    for entry in model.metadata or ():
+        if entry.name.decode("utf-8") == MTVISION_ENTRY:
+            model.buffers[entry.buffer].data = np.frombuffer(
+                json.dumps(metadata).encode("utf-8"), dtype=np.uint8
+            )
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), metadata
 
 
 def _detector_writer(writers, buffer: bytearray, info: Mapping, metadata: Mapping):

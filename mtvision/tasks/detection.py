@@ -72,11 +72,16 @@ class Detection(Task):
     ) -> dict[str, Tensor]:
         """Raw ``anchor_scores`` (N, A, C) and ``box_regression`` (N, A, 4) -> the padded
         detections of :func:`~mtvision.ops.decode_detections` with the recorded anchors,
-        box coder and ``test_cfg`` (the torch head's own post-processing)."""
+        box coder and ``test_cfg`` (the torch head's own post-processing); codes in
+        MediaPipe's (dy, dx, dh, dw) order where ``info["box_code_order"] == "yxhw"``
+        (:mod:`mtvision.export.mediapipe_metadata`)."""
         anchors = torch.tensor(info["anchors"], dtype=torch.float32)
+        codes = torch.as_tensor(outputs["box_regression"]).float()
+        if info.get("box_code_order", "xywh") == "yxhw":  # a MediaPipe-ready file
+            codes = codes[..., [1, 0, 3, 2]]
         return decode_detections(
             torch.as_tensor(outputs["anchor_scores"]).float(),
-            torch.as_tensor(outputs["box_regression"]).float(),
+            codes,
             anchors,
             BoxCoder(tuple(info["box_coder_weights"])),
             tuple(int(v) for v in input_size),
