@@ -19,6 +19,7 @@ contract is written down.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import dataclass
 
@@ -26,9 +27,16 @@ import pytest
 import torch
 
 import mtvision
-from mtvision.export import OnnxRuntimeModel, export_deploy_onnx, read_deploy_metadata
+from mtvision.export import (
+    DeployModel,
+    OnnxRuntimeModel,
+    deploy_metadata,
+    export_deploy_onnx,
+    read_deploy_metadata,
+)
 from mtvision.models import MultiTaskModel
 from mtvision.registry import MODELS
+from mtvision.tasks import task_of
 from mtvision.utils.parity import randomize_batch_norms_
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
@@ -471,3 +479,24 @@ def test_deployed_onnx_gives_the_torch_results(model, tmp_path):
             (actual,) = deployed.predict(list(image), samples)
         assert set(actual) == set(expected), name
         kind_of(head).same_results(expected, actual)
+
+
+def test_phone_graph_finished_outside_gives_the_deployed_graphs_outputs(model):
+    """The phone runtimes' graph (channels-last uint8 in; probabilities, raw SSD outputs,
+    class logits) finished by each task from the metadata alone equals the ONNX graph."""
+    images = _images(batch=2, seed=2)
+    final = DeployModel(model).eval()
+    phone = DeployModel(model, phone=True, channels_last=True).eval()
+    with torch.no_grad():
+        want = final.outputs(images)
+        raw = phone.outputs(images.permute(0, 2, 3, 1).contiguous())
+        output_map = phone.output_map(images.permute(0, 2, 3, 1).contiguous())
+    metadata = json.loads(json.dumps(deploy_metadata(phone, INPUT_SIZE, output_map)))
+    assert metadata["input_layout"] == "NHWC"
+    for name, head in model.heads.items():
+        info = metadata["heads"][name]
+        assert info["phone_outputs"] and set(info["outputs"]) == set(raw[name])
+        task = task_of(head, name)
+        got = task.finish_phone_outputs(raw[name], info, INPUT_SIZE)
+        assert set(got) == set(want[name]), name
+        assert task.agreement(want[name], got) == 1.0, name

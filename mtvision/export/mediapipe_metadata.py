@@ -9,15 +9,45 @@ TFLite metadata that MediaPipe Tasks read, with
 - classification -> ``image_classifier``: labels on the ``probabilities`` (1, K) output;
   :class:`mediapipe.tasks.python.vision.ImageClassifier` returns its top-k categories.
 - detection -> ``object_detector.create_for_models_without_nms``: raw ``box_regression``
-  (1, A, 4) and ``anchor_scores`` (1, A, C) with an SSD *fixed anchors* schema built from
-  the recorded anchors (xyxy input pixels -> centre/size as fractions of the input) and
-  the box coder's weights as MediaPipe's x/y/w/h scales (torchvision's
-  ``BoxCoder((10, 10, 5, 5))`` decodes ``ctr = d / w * anchor_size + anchor_ctr``,
-  ``size = exp(d / w) * anchor_size``, which is MediaPipe's decoding with
-  ``apply_exponential_on_box_size``); scores are already probabilities (softmax without
-  background, or sigmoid), so ``sigmoid_score`` is off; ``test_cfg["score_threshold"]``
-  becomes the score tensor's score-thresholding process unit. MediaPipe decodes and
-  suppresses the boxes itself (its ``ObjectDetector``), as Google's own SSD files ship.
+  (1, A, 4) codes in (ty, tx, th, tw) order (the phone graph's ``box_code_order
+  "yxhw"``, the order MediaPipe's ``TensorsToDetectionsCalculator`` is configured with
+  for SSD files: no graph change is needed) and ``anchor_scores`` (1, A, C), with an SSD
+  *fixed anchors* schema built from the recorded anchors (xyxy input pixels ->
+  centre/size as fractions of the input) and the box coder's weights as MediaPipe's
+  x/y/w/h scales (torchvision's ``BoxCoder((10, 10, 5, 5))`` decodes
+  ``ctr = d / w * anchor_size + anchor_ctr``, ``size = exp(d / w) * anchor_size``, which
+  is MediaPipe's decoding with ``apply_exponential_on_box_size``); scores are already
+  probabilities (softmax without background, or sigmoid), so ``sigmoid_score`` is off;
+  ``test_cfg["score_threshold"]`` becomes the score tensor's score-thresholding process
+  unit. MediaPipe decodes and suppresses the boxes itself (its ``ObjectDetector``), as
+  Google's own SSD files ship.
+
+  What MediaPipe's post-processing then does, and where it differs from mtvision's
+  (:func:`~mtvision.ops.decode_detections`; read from MediaPipe's
+  ``detection_postprocessing_graph.cc``, ``tensors_to_detections_calculator.cc``,
+  ``non_max_suppression_calculator.cc``, ``detection_transformation_calculator.cc``):
+
+  - each anchor becomes ONE candidate, its highest-scoring class (``category_allowlist``
+    / ``denylist`` restrict the classes looked at), kept when its score is >= the
+    threshold (mtvision: every class of every anchor above the threshold, top
+    ``topk_candidates`` per class);
+  - NMS is greedy IoU NMS over all classes together (class-agnostic: a box of one class
+    suppresses an overlapping box of another) at IoU > 0.3, a fixed value
+    (:data:`MEDIAPIPE_NMS_IOU`; its Python/C/Java options have no NMS setting); mtvision
+    suppresses per class at ``test_cfg["nms_iou_threshold"]`` (the writer warns when that
+    is not 0.3), on boxes clipped to the image (MediaPipe's are not clipped);
+  - ``max_results`` caps the kept boxes (the runner passes ``max_detections``);
+  - pixel boxes: ``origin = int(relative_min * size)`` clamped to [0, size] and
+    ``width = int(relative_width * size)``: truncated to whole pixels, and a box that
+    starts left of (above) the image gets origin 0 with its full width, so its far edge
+    is too far right (down) by the part outside the image.
+
+  So for a one-class detector with ``nms_iou_threshold=0.3`` MediaPipe keeps the same
+  detections with the same scores as mtvision, their corners within one pixel (after
+  the runner's half-pixel centring, :mod:`~mtvision.export.mediapipe_runtime`) except the
+  far edge of boxes cut by the left or top border. With several classes the
+  highest-scoring detection of an image is the same; the rest may differ (one class
+  per anchor, class-agnostic NMS).
 - segmentation -> ``image_segmenter``: labels, activation SOFTMAX on ``class_logits``
   (1, H, W, K) (MediaPipe makes the category mask, the argmax); the class-map variant
   (``mask`` (1, H, W) uint8) gets activation NONE.
@@ -67,6 +97,11 @@ _VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 
 #: The name of the ``Model.metadata`` entry with mtvision's JSON metadata.
 MTVISION_ENTRY = "mtvision"
+
+#: MediaPipe ObjectDetector's NMS IoU threshold for files without NMS inside
+#: (``NonMaxSuppressionOptions.min_suppression_threshold`` of its C++ API, 0.3, which its
+#: Python, C and Java options do not expose).
+MEDIAPIPE_NMS_IOU = 0.3
 
 #: The ``Model.metadata`` entry MediaPipe's populator writes.
 TFLITE_METADATA_ENTRY = "TFLITE_METADATA"
@@ -294,10 +329,6 @@ def add_mediapipe_metadata(model_bytes: bytes, metadata: Mapping) -> bytes:
             "phone graph (DeployModel(..., phone=True, channels_last=True))"
         )
     before = model_metadata_entries(model_bytes)
-    if task_of_head(info) == "detection":
-        model_bytes, metadata = _box_codes_in_mediapipe_order(model_bytes, metadata)
-        name, info = single_head(metadata)
-        before = model_metadata_entries(model_bytes)
     buffer = bytearray(model_bytes)
     mean, std = [0.0], [1.0]
     task = info["task"]
@@ -340,90 +371,29 @@ def add_mediapipe_metadata(model_bytes: bytes, metadata: Mapping) -> bytes:
     return written
 
 
-def task_of_head(info: Mapping) -> str:
-    return str(info["task"])
-
-
-#: TFLite's builtin operator code of GATHER (schema.fbs ``BuiltinOperator.GATHER``).
-_GATHER = 36
-
-
-def _box_codes_in_mediapipe_order(model_bytes: bytes, metadata: Mapping) -> tuple[bytes, dict]:
-    """The file with its ``box_regression`` output permuted from torchvision's
-    (dx, dy, dw, dh) to MediaPipe's (dy, dx, dh, dw) by one GATHER (indices [1, 0, 3, 2],
-    axis 2) appended to the graph, and the metadata (and its ``"mtvision"`` entry) with
-    ``box_code_order: "yxhw"``, which :meth:`DetectionTask.finish_phone_outputs
-    <mtvision.tasks.detection.DetectionTask.finish_phone_outputs>` reads back.
-
-    Why: MediaPipe's TensorsToDetections decodes codes as (y, x, h, w) (TF's SSD order;
-    its ``reverse_output_order`` is not in the object-detector metadata schema), so
-    without this its boxes come out transposed."""
-    import flatbuffers
-    import numpy as np
-    from mediapipe.tasks.metadata import schema_py_generated as schema
-
-    metadata = json.loads(json.dumps(metadata))
-    name, info = single_head(metadata)
-    if info.get("box_code_order", "xywh") == "yxhw":
-        return model_bytes, metadata
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(model_bytes), 0))
-    graph = model.subgraphs[0]
-    position = list(info["outputs"]).index("box_regression")
-    source = int(graph.outputs[position])
-    box_tensor = graph.tensors[source]
-
-    def add_buffer(data: bytes | None) -> int:
-        buffer = schema.BufferT()
-        buffer.data = None if data is None else np.frombuffer(data, dtype=np.uint8)
-        model.buffers.append(buffer)
-        return len(model.buffers) - 1
-
-    indices = schema.TensorT()
-    indices.shape = [4]
-    indices.type = schema.TensorType.INT32
-    indices.buffer = add_buffer(np.array([1, 0, 3, 2], dtype="<i4").tobytes())
-    indices.name = b"mediapipe_box_code_order"
-    output = schema.TensorT()
-    output.shape = list(box_tensor.shape)
-    output.shapeSignature = box_tensor.shapeSignature
-    output.type = box_tensor.type
-    output.buffer = add_buffer(None)
-    output.name = b"box_regression_yxhw"
-    graph.tensors += [indices, output]
-    indices_index, output_index = len(graph.tensors) - 2, len(graph.tensors) - 1
-
-    code = schema.OperatorCodeT()
-    code.builtinCode = _GATHER
-    code.deprecatedBuiltinCode = _GATHER
-    code.version = 1
-    model.operatorCodes.append(code)
-    gather = schema.OperatorT()
-    gather.opcodeIndex = len(model.operatorCodes) - 1
-    gather.inputs = [source, indices_index]
-    gather.outputs = [output_index]
-    gather.builtinOptionsType = schema.BuiltinOptions.GatherOptions
-    gather.builtinOptions = schema.GatherOptionsT()
-    gather.builtinOptions.axis = 2
-    graph.operators.append(gather)
-    graph.outputs = [output_index if int(i) == source else int(i) for i in graph.outputs]
-    for signature in model.signatureDefs or ():
-        for entry in signature.outputs or ():
-            if entry.tensorIndex == source:
-                entry.tensorIndex = output_index
-
-    info["box_code_order"] = "yxhw"
-    for entry in model.metadata or ():
-        if entry.name.decode("utf-8") == MTVISION_ENTRY:
-            model.buffers[entry.buffer].data = np.frombuffer(
-                json.dumps(metadata).encode("utf-8"), dtype=np.uint8
-            )
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), metadata
-
-
 def _detector_writer(writers, buffer: bytearray, info: Mapping, metadata: Mapping):
-    """``object_detector.create_for_models_without_nms`` with the recorded anchors."""
+    """``object_detector.create_for_models_without_nms`` with the recorded anchors.
+
+    Raises:
+        ExportError: codes not in the (ty, tx, th, tw) order MediaPipe decodes.
+    """
+    order = info.get("box_code_order")
+    if order != "yxhw":
+        raise ExportError(
+            f"MediaPipe's SSD decoder reads box codes as (ty, tx, th, tw) (box_code_order "
+            f"'yxhw'); this file's box_regression is {order!r}: export it again with "
+            "this mtvision"
+        )
+    nms = float(info.get("test_cfg", {}).get("nms_iou_threshold", MEDIAPIPE_NMS_IOU))
+    if nms != MEDIAPIPE_NMS_IOU:
+        logger.warning(
+            "MediaPipe's ObjectDetector suppresses at IoU > %s (fixed: no option of its "
+            "Python, C or Java API); this model's test_cfg nms_iou_threshold is %s, so "
+            "MediaPipe keeps %s overlapping boxes than mtvision's predict",
+            MEDIAPIPE_NMS_IOU,
+            nms,
+            "fewer" if nms > MEDIAPIPE_NMS_IOU else "more",
+        )
     detector = writers.object_detector
     info_writer = writers.metadata_info
     height, width = (float(v) for v in metadata["input_size"])

@@ -9,8 +9,11 @@ session returns the ONNX graph's fields for the file's one head and
 - classification: ``scores``, ``labels`` (N, k) (MediaPipe's top ``topk`` categories);
 - detection: ``boxes`` (N, D, 4) float32 xyxy input pixels, ``scores`` (N, D), ``labels``
   (N, D) int64 (-1 padding), ``num_detections`` (N,), with D = ``test_cfg["max_detections"]``
-  (MediaPipe decodes with the file's fixed anchors and suppresses; its NMS is
-  class-agnostic over one class per anchor, and its pixel boxes are integers);
+  and MediaPipe's ``score_threshold`` = ``test_cfg["score_threshold"]``. MediaPipe decodes
+  with the file's fixed anchors and suppresses (one class per anchor, class-agnostic NMS
+  at IoU 0.3: :mod:`~mtvision.export.mediapipe_metadata` lists how that differs from
+  mtvision's); its whole-pixel boxes are turned back into the nearest xyxy boxes and
+  clipped to the image by :func:`pixel_box_to_xyxy`;
 - segmentation: ``mask`` (N, H, W) uint8 (MediaPipe's category mask).
 
 The file needs MediaPipe metadata (:func:`~mtvision.export.mediapipe_metadata.add_mediapipe_metadata`)
@@ -23,6 +26,27 @@ import numpy as np
 
 from mtvision.errors import ExportError
 from mtvision.export.mediapipe_metadata import read_tflite_metadata, single_head
+
+
+def pixel_box_to_xyxy(
+    origin_x: int, origin_y: int, box_width: int, box_height: int, image_size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """MediaPipe's whole-pixel box -> the xyxy box (input pixels) nearest to the one it
+    was truncated from, clipped to the image as mtvision's boxes are.
+
+    MediaPipe stores ``origin = int(relative_min * size)`` clamped to [0, size] and
+    ``extent = int(relative_extent * size)``: the true origin lies in
+    [origin, origin + 1) and the far edge in [origin + extent, origin + extent + 2), so
+    the centres of those intervals are returned (errors < 0.5 px and < 1 px). An origin
+    of 0 may be a clamped negative one: it stays 0 (mtvision clips it to 0 too), but then
+    the far edge is unknown (MediaPipe keeps the full extent) and may be too far out.
+    """
+    height, width = image_size
+    x1 = origin_x + 0.5 if origin_x > 0 else 0.0
+    y1 = origin_y + 0.5 if origin_y > 0 else 0.0
+    x2 = min(origin_x + box_width + 1.0, float(width))
+    y2 = min(origin_y + box_height + 1.0, float(height))
+    return x1, y1, x2, y2
 
 
 def open_mediapipe(path: str, threads=None):
@@ -95,11 +119,8 @@ def open_mediapipe(path: str, threads=None):
             labels = np.full(max_detections, -1, np.int64)
             for i, detection in enumerate(found[:max_detections]):
                 box, category = detection.bounding_box, detection.categories[0]
-                boxes[i] = (
-                    box.origin_x,
-                    box.origin_y,
-                    min(box.origin_x + box.width, width),
-                    min(box.origin_y + box.height, height),
+                boxes[i] = pixel_box_to_xyxy(
+                    box.origin_x, box.origin_y, box.width, box.height, (height, width)
                 )
                 scores[i] = category.score
                 labels[i] = (

@@ -337,15 +337,18 @@ class SSDLiteHead(Head):
         """What an exported graph returns: :meth:`postprocess`'s padded detections (its NMS
         exports as ONNX ``NonMaxSuppression``); with ``nms=False`` (runtimes without an
         NMS op: LiteRT, ExecuTorch) the raw SSD outputs ``{"anchor_scores": (N, A, C) class
-        probabilities, "box_regression": (N, A, 4) box codes}``, decoded and suppressed
-        outside the graph by :func:`decode_detections` (or MediaPipe) with the anchors
-        recorded in the file's metadata."""
+        probabilities, "box_regression": (N, A, 4) box codes in TF's (ty, tx, th, tw)
+        order}``, decoded and suppressed outside the graph (by
+        :func:`~mtvision.ops.decode_detections` or MediaPipe's ``ObjectDetector``, whose
+        SSD decoder, like TF's ``TFLite_Detection_PostProcess``, reads y before x) with the
+        anchors recorded in the file's metadata."""
         if nms:
             return self.postprocess(outputs, input_size)
         self._anchors_for(outputs, input_size)
+        codes = outputs["bbox_regression"].float()
         return {
             "anchor_scores": self.class_scores(outputs),
-            "box_regression": outputs["bbox_regression"].float(),
+            "box_regression": codes[..., [1, 0, 3, 2]],
         }
 
     def to_original(self, results: dict[str, Tensor], data_samples: Sequence[dict]) -> list[dict]:

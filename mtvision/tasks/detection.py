@@ -24,6 +24,9 @@ from mtvision.visualization.draw import draw_detections
 
 __all__ = ["DETECTION", "Detection", "detection_agreement", "detections_to_original"]
 
+#: A phone graph's box-code order -> the indices that give mtvision's (tx, ty, tw, th).
+_CODE_ORDERS = {"yxhw": [1, 0, 3, 2], "xywh": [0, 1, 2, 3]}
+
 
 class Detection(Task):
     """Results: ``{"boxes": [[x1, y1, x2, y2], ...] (xyxy, pixels of the original
@@ -45,7 +48,8 @@ class Detection(Task):
         self, head, topk: int, phone: bool = False, input_size: tuple[int, int] | None = None
     ) -> dict:
         """For a ``phone`` graph what decoding its raw outputs needs: ``anchors`` (A, 4)
-        xyxy input pixels, ``box_coder_weights`` (wx, wy, ww, wh), ``score_activation``
+        xyxy input pixels, ``box_coder_weights`` (wx, wy, ww, wh), ``box_code_order``
+        (``"yxhw"``: the codes' order in ``box_regression``), ``score_activation``
         (``"softmax"`` with the background column dropped, or ``"sigmoid"``) and the
         head's ``test_cfg`` (thresholds, top-k candidates, ``max_detections``)."""
         if not phone:
@@ -56,6 +60,7 @@ class Detection(Task):
         return {
             "anchors": head.anchors(tuple(input_size)).tolist(),
             "box_coder_weights": [float(w) for w in head.box_coder.weights],
+            "box_code_order": "yxhw",
             "score_activation": "softmax" if head.cls_loss == "softmax" else "sigmoid",
             "test_cfg": {
                 "score_threshold": float(cfg["score_threshold"]),
@@ -70,18 +75,22 @@ class Detection(Task):
     def finish_phone_outputs(
         self, outputs: Mapping[str, Tensor], info: Mapping, input_size: tuple[int, int]
     ) -> dict[str, Tensor]:
-        """Raw ``anchor_scores`` (N, A, C) and ``box_regression`` (N, A, 4) -> the padded
-        detections of :func:`~mtvision.ops.decode_detections` with the recorded anchors,
-        box coder and ``test_cfg`` (the torch head's own post-processing); codes in
-        MediaPipe's (dy, dx, dh, dw) order where ``info["box_code_order"] == "yxhw"``
-        (:mod:`mtvision.export.mediapipe_metadata`)."""
+        """Raw ``anchor_scores`` (N, A, C) and ``box_regression`` (N, A, 4, in the order
+        ``info["box_code_order"]`` names) -> the padded detections of
+        :func:`~mtvision.ops.decode_detections` with the recorded anchors, box coder and
+        ``test_cfg`` (the torch head's own post-processing).
+
+        Raises:
+            ValueError: an unknown ``box_code_order``.
+        """
         anchors = torch.tensor(info["anchors"], dtype=torch.float32)
         codes = torch.as_tensor(outputs["box_regression"]).float()
-        if info.get("box_code_order", "xywh") == "yxhw":  # a MediaPipe-ready file
-            codes = codes[..., [1, 0, 3, 2]]
+        order = info.get("box_code_order", "yxhw")
+        if order not in _CODE_ORDERS:
+            raise ValueError(f"unknown box_code_order {order!r}; known: {sorted(_CODE_ORDERS)}")
         return decode_detections(
             torch.as_tensor(outputs["anchor_scores"]).float(),
-            codes,
+            codes[..., _CODE_ORDERS[order]],
             anchors,
             BoxCoder(tuple(info["box_coder_weights"])),
             tuple(int(v) for v in input_size),
