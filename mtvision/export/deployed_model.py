@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from mtvision.errors import ExportError
 from mtvision.export.deploy import read_deploy_metadata
-from mtvision.export.runtimes import DeployedSession, default_runtime
+from mtvision.export.runtimes import FINISHED_RUNTIMES, DeployedSession, default_runtime
 from mtvision.registry import MODELS
 from mtvision.tasks import Task, task_named, task_of
 
@@ -136,6 +136,9 @@ class DeployedModel(BaseModel):
             array = array.transpose(0, 2, 3, 1)
         by_name = self.session.run(np.ascontiguousarray(array))
         input_size = (array.shape[1:3]) if self.channels_last else array.shape[2:4]
+        if self.runtime in FINISHED_RUNTIMES:  # e.g. MediaPipe Tasks: one head, finished
+            (head,) = self.heads
+            return {head: {field: torch.from_numpy(np.asarray(v)) for field, v in by_name.items()}}
         outputs = {}
         for head, info in self.heads.items():
             fields = {

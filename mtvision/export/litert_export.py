@@ -120,7 +120,17 @@ def export_deploy_tflite(
 def add_phone_metadata(content: bytes, metadata: Mapping, shown: str) -> bytes:
     """``content`` with MediaPipe's metadata added when ``mediapipe`` (and mtvision's
     writer of it) can be imported; otherwise as it is, with one warning line naming
-    ``shown`` and the install hint."""
+    ``shown`` and the install hint. A model of several heads is left as it is (MediaPipe
+    Tasks run one head per file; LiteRT runs it, with mtvision's metadata), said in one
+    info line."""
+    if len(metadata["heads"]) > 1:
+        logger.info(
+            "%s: no MediaPipe metadata: MediaPipe Tasks run one head per file and this one "
+            "has %s (export each head to its own .tflite for MediaPipe)",
+            shown,
+            list(metadata["heads"]),
+        )
+        return content
     try:
         import mediapipe  # noqa: F401
 

@@ -25,10 +25,19 @@ from mtvision.errors import ExportError
 #: where ``run(images) -> list of arrays``).
 RUNTIMES: dict[str, tuple[tuple[str, ...], object]] = {}
 
+#: The runtimes whose sessions return finished results (the ONNX graph's fields of the
+#: file's one head, e.g. MediaPipe Tasks), which ``DeployedModel`` takes as they are.
+FINISHED_RUNTIMES: set[str] = set()
 
-def register_runtime(name: str, suffixes: tuple[str, ...], opener) -> None:
-    """Make a runtime known by ``name``; ``opener``: a function or ``"module:function"``."""
+
+def register_runtime(name: str, suffixes: tuple[str, ...], opener, finished: bool = False) -> None:
+    """Make a runtime known by ``name``; ``opener``: a function or ``"module:function"``;
+    ``finished``: its session returns the ONNX graph's fields, not the file's tensors."""
     RUNTIMES[name] = (tuple(suffixes), opener)
+    if finished:
+        FINISHED_RUNTIMES.add(name)
+    else:
+        FINISHED_RUNTIMES.discard(name)
 
 
 def runtime_names() -> tuple[str, ...]:
@@ -132,3 +141,6 @@ def _openvino(path: str, threads):
 register_runtime("onnxruntime", (".onnx",), _onnxruntime)
 register_runtime("openvino", (".onnx",), _openvino)
 register_runtime("litert", (".tflite",), "mtvision.export.litert_runtime:open_litert")
+register_runtime(
+    "mediapipe", (".tflite",), "mtvision.export.mediapipe_runtime:open_mediapipe", finished=True
+)
