@@ -357,3 +357,4 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
 #: ``"module:function"`` imported on first use, so a format's optional runtime is imported
 #: only for its own files).
 METADATA_READERS: dict = {".onnx": read_onnx_metadata}
+METADATA_READERS[".pte"] = "mtvision.export.executorch_export:read_pte_metadata"

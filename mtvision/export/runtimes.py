@@ -131,3 +131,4 @@ def _openvino(path: str, threads):
 
 register_runtime("onnxruntime", (".onnx",), _onnxruntime)
 register_runtime("openvino", (".onnx",), _openvino)
+register_runtime("executorch", (".pte",), "mtvision.export.executorch_runtime:open_executorch")

@@ -139,6 +139,7 @@ def deployed_agreement(
 #: seg_logits, source, **options)``: a function, or ``"module:function"`` imported on first
 #: use (a phone format's converter is an optional extra).
 EXPORT_FORMATS: dict = {"onnx": export_deploy_onnx}
+EXPORT_FORMATS["executorch"] = "mtvision.export.executorch_export:export_deploy_executorch"
 
 
 def export_writer(format: str):
