@@ -25,6 +25,7 @@ it only inside its functions.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,19 @@ def _require_executorch(path: str) -> None:
         import executorch.runtime  # noqa: F401
     except ImportError:
         raise ExportError(f"{path}: ExecuTorch is not installed ({INSTALL_HINT})") from None
+
+
+def _contiguous(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with contiguous (NCHW) weights: a model kept in channels-last
+    memory format (``MultiTaskModel(channels_last=True)``) makes XNNPACK's layout pass see
+    a quantised weight both as NHWC and NCHW and give up."""
+    if all(t.is_contiguous() for t in [*model.parameters(), *model.buffers()]):
+        return model
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.data = tensor.data.contiguous()
+    return model
 
 
 def _module_of(node) -> str | None:
@@ -183,6 +197,7 @@ def export_deploy_executorch(
     size = tuple(int(v) for v in input_size)
     if len(size) != 2 or min(size) < 1:
         raise ExportError(f"input_size must be (H, W) positive, got {tuple(input_size)}")
+    model = _contiguous(model)
     deploy = DeployModel(model, topk=topk, phone=True, class_map=class_map, channels_last=True)
     example = deploy.example_images(size, batch=1)
     was_training = model.training
