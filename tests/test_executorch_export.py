@@ -515,3 +515,22 @@ def test_converted_google_deeplab_float_and_int8_pte(realdata, tmp_path):
     )
     assert min(agreements) >= 0.999
     assert abs(miou["int8"] - google_miou) <= 0.005
+
+
+class _Erfinv(torch.nn.Module):
+    """An op ExecuTorch has no kernel for and XNNPACK does not take."""
+
+    def forward(self, x):
+        return torch.erfinv(x.clamp(-0.5, 0.5))
+
+
+def test_an_op_without_a_kernel_is_named_with_its_module(tmp_path):
+    model = mtvision.create_model("mobilenet_v2_035", num_classes=3)
+    model.heads["classification"].dropout = _Erfinv()
+    with pytest.raises(ExportError) as error:
+        export_deploy_executorch(model, tmp_path / "x.pte", (32, 32))
+    assert str(error.value) == (
+        f"{tmp_path / 'x.pte'}: the op aten::erfinv in heads.classification.dropout has no "
+        "ExecuTorch kernel and XNNPACK does not take it; the model cannot run in ExecuTorch"
+    )
+    assert not (tmp_path / "x.pte").exists()

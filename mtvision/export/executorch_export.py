@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -126,6 +127,30 @@ def _quantise(
         ) from None
 
 
+def _unsupported_op(path: str, op: str, node) -> ExportError:
+    module = _module_of(node) if node is not None else None
+    where = f" in {module}" if module else ""
+    return ExportError(
+        f"{path}: the op {op}{where} has no ExecuTorch kernel and XNNPACK does not take it; "
+        "the model cannot run in ExecuTorch"
+    )
+
+
+def _refuse_non_core_op(error: BaseException, program, path: str) -> None:
+    """Lowering refuses an op outside core ATen (``SpecViolationError``): raise the
+    one-line error naming it and its module."""
+    found = re.search(r"Operator torch\._ops\.(\w+)\.(\w+)\.(\w+) is not in Core ATen", str(error))
+    if found is None:
+        return
+    namespace, op, overload = found.groups()
+    target = f"{namespace}.{op}.{overload}"
+    node = next(
+        (n for n in program.graph.nodes if n.op == "call_function" and str(n.target) == target),
+        None,
+    )
+    raise _unsupported_op(path, f"{namespace}::{op}", node) from None
+
+
 def _check_kernels(edge_program, path: str) -> None:
     """Refuse ops that XNNPACK did not take and the runtime has no kernel for, naming the
     op and the module (else the file would only fail when a phone loads it)."""
@@ -143,12 +168,7 @@ def _check_kernels(edge_program, path: str) -> None:
             continue  # delegate calls, getitem
         name = schema.name
         if name not in known and name.startswith("aten::"):
-            module = _module_of(node)
-            where = f" in {module}" if module else ""
-            raise ExportError(
-                f"{path}: the op {name}{where} has no ExecuTorch kernel and XNNPACK does "
-                "not take it; the model cannot run in ExecuTorch"
-            )
+            raise _unsupported_op(path, name, node)
 
 
 def export_deploy_executorch(
@@ -228,6 +248,7 @@ def export_deploy_executorch(
             constant_methods={METADATA_METHOD: json.dumps(metadata)},
         )
     except Exception as error:  # lowering raises plain RuntimeError/AssertionError types
+        _refuse_non_core_op(error, program, path)
         raise ExportError(
             f"{path}: ExecuTorch cannot lower the phone graph "
             f"({type(error).__name__}: {_first_line(error)})"
