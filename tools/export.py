@@ -74,6 +74,10 @@ from mtvision.utils.atomic_files import check_output_file
 MIN_OPSET = 11
 MAX_OPSET = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
 
+#: --int8's default --min-agreement: the int8 file is compared with the float torch model,
+#: which it follows closely but not exactly (a top-1 label or a few pixels may differ).
+INT8_MIN_AGREEMENT = 0.9
+
 #: --out's suffix -> the format written when --format is not given.
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch"}
 
@@ -136,8 +140,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--min-agreement",
         type=float,
-        default=0.99,
-        help="least agreement per head between torch and onnxruntime (default 0.99)",
+        help="least agreement per head between torch and the file's runtime (default 0.99; "
+        f"with --int8 {INT8_MIN_AGREEMENT}: the int8 file is checked against float torch)",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     parser.add_argument("--raw", action="store_true", help="export the raw tensor forward")
@@ -193,6 +197,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--max-detections must be at least 1, got {args.max_detections}")
     if args.score_thr is not None and not 0.0 <= args.score_thr <= 1.0:
         parser.error(f"--score-thr is a score in [0, 1], got {args.score_thr}")
+    if args.min_agreement is None:
+        args.min_agreement = INT8_MIN_AGREEMENT if args.int8 else 0.99
     for name in ("min_agreement", "tolerance"):
         value = getattr(args, name)
         if not math.isfinite(value) or value < 0:

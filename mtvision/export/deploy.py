@@ -363,4 +363,5 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
 METADATA_READERS: dict = {
     ".onnx": read_onnx_metadata,
     ".tflite": "mtvision.export.litert_metadata:read_tflite_metadata",
+    ".pte": "mtvision.export.executorch_export:read_pte_metadata",
 }

@@ -83,13 +83,13 @@ uses its own.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 import types
 from collections.abc import Mapping
 
 from mtvision.errors import ExportError
+from mtvision.export.litert_metadata import tflite_metadata_entries
 
 logger = logging.getLogger(__name__)
 
@@ -231,56 +231,13 @@ def metadata_writers():
 
 
 def model_metadata_entries(model_bytes: bytes) -> dict[str, bytes]:
-    """``{name: buffer bytes}`` of a ``.tflite`` flatbuffer's ``Model.metadata`` entries.
+    """``{name: buffer bytes}`` of a ``.tflite`` flatbuffer's ``Model.metadata`` entries
+    (:func:`~mtvision.export.litert_metadata.tflite_metadata_entries`).
 
     Raises:
-        ExportError: not a TFLite flatbuffer (identifier ``TFL3``).
+        ExportError: not a TFLite flatbuffer.
     """
-    from mediapipe.tasks.metadata import schema_py_generated as schema
-
-    data = bytes(model_bytes)
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ExportError("not a TFLite flatbuffer (no TFL3 identifier)")
-    model = schema.Model.GetRootAsModel(data, 0)
-    entries = {}
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        buffer = model.Buffers(entry.Buffer())
-        entries[entry.Name().decode("utf-8")] = (
-            buffer.DataAsNumpy().tobytes() if (buffer.DataLength()) else b""
-        )
-    return entries
-
-
-def read_tflite_metadata(path) -> dict:
-    """The ``"mtvision"`` JSON metadata of a deployed ``.tflite`` file.
-
-    Raises:
-        ExportError: the file is missing, not TFLite, or has no mtvision entry; names it.
-    """
-    import os
-
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no such .tflite file") from None
-    try:
-        entries = model_metadata_entries(data)
-    except ExportError as error:
-        raise ExportError(f"{path}: {error}") from None
-    if MTVISION_ENTRY not in entries:
-        raise ExportError(
-            f"{path}: no '{MTVISION_ENTRY}' metadata; export it with tools/export.py "
-            "--format tflite"
-        )
-    try:
-        return json.loads(entries[MTVISION_ENTRY].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ExportError(
-            f"{path}: its '{MTVISION_ENTRY}' metadata is not JSON ({error})"
-        ) from None
+    return tflite_metadata_entries(bytes(model_bytes))
 
 
 # ------------------------------------------------------------ the writers

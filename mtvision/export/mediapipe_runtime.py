@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from mtvision.errors import ExportError
-from mtvision.export.mediapipe_metadata import read_tflite_metadata, single_head
+from mtvision.export.litert_metadata import read_tflite_metadata
+from mtvision.export.mediapipe_metadata import single_head
 
 
 def pixel_box_to_xyxy(

@@ -144,3 +144,4 @@ register_runtime("litert", (".tflite",), "mtvision.export.litert_runtime:open_li
 register_runtime(
     "mediapipe", (".tflite",), "mtvision.export.mediapipe_runtime:open_mediapipe", finished=True
 )
+register_runtime("executorch", (".pte",), "mtvision.export.executorch_runtime:open_executorch")

@@ -141,6 +141,7 @@ def deployed_agreement(
 EXPORT_FORMATS: dict = {
     "onnx": export_deploy_onnx,
     "tflite": "mtvision.export.litert_export:export_deploy_tflite",
+    "executorch": "mtvision.export.executorch_export:export_deploy_executorch",
 }
 
 
