@@ -144,6 +144,7 @@ def test_int8_classifier_is_quantised_and_follows_float(classifier):
     assert 0 < difference.max() < 0.25  # quantised (not equal), yet close
 
 
+@pytest.mark.slow  # one more lowering (20-70 s each); the classifier fixture covers the fast path
 def test_tool_failed_check_keeps_the_previous_file(classifier, shapes, tmp_path, capsys):
     out = tmp_path / "cls.pte"
     out.write_bytes(classifier["float"].read_bytes())
@@ -196,6 +197,7 @@ def test_eval_of_a_pte_of_another_config_is_one_line(classifier, tmp_path, capsy
 # ------------------------------------------------------------------ detector
 
 
+@pytest.mark.slow  # one more lowering (20-70 s each); the classifier fixture covers the fast path
 def test_detector_boxes_are_torchs_within_float32_rounding(detector):
     """Random weights give box regressions up to ~9: torch's own float32 boxes differ from
     float64's by ~1e-3 px here, and XNNPACK's (another summation order) by as much again."""
@@ -215,6 +217,7 @@ def test_detector_boxes_are_torchs_within_float32_rounding(detector):
         assert torch.allclose(actual["scores"][i, :count], expected["scores"][i, :count], atol=5e-4)
 
 
+@pytest.mark.slow  # one more lowering (20-70 s each); the classifier fixture covers the fast path
 def test_predict_with_the_executorch_backend_writes_torchs_files(detector, tmp_path, capsys):
     _, checkpoint, path = detector
     image = tmp_path / "photos" / "wide.png"
@@ -241,6 +244,7 @@ def test_predict_with_the_executorch_backend_writes_torchs_files(detector, tmp_p
 # ------------------------------------------------------------------ segmenter, multi-task
 
 
+@pytest.mark.slow  # one more lowering (20-70 s each); the classifier fixture covers the fast path
 def test_segmenter_logits_and_class_map(tmp_path):
     torch.manual_seed(0)
     model = randomize_batch_norms_(
@@ -260,6 +264,7 @@ def test_segmenter_logits_and_class_map(tmp_path):
     assert head_agreement("segmentation", expected, actual) >= 0.999
 
 
+@pytest.mark.slow  # one more lowering (20-70 s each); the classifier fixture covers the fast path
 def test_multitask_outputs_by_head(tmp_path):
     torch.manual_seed(0)
     model = mtvision.create_model(

@@ -100,6 +100,7 @@ def test_classifier_metadata_and_topk_through_the_runtime(classifier_file):
     torch.testing.assert_close(actual["scores"], expected["scores"], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # one more conversion (10-20 s each); the multi-task file covers every head fast
 def test_detector_raw_outputs_finished_give_torchs_boxes(tmp_path):
     torch.manual_seed(1)
     model = mtvision.create_model(
@@ -129,6 +130,7 @@ def test_detector_raw_outputs_finished_give_torchs_boxes(tmp_path):
         assert float((got - want).abs().max()) < 2e-3
 
 
+@pytest.mark.slow  # one more conversion (10-20 s each); the multi-task file covers every head fast
 @pytest.mark.parametrize("class_map", [False, True])
 def test_segmenter_scores_or_class_map_agree_with_torch(tmp_path, class_map):
     torch.manual_seed(0)
@@ -236,6 +238,7 @@ def test_tool_exports_and_verifies_the_tflite(classifier_tool_file, capsys):
     assert metadata["source"]["config"] == CLASSIFIER
 
 
+@pytest.mark.slow  # one more conversion (10-20 s each); the multi-task file covers every head fast
 def test_tool_failed_check_keeps_the_previous_file(classifier_tool_file, capsys):
     _, checkpoint, out, options, _ = classifier_tool_file
     before = out.read_bytes()
@@ -300,6 +303,7 @@ def test_file_of_another_config_names_both(classifier_file):
 # ------------------------------------------------------------------------------ int8
 
 
+@pytest.mark.slow  # one more conversion (10-20 s each); the multi-task file covers every head fast
 def test_int8_tflite_follows_the_float_model_and_refuses_itself(tmp_path):
     from mtvision.export.litert_quantize import quantize_tflite
 
