@@ -13,7 +13,7 @@ SEG_WORK_DIR := work_dirs/deeplabv3_shapes
 MT_CFG := configs/demo/multitask_shapes.py
 MT_WORK_DIR := work_dirs/multitask_shapes
 
-.PHONY: install demo demo-deploy demo-classification demo-segmentation demo-multitask test test-slow test-all lint bench clean
+.PHONY: install demo demo-deploy demo-phone demo-classification demo-segmentation demo-multitask test test-slow test-all lint bench clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,8 @@ demo: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
 		--out $(DEMO_WORK_DIR)/val_results.json --show-dir $(DEMO_WORK_DIR)/val_predictions --show-limit 8
 	$(MAKE) demo-deploy
 	@echo "demo done: COCO results in $(DEMO_WORK_DIR)/val_results.json, pictures in $(DEMO_WORK_DIR)/val_predictions/,"
-	@echo "  the deployed detector in $(DEMO_WORK_DIR)/ssdlite_shapes.onnx (.int8.onnx), its predictions in $(DEMO_WORK_DIR)/predict/"
+	@echo "  the deployed detector in $(DEMO_WORK_DIR)/ssdlite_shapes.onnx (.int8.onnx) and .tflite (.int8.tflite),"
+	@echo "  its predictions in $(DEMO_WORK_DIR)/predict/ (onnxruntime) and predict_mediapipe/ (MediaPipe Tasks)"
 
 # Ship the trained demo detector: one ONNX file with NMS inside, checked against torch;
 # int8 calibrated on 200 training images; both evaluated as the checkpoint was; the
@@ -50,6 +51,22 @@ demo-deploy: $(VENV)/.installed
 	$(PY) tools/eval.py $(DEMO_CFG) $(DEMO_WORK_DIR)/ssdlite_shapes.int8.onnx --work-dir $(DEMO_WORK_DIR)/eval_int8
 	$(PY) tools/predict.py $(DEMO_CFG) - "$(DEMO_DATA)/coco/val2017/*_00000[0-5].jpg" --out-dir $(DEMO_WORK_DIR)/predict \
 		--backend onnxruntime --model $(DEMO_WORK_DIR)/ssdlite_shapes.int8.onnx
+	$(MAKE) demo-phone
+
+# Ship it to phones: the detector as a LiteRT .tflite (MediaPipe metadata inside), int8
+# with ai-edge-quantizer on the same 200 training images, evaluated in LiteRT, then run
+# once through MediaPipe Tasks' ObjectDetector (the API Android/iOS apps call) on one
+# validation image, whose boxes are printed.
+demo-phone: $(VENV)/.installed
+	$(PY) tools/export.py $(DEMO_CFG) $(DEMO_WORK_DIR)/last.pth --out $(DEMO_WORK_DIR)/ssdlite_shapes.tflite
+	$(PY) tools/quantize.py $(DEMO_CFG) $(DEMO_WORK_DIR)/ssdlite_shapes.tflite --out $(DEMO_WORK_DIR)/ssdlite_shapes.int8.tflite \
+		--calib 200 --cfg-options test_dataloader.dataset.ann_file=annotations/instances_train2017.json \
+		test_dataloader.dataset.data_prefix.img=train2017/
+	$(PY) tools/eval.py $(DEMO_CFG) $(DEMO_WORK_DIR)/ssdlite_shapes.int8.tflite --work-dir $(DEMO_WORK_DIR)/eval_int8_tflite
+	$(PY) tools/predict.py $(DEMO_CFG) - "$(DEMO_DATA)/coco/val2017/*_000000.jpg" --out-dir $(DEMO_WORK_DIR)/predict_mediapipe \
+		--backend mediapipe --model $(DEMO_WORK_DIR)/ssdlite_shapes.int8.tflite --no-progress
+	@echo "MediaPipe ObjectDetector on $(DEMO_WORK_DIR)/ssdlite_shapes.int8.tflite:"
+	@cat $(DEMO_WORK_DIR)/predict_mediapipe/*.json
 
 demo-classification: $(VENV)/.installed $(DEMO_DATA)/dataset_info.json
 	$(PY) tools/train.py $(CLS_CFG) --work-dir $(CLS_WORK_DIR)

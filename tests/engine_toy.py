@@ -309,3 +309,38 @@ def deployed_eval(config: str, checkpoint, options: list[str], out_dir, *export_
          str(out_dir / "eval_onnx"), "--cfg-options", *options]
     )  # fmt: skip
     return onnx_path, agreements, metrics
+
+
+def phone_deployed_evals(
+    config: str, checkpoint, options: list[str], out_dir, calib: int, calib_options=()
+) -> dict[str, dict]:
+    """The phone files of ``checkpoint`` as a user makes them, each evaluated with
+    ``tools/eval.py`` in its runtime: ``tflite`` (tools/export.py, checked against torch),
+    ``tflite int8`` (tools/quantize.py, ``calib`` images), ``pte`` and ``pte int8``
+    (tools/export.py --int8 --calib). ``calib_options``: --cfg-options that point the test
+    data at the calibration images (e.g. the training split). Returns ``{kind: metrics}``."""
+    out_dir = Path(out_dir)
+    export, quantize, evaluate = load_tool("export"), load_tool("quantize"), load_tool("eval")
+    files = {
+        "tflite": out_dir / "deployed.tflite",
+        "tflite int8": out_dir / "deployed.int8.tflite",
+        "pte": out_dir / "deployed.pte",
+        "pte int8": out_dir / "deployed.int8.pte",
+    }
+    export.main([config, str(checkpoint), "--out", str(files["tflite"]), "--cfg-options", *options])
+    quantize.main(
+        [config, str(files["tflite"]), "--out", str(files["tflite int8"]), "--calib", str(calib),
+         "--cfg-options", *options, *calib_options]
+    )  # fmt: skip
+    export.main([config, str(checkpoint), "--out", str(files["pte"]), "--cfg-options", *options])
+    export.main(
+        [config, str(checkpoint), "--out", str(files["pte int8"]), "--int8", "--calib",
+         str(calib), "--cfg-options", *options, *calib_options]
+    )  # fmt: skip
+    metrics = {}
+    for kind, path in files.items():
+        metrics[kind] = evaluate.main(
+            [config, str(path), "--work-dir", str(out_dir / f"eval_{kind.replace(' ', '_')}"),
+             "--cfg-options", *options]
+        )  # fmt: skip
+    return metrics

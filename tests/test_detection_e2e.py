@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from engine_toy import deployed_eval, load_tool, loader_options, minutes_since
+from engine_toy import deployed_eval, load_tool, loader_options, minutes_since, phone_deployed_evals
 
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
@@ -141,3 +141,19 @@ def test_demo_recipe_learns_to_detect_the_shapes(tmp_path):
         f"AP@.5 {int8_metrics['coco/bbox_mAP_50']:.4f}"
     )
     assert int8_metrics["coco/bbox_mAP_50"] >= onnx_metrics["coco/bbox_mAP_50"] - 0.01
+
+    # On phones: LiteRT .tflite and ExecuTorch .pte, float and int8 (the same 200 training
+    # images), within the tolerances the ONNX files meet.
+    phone = phone_deployed_evals(
+        DEMO_CONFIG, tmp_path / "work" / "last.pth", options, tmp_path, 200, train_split
+    )
+    for kind, kind_metrics in phone.items():
+        print(
+            f"detection demo {kind}: AP {kind_metrics['coco/bbox_mAP']:.4f}, "
+            f"AP@.5 {kind_metrics['coco/bbox_mAP_50']:.4f}"
+        )
+    for kind in ("tflite", "pte"):
+        for key in ("coco/bbox_mAP", "coco/bbox_mAP_50"):
+            assert phone[kind][key] == pytest.approx(metrics[key], abs=1e-3), (kind, key)
+        int8 = phone[f"{kind} int8"]["coco/bbox_mAP_50"]
+        assert int8 >= phone[kind]["coco/bbox_mAP_50"] - 0.01, kind

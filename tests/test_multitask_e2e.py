@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from engine_toy import load_tool, minutes_since
+from engine_toy import load_tool, minutes_since, phone_deployed_evals
 
 from mtvision.synthetic.shapes import generate_shapes_dataset
 
@@ -95,3 +95,17 @@ def test_demo_recipe_learns_every_task(tmp_path):
     assert metrics["coco/bbox_mAP_50"] >= 0.3
     assert metrics["voc/mIoU"] >= 0.5
     assert len(curves.metrics["voc/mIoU"][0]) == runner.train_loop.max_epochs // 2
+
+    # On phones: one .tflite and one .pte for the three heads, float and int8 (64 val
+    # images, as docs/quantization.md's ONNX row), within the ONNX files' tolerances.
+    phone = phone_deployed_evals(
+        DEMO_CONFIG, tmp_path / "work" / "last.pth", _options(root), tmp_path, 64
+    )
+    names = ("classification/top1", "coco/bbox_mAP_50", "voc/mIoU")
+    for kind, kind_metrics in phone.items():
+        print(f"multi-task demo {kind}: " + ", ".join(f"{n} {kind_metrics[n]:.4f}" for n in names))
+    for kind in ("tflite", "pte"):
+        for name in names:
+            # float: one image of 300 may flip its top-1 on a tie
+            assert phone[kind][name] == pytest.approx(metrics[name], abs=4e-3), (kind, name)
+            assert phone[f"{kind} int8"][name] >= phone[kind][name] - 0.02, (kind, name)
