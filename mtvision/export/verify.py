@@ -160,6 +160,12 @@ def export_writer(format: str):
     return writer
 
 
+def _least(min_agreement: float | Mapping[str, float], head: str) -> float:
+    if isinstance(min_agreement, Mapping):
+        return float(min_agreement.get(head, 0.99))
+    return float(min_agreement)
+
+
 def _not_replaced(path: str) -> str:
     return f"{path} was left as it was" if os.path.isfile(path) else "nothing was written"
 
@@ -175,7 +181,7 @@ def export_deployed(
     opset: int = 17,
     source: Mapping[str, str] | None = None,
     check_images: Sequence[Tensor] = (),
-    min_agreement: float = 0.99,
+    min_agreement: float | Mapping[str, float] = 0.99,
     format: str = "onnx",
     format_options: Mapping | None = None,
     runtime: str | None = None,
@@ -188,7 +194,8 @@ def export_deployed(
         check_images: uint8 (3, H, W) test images (at ``input_size``) compared in torch
             and the file's runtime; none: the file is committed after the writer's own
             checks only.
-        min_agreement: the least :attr:`HeadAgreement.agreement` every head must reach.
+        min_agreement: the least :attr:`HeadAgreement.agreement` every head must reach,
+            or ``{head: least}`` (heads not named: 0.99).
         format: a name of :data:`EXPORT_FORMATS` (``"onnx"``, or a phone format).
         format_options: further keyword arguments of that format's writer.
         runtime: the runtime that checks the file (default: its format's first).
@@ -225,7 +232,7 @@ def export_deployed(
         low = {
             name: round(head.agreement, 4)
             for name, head in agreements.items()
-            if head.agreement < min_agreement
+            if head.agreement < _least(min_agreement, name)
         }
         if low:
             raise ExportMismatchError(

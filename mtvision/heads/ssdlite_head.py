@@ -344,7 +344,8 @@ class SSDLiteHead(Head):
         anchors recorded in the file's metadata."""
         if nms:
             return self.postprocess(outputs, input_size)
-        self._anchors_for(outputs, input_size)
+        # No anchors computed here: the graph would carry them as unused float64
+        # constants, which PT2E quantisation refuses; they are in the metadata.
         codes = outputs["bbox_regression"].float()
         return {
             "anchor_scores": self.class_scores(outputs),

@@ -55,6 +55,8 @@ class Task:
         fixed_input_size: whether its deployed graph needs a fixed input size.
         in_image_pixels: whether its predictions are drawn in the pixels of the original
             image (boxes, masks) rather than beside it (a caption).
+        int8_min_agreement: the least :meth:`agreement` an int8 export must keep with the
+            float torch model by default (``tools/export.py --int8``).
     """
 
     name: str = ""
@@ -62,6 +64,7 @@ class Task:
     draw_order: int = 0
     fixed_input_size: bool = True
     in_image_pixels: bool = True
+    int8_min_agreement: float = 0.9
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

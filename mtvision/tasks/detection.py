@@ -37,6 +37,10 @@ class Detection(Task):
     name = "detection"
     fields = ("boxes", "scores", "labels")
     draw_order = 1
+    # Agreement matches boxes at IoU >= 0.99 and scores within 1e-4: a float check. int8
+    # moves every box and score by more, so an int8 file is not gated by it by default
+    # (its accuracy is measured with tools/eval.py, as for ONNX int8).
+    int8_min_agreement = 0.0
 
     def deploy_options(
         self, topk: int, seg_logits: bool, phone: bool = False, class_map: bool = False
@@ -81,10 +85,15 @@ class Detection(Task):
         ``test_cfg`` (the torch head's own post-processing).
 
         Raises:
-            ValueError: an unknown ``box_code_order``.
+            ValueError: an unknown ``box_code_order``, or not one anchor per prediction.
         """
         anchors = torch.tensor(info["anchors"], dtype=torch.float32)
         codes = torch.as_tensor(outputs["box_regression"]).float()
+        if codes.shape[-2] != anchors.shape[0]:
+            raise ValueError(
+                f"the file's box_regression has {codes.shape[-2]} boxes per image but its "
+                f"metadata records {anchors.shape[0]} anchors"
+            )
         order = info.get("box_code_order", "yxhw")
         if order not in _CODE_ORDERS:
             raise ValueError(f"unknown box_code_order {order!r}; known: {sorted(_CODE_ORDERS)}")
