@@ -15,7 +15,9 @@ default CPU runtime (``ai_edge_litert`` with its XNNPACK delegate) computes it:
   plus the int32 bias, times the float32 scale ``fl(fl(s_in * s_w[c]) / s_out)`` in
   float32, rounded half to even, plus the output zero point, clamped to the fused
   activation's range (XNNPACK's "fp32" requantisation);
-- ADD, AVERAGE_POOL_2D: the real result rounded to the output grid;
+- ADD: the real sum rounded to the output grid;
+- AVERAGE_POOL_2D: TFLite's own kernel, the sum of the int8 values divided by the
+  count and rounded half away from zero;
 - QUANTIZE (int8 -> int8, before a concatenation): XNNPACK's ``qs8-vcvt``, a
   multiplier of 8 fractional bits ``m = rint(256 * s_in / s_out)`` and
   ``floor(((q - zp_in) * m + 128) / 256) + zp_out`` (1% coarser than the scale ratio);
@@ -117,7 +119,10 @@ def int8_record(parsed, layers: Mapping[str, object], model: nn.Module) -> dict:
     head = next(iter(model.heads.values()))
     pooling = head.aspp.branches[-1]
     pool_op = graph.producers[tail.image_pooling.op.inputs[0]]
-    record["pools"][names[pooling.pool]] = _grid(graph, pool_op.outputs[0])
+    pool_grid = _grid(graph, pool_op.outputs[0])
+    if pool_grid != _grid(graph, pool_op.inputs[0]):
+        raise ValueError(f"{graph.describe(pool_op)}: int8 average pooling changes the grid")
+    record["pools"][names[pooling.pool]] = pool_grid
     (resize,) = consumers[tail.image_pooling.op.outputs[0]]
     (requantize,) = consumers[resize.outputs[0]]
     record["requantize"][names[pooling]] = {
@@ -247,8 +252,13 @@ class _Emulation:
 
     @staticmethod
     def pool_hook(grid: Mapping):
-        def hook(_module, _args, output):
-            q = torch.round(output.double() / grid["scale"]) + grid["zero_point"]
+        def hook(_module, args, _output):
+            # TFLite's int8 AVERAGE_POOL_2D (XNNPACK leaves it to it): the sum of the
+            # stored int8 values (zero point included) divided by the count, rounded
+            # half away from zero.
+            q = _on_grid(args[0], grid) + grid["zero_point"]
+            total, count = q.sum(dim=(2, 3), keepdim=True), q.shape[2] * q.shape[3]
+            q = torch.sign(total) * torch.floor((total.abs() + count // 2) / count)
             return _real(q.clamp(-128, 127), grid)
 
         return hook
