@@ -67,6 +67,10 @@ def _activation_range(activation: str, scale: float, zero_point: int) -> tuple[i
     return low, high
 
 
+def _conv_ops(layers: Mapping[str, object]):
+    return [(name, layer.op) for name, layer in layers.items()]
+
+
 def int8_record(parsed, layers: Mapping[str, object], model: nn.Module) -> dict:
     """The quantisation of every emulated point of a converted int8 DeepLab graph.
 
@@ -78,10 +82,13 @@ def int8_record(parsed, layers: Mapping[str, object], model: nn.Module) -> dict:
     Returns:
         ``{"input": grid, "convs": {module: {...}}, "adds": {module: {...}},
         "pools": {...}, "requantize": {module: {...}}, "resize_inputs": {module: {...}},
-        "logits": grid}``, JSON-able; empty dict for a float file (nothing to emulate).
+        "logits": grid}``, JSON-able; an empty dict for a file whose activations are
+        not int8 (float, or uint8 such as the VOC DeepLabv3: not emulated).
     """
     graph = parsed.graph
-    if str(graph.tensor(graph.inputs[0]).dtype) not in ("uint8", "int8"):
+    if any(str(graph.tensor(op.outputs[0]).dtype) != "int8" for _, op in _conv_ops(layers)):
+        # uint8 files (the older TF1 scheme, e.g. the VOC DeepLabv3) run other kernels
+        # (asymmetric weights, uint8 ranges) that are not emulated here.
         return {}
     consumers = graph.consumers
     record: dict = {
