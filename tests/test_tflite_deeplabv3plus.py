@@ -16,6 +16,7 @@ from PIL import Image
 from tflite_float_reference import run_float_reference
 
 import mtvision
+from mtvision.convert.int8_emulation import META_KEY, apply_int8_emulation
 from mtvision.convert.tflite_conversion import convert_tflite
 from mtvision.convert.tflite_graph import TfliteGraph
 from mtvision.convert.tflite_mobilenet_graph import read_mobilenet_v2_graph
@@ -118,16 +119,38 @@ def test_float_model_equals_the_float_graph(ade_file):
     assert torch.equal(ours.argmax(0), reference[graph.outputs[0]][0])
 
 
-def _agreement_table(ade_file, photos) -> dict[str, float]:
-    model, _ = _converted(ade_file)
+def _agreement_table(ade_file, photos, int8_emulation: bool = False) -> dict[str, float]:
+    model, meta = _converted(ade_file)
     runtime = Runtime(ade_file)
+    emulation = apply_int8_emulation(model, meta[META_KEY]) if int8_emulation else None
     table = {}
-    for photo in photos:
-        image = _resized(photo)
-        ours = _logits(model, image).argmax(0).numpy()
-        table[photo.name] = float((ours == runtime(image)).mean())
-        print(f"{photo.name}: class-map agreement with the runtime {table[photo.name]:.4f}")
+    try:
+        for photo in photos:
+            image = _resized(photo)
+            ours = _logits(model, image).argmax(0).numpy()
+            table[photo.name] = float((ours == runtime(image)).mean())
+            print(f"{photo.name}: class-map agreement with the runtime {table[photo.name]:.4f}")
+    finally:
+        if emulation is not None:
+            emulation.remove()
     return table
+
+
+def test_the_int8_emulation_gives_the_runtimes_class_maps_on_three_photos(realdata, ade_file):
+    """Measured: 1.0 on each (the emulation is bit-exact to the runtime's int8 tensors)."""
+    photos = [p for p in _photos(realdata) if p.stem in ("pets", "sunflower", "vainf_val_0001")]
+    table = _agreement_table(ade_file, photos, int8_emulation=True)
+    assert min(table.values()) >= 0.999, table
+    float_table = _agreement_table(ade_file, photos[:1])  # the hooks came off
+    assert float_table[photos[0].name] < 0.999
+
+
+@pytest.mark.slow
+def test_the_int8_emulation_reaches_the_issues_agreement_on_every_photo(realdata, ade_file):
+    """The issue's numbers: >= 0.97 on every photo and >= 0.99 on average (measured:
+    1.0 on all 28 photos)."""
+    table = _agreement_table(ade_file, _photos(realdata), int8_emulation=True)
+    assert min(table.values()) >= 0.97 and np.mean(list(table.values())) >= 0.99, table
 
 
 def test_class_maps_agree_with_the_runtime_on_three_photos(realdata, ade_file):
@@ -195,9 +218,11 @@ def test_convert_weights_with_and_without_config_and_predict_give_the_same_map(
         [CONFIG, str(configured), str(tmp_path / "pets512.png"), "--out-dir", str(tmp_path / "out"),
          "--no-progress"]
     )  # fmt: skip
+    # The config asks for the int8 emulation: the runtime's map, not the float model's.
     mask = np.asarray(Image.open(tmp_path / "out" / "pets512_mask.png"))
-    assert np.array_equal(mask, expected)
-    assert float((mask == Runtime(ade_file)(image)).mean()) >= 0.98
+    theirs = Runtime(ade_file)(image)
+    assert float((mask == theirs).mean()) >= 0.999
+    assert float((expected == theirs).mean()) < 0.999
 
 
 def test_a_model_of_the_other_head_is_refused_in_one_line(realdata, ade_file, tmp_path):

@@ -249,7 +249,7 @@ def main(argv=None):
     check_output_file(args.out, "--out", example=f"model.{args.out.rpartition('.')[2] or 'onnx'}")
     cfg = load_config(args.config, args.cfg_options)
     source = ModelSource(cfg, args.checkpoint)  # read once: weights and class names
-    model = source.build_model()
+    model = source.build_model(int8_emulation=False)  # exports quantise on their own
     if args.raw:
         return export_raw(args, model)
 

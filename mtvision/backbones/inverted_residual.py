@@ -10,6 +10,15 @@ from mtvision.layers.conv_norm_act import ConvNormAct
 PARTS = ("expansion", "depthwise")
 
 
+class ResidualAdd(nn.Module):
+    """``x + out``, the shortcut sum, as a module so that forward hooks can see it
+    (:mod:`mtvision.convert.int8_emulation` rounds it as the int8 ``ADD`` does; PyTorch's
+    ``FloatFunctional`` exists for the same reason). No parameters."""
+
+    def forward(self, x: Tensor, out: Tensor) -> Tensor:
+        return x + out
+
+
 class InvertedResidual(nn.Module):
     """Expand (1x1) -> depthwise (3x3) -> linear project (1x1), plus identity shortcut.
 
@@ -70,6 +79,7 @@ class InvertedResidual(nn.Module):
             hidden_channels, out_channels, kernel_size=1, activation=None
         )
         self.use_residual = stride == 1 and in_channels == out_channels
+        self.residual_add = ResidualAdd()
 
     def cut_after(self, part: str) -> tuple[str, ...]:
         """Drop the layers after ``part`` (one of :data:`PARTS`); returns their names.
@@ -103,7 +113,7 @@ class InvertedResidual(nn.Module):
         if self.project is None:
             return parts
         out = self.project(parts["depthwise"])
-        parts["out"] = x + out if self.use_residual else out
+        parts["out"] = self.residual_add(x, out) if self.use_residual else out
         return parts
 
     def forward(self, x: Tensor, return_expansion: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -119,7 +129,7 @@ class InvertedResidual(nn.Module):
         expansion = self.forward_expansion(x)
         out = self.project(self.depthwise(expansion))
         if self.use_residual:
-            out = x + out
+            out = self.residual_add(x, out)
         if return_expansion:
             return out, expansion
         return out

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtvision.convert.int8_emulation import META_KEY as INT8_META_KEY
+from mtvision.convert.int8_emulation import int8_record
 from mtvision.convert.tflite_graph import TfliteGraph
 from mtvision.convert.tflite_mobilenet_graph import (
     ClassifierTail,
@@ -161,6 +163,8 @@ class _Loader:
         self.module_names = {module: name for name, module in model.named_modules()}
         self.model_state = model.state_dict()
         self.state: dict[str, torch.Tensor] = {}
+        #: module name -> the graph layer loaded into it (the int8 emulation's record).
+        self.layers: dict[str, ConvLayer] = {}
 
     def fail(self, layer: ConvLayer | None, module: nn.Module | None, message: str):
         where = self.parsed.graph.describe(layer.op) if layer is not None else "the input"
@@ -189,6 +193,7 @@ class _Loader:
         """Load a conv + folded BN into a ConvNormAct (BN as identity carrying the bias)."""
         conv, bn, act = module.conv, module.bn, module.act
         self.check_conv(module, conv, layer)
+        self.layers[self.module_names[module]] = layer
         if type(act) is not _ACTIVATION_MODULES[layer.activation]:
             self.fail(
                 layer, module, f"activation {type(act).__name__}, the graph has {layer.activation}"
@@ -326,6 +331,7 @@ class _Loader:
                 head,
                 f"{head.num_classes} classes vs graph {tail.logits.weight.shape[0]}",
             )
+        self.layers[self.module_names[classifier]] = tail.logits
         self.put(classifier, "weight", tail.logits.weight)
         self.put(classifier, "bias", tail.logits.bias)
         return head
@@ -520,6 +526,8 @@ def convert_tflite(
         },
         "not_converted": not_converted,
     }
+    if isinstance(parsed.tail, DeepLabTail):
+        meta[INT8_META_KEY] = int8_record(parsed, loader.layers, model)
     return model, meta
 
 

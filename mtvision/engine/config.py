@@ -61,7 +61,11 @@ MMENGINE_EXTRA_KEYS = frozenset(
     }
 )
 
-VALID_KEYS = RUNNER_KEYS | MMENGINE_EXTRA_KEYS
+#: Read by mtvision outside the Runner: ``int8_emulation``
+#: (:meth:`mtvision.engine.model_source.ModelSource.build_model`).
+MTVISION_KEYS = frozenset({"int8_emulation"})
+
+VALID_KEYS = RUNNER_KEYS | MMENGINE_EXTRA_KEYS | MTVISION_KEYS
 
 
 def _is_valid_key(key: str) -> bool:

@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from mtvision.engine.checkpoint import check_state_dict_fits, load_checkpoint_file
-from mtvision.errors import ConfigError
+from mtvision.errors import CheckpointError, ConfigError
 from mtvision.registry import DATASETS, MODELS, TRANSFORMS
 from mtvision.tasks import HeadInfo, Task
 from mtvision.utils.metainfo import TASKS_KEY
@@ -286,11 +286,17 @@ class ModelSource:
         """The config's test input size (:func:`test_input_size`)."""
         return test_input_size(self.cfg)
 
-    def build_model(self) -> nn.Module:
+    def build_model(self, int8_emulation: bool | None = None) -> nn.Module:
         """``cfg.model`` built, with the checkpoint's weights loaded strictly, in eval mode.
 
+        ``int8_emulation`` (default: the config's top-level ``int8_emulation`` key, False
+        without one): compute as the int8 TFLite file the checkpoint was converted from
+        does (:mod:`mtvision.convert.int8_emulation`, from the checkpoint's
+        ``meta["int8_emulation"]``); exports build the float model (False).
+
         Raises:
-            CheckpointError: the weights do not fit (the message names the file).
+            CheckpointError: the weights do not fit (the message names the file), or the
+                emulation is asked of a checkpoint without its record.
             ValueError: no checkpoint was given.
         """
         if self.checkpoint is None:
@@ -300,7 +306,19 @@ class ModelSource:
         state_dict = unwrap_state_dict(self.checkpoint, self.checkpoint_path)
         check_state_dict_fits(model, state_dict, self.checkpoint_path)
         model.load_state_dict(state_dict, strict=False)  # strictness checked above
-        return model.eval()
+        model.eval()
+        if int8_emulation is None:
+            int8_emulation = bool(self.cfg.get("int8_emulation", False))
+        if int8_emulation:
+            from mtvision.convert.int8_emulation import META_KEY, apply_int8_emulation
+
+            meta = self.checkpoint.get("meta") if isinstance(self.checkpoint, Mapping) else None
+            record = meta.get(META_KEY) if isinstance(meta, Mapping) else None
+            try:
+                apply_int8_emulation(model, record or {})
+            except CheckpointError as error:
+                raise CheckpointError(f"{self.checkpoint_path}: {error}") from None
+        return model
 
     def head_infos(self, head_tasks: Mapping[str, Task]) -> dict[str, HeadInfo]:
         """Each head's name, task, class names and palette, looked up by head name: the
