@@ -14,12 +14,10 @@ pytest.importorskip(
     "litert_torch", reason="litert_torch not installed (pip install -e '.[litert]')"
 )
 
-from mediapipe_toy import phone_tflite  # noqa: E402
-
 from mtvision.convert.tflite_conversion import convert_tflite  # noqa: E402
 from mtvision.export import DeployedModel  # noqa: E402
 from mtvision.export.deploy import DeployModel  # noqa: E402
-from mtvision.export.mediapipe_metadata import add_mediapipe_metadata  # noqa: E402
+from mtvision.export.litert_export import export_deploy_tflite  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CORAL = "coral_mobilenetv2_tflite"
@@ -31,25 +29,37 @@ def _resized(path, size: int) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
 
 
-def _mediapipe_file(realdata, name, size, tmp_path_factory):
-    model, meta = convert_tflite(str(realdata / CORAL / "models" / f"{name}.tflite"))
+def _mediapipe_file(realdata, name, size, labels, tmp_path_factory):
+    """Google's file converted with its label file, exported by mtvision's .tflite exporter
+    (MediaPipe metadata written by it)."""
+    model, meta = convert_tflite(
+        str(realdata / CORAL / "models" / f"{name}.tflite"),
+        labels=realdata / CORAL / "labels" / labels,
+    )
     model.eval()
     (head,) = model.heads
     classes = {head: list(meta["dataset_meta"]["classes"])}
-    data, metadata = phone_tflite(model, (size, size), classes=classes)
     path = tmp_path_factory.mktemp("mp_real") / f"{name}.tflite"
-    path.write_bytes(add_mediapipe_metadata(data, metadata))
+    export_deploy_tflite(model, path, (size, size), classes=classes)
     return model, path
 
 
 @pytest.fixture(scope="module")
 def classifier(realdata, tmp_path_factory):
-    return _mediapipe_file(realdata, "mobilenet_v2_1.0_224_quant", 224, tmp_path_factory)
+    return _mediapipe_file(
+        realdata, "mobilenet_v2_1.0_224_quant", 224, "imagenet_labels.txt", tmp_path_factory
+    )
 
 
 @pytest.fixture(scope="module")
 def segmenter(realdata, tmp_path_factory):
-    return _mediapipe_file(realdata, "deeplabv3_mnv2_pascal_quant", 513, tmp_path_factory)
+    return _mediapipe_file(
+        realdata,
+        "deeplabv3_mnv2_pascal_quant",
+        513,
+        "pascal_voc_segmentation_labels.txt",
+        tmp_path_factory,
+    )
 
 
 def _torch(model, images: torch.Tensor, topk: int = 5) -> dict:
