@@ -59,6 +59,7 @@ from mtvision.benchmarks.results import E2E_TOPK, agreement_lines, describe
 from mtvision.benchmarks.timing import make_row, quartiles, time_group
 from mtvision.data.normalization import INCEPTION_MEAN_RGB, INCEPTION_STD_RGB
 from mtvision.export import export_deploy_onnx
+from mtvision.layers.same_padding import SamePad2d
 from mtvision.tasks import DETECTION, heads_of_task
 from mtvision.utils.parity import randomize_batch_norms_
 
@@ -162,10 +163,13 @@ def deploy_files(
 ) -> dict[str, Path]:
     """The deployed graph (uint8 in, post-processing inside) and its int8 version,
     calibrated on ``images`` (HWC uint8); fixed at ``size`` x ``size`` when a head's task
-    needs a fixed input size (:attr:`~mtvision.tasks.Task.fixed_input_size`), else any."""
+    needs a fixed input size (:attr:`~mtvision.tasks.Task.fixed_input_size`) or the model
+    pads TF-"same" (a converted Google model: the amounts follow the input size), else any."""
     from mtvision.export.quantize import quantize_onnx
 
-    fixed = any(task.fixed_input_size for task in model.head_tasks.values())
+    fixed = any(task.fixed_input_size for task in model.head_tasks.values()) or any(
+        isinstance(module, SamePad2d) for module in model.modules()
+    )
     float_path = work_dir / f"{name}.onnx"
     export_deploy_onnx(model, float_path, input_size=(size, size) if fixed else None, topk=E2E_TOPK)
     int8_path = work_dir / f"{name}.int8.onnx"
