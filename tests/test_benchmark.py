@@ -90,6 +90,14 @@ def test_benchmark_on_cuda_without_a_gpu_is_refused(capsys):
 # ------------------------------------------------------------- end to end (--task)
 
 TINY = ["--runs", "2", "--warmup", "1", "--block", "1", "--calib", "2"]
+#: The ONNX rows only: the phone files' exports take tens of seconds per format.
+ONNX_ONLY = ["--phone-formats"]
+
+
+def _litert_installed() -> bool:
+    from mtvision.benchmarks.phone_files import phone_formats_available
+
+    return phone_formats_available(["tflite"])[0] == ["tflite"]
 
 
 def test_time_group_rotates_and_times_blocks():
@@ -128,19 +136,46 @@ def _agreement(table: dict, prefix: str) -> str:
 
 
 def test_benchmark_task_cls_end_to_end(capsys):
-    tables = benchmark_tool.main(["--task", "cls"] + TINY)
+    """The ONNX rows and, when litert-torch is installed, the LiteRT .tflite rows (float and
+    int8 of the same model, run through DeployedModel) in the same rotating run."""
+    tables = benchmark_tool.main(["--task", "cls", "--phone-formats", "tflite"] + TINY)
     out = capsys.readouterr().out
     table = _one_table(tables, "cls")
     keys = [c["key"] for c in table["contenders"]]
     assert keys[:4] == ["mtvision torch", "mtvision ort float", "mtvision ort int8", "torchvision"]
     ratios = {row["name"]: row for row in table["ratios"]}
     assert ratios["mtvision ort int8 / torchvision"]["goal"] == 0.2
+    with_litert = _litert_installed()
     if realdata_folder() is not None:
         assert keys[4] == "TFLite int8"
         assert ratios["mtvision ort int8 / TFLite int8"]["goal"] == 1.0
         assert "tf2_mobilenet_v2_1.0_224_ptq.tflite" in out
+        if with_litert:  # issue 18: mtvision's int8 .tflite no slower than Google's
+            assert ratios["mtvision litert int8 / TFLite int8"]["goal"] == 1.0
     else:
         assert "TFLite row left out: ../shared/realdata not present" in out
+    # Not asked for: no ExecuTorch rows and no note about them.
+    assert not any("executorch" in key for key in keys) and "ExecuTorch" not in out
+    int8_keys = ["mtvision ort int8"] + [k for k in keys if k == "mtvision openvino int8"]
+    if with_litert:
+        assert keys[-2:] == ["mtvision litert float", "mtvision litert int8"]
+        assert "LiteRT rows: .tflite files by mtvision, ai_edge_litert " in out
+        int8_keys.append("mtvision litert int8")
+        # The .tflite takes NHWC uint8, normalises inside and returns the probabilities;
+        # DeployedModel's top-5 of them is the ONNX graph's top-5.
+        line = _agreement(table, "litert float vs ort float")
+        assert "top-1 same, top-5 overlap 5/5" in line, line
+        assert float(line.rsplit(" ", 1)[1]) < 1e-4
+        # Random weights, near-tied probabilities: int8's top-5 is reported, not judged.
+        assert "top-5 overlap " in _agreement(table, "litert int8 vs float")
+        assert ratios["mtvision litert int8 / mtvision ort int8"].get("goal") is None
+    else:
+        assert "LiteRT rows left out: " in out and "pip install -e '.[litert]'" in out
+    fastest = table["fastest_int8"]
+    medians = {c["key"]: c["median_ms"] for c in table["contenders"]}
+    assert fastest["key"] in int8_keys
+    assert fastest["median_ms"] == min(medians[key] for key in int8_keys)
+    assert f"fastest mtvision int8 file: {fastest['format']} ({fastest['key']}), " in out
     # Same weights, same normalisation: the top-5 of our predict path, our deployed graph
     # and torchvision agree; int8 keeps most of the float top-5.
     assert "torch vs ort float: top-1 same, top-5 overlap 5/5" in _agreement(table, "torch vs ort")
@@ -153,7 +188,9 @@ def test_benchmark_task_cls_end_to_end(capsys):
 
 
 def test_benchmark_task_det_end_to_end(capsys):
-    tables = benchmark_tool.main(["--task", "det", "--size", "64", "--det-candidates", "50"] + TINY)
+    tables = benchmark_tool.main(
+        ["--task", "det", "--size", "64", "--det-candidates", "50"] + TINY + ONNX_ONLY
+    )
     out = capsys.readouterr().out
     table = _one_table(tables, "det")
     # OpenVINO rows follow when the optional runtime is installed (the dev extra has it).
@@ -181,7 +218,7 @@ def test_benchmark_task_det_end_to_end(capsys):
 
 
 def test_benchmark_task_seg_end_to_end(capsys):
-    tables = benchmark_tool.main(["--task", "seg", "--size", "65"] + TINY)
+    tables = benchmark_tool.main(["--task", "seg", "--size", "65"] + TINY + ONNX_ONLY)
     out = capsys.readouterr().out
     table = _one_table(tables, "seg")
     assert [c["output"] for c in table["contenders"]][0].startswith("mask 65x65, ")
@@ -196,7 +233,7 @@ def test_benchmark_task_seg_end_to_end(capsys):
 def test_benchmark_task_multitask_two_thread_counts(capsys):
     threads_before = torch.get_num_threads()
     tables = benchmark_tool.main(
-        ["--task", "multitask", "--size", "64", "--threads", "1", "2"] + TINY
+        ["--task", "multitask", "--size", "64", "--threads", "1", "2"] + TINY + ONNX_ONLY
     )
     out = capsys.readouterr().out
     assert [table["threads"] for table in tables] == [1, 2]
@@ -214,6 +251,71 @@ def test_benchmark_task_multitask_two_thread_counts(capsys):
             assert "; detection: " in output and "; segmentation: mask 64x64" in output
     assert out.count("threads 2, batch 1") == 1
     assert torch.get_num_threads() == threads_before
+
+
+@pytest.mark.slow
+def test_benchmark_phone_rows_of_every_format_and_the_multitask_model(capsys):
+    """ExecuTorch and LiteRT files of the multi-task model (three heads in one file),
+    float and int8, finished by DeployedModel into every head's results; a file whose
+    export fails is one note line, not a crash."""
+    pytest.importorskip("executorch", reason="pip install -e '.[executorch]'")
+    pytest.importorskip("litert_torch", reason="pip install -e '.[litert]'")
+    tables = benchmark_tool.main(
+        ["--task", "multitask", "--size", "64", "--det-candidates", "20"] + TINY
+    )
+    out = capsys.readouterr().out
+    (table,) = tables
+    contenders = {c["key"]: c for c in table["contenders"]}
+    assert "multi-task litert float" in contenders and "multi-task executorch float" in contenders
+    for key, contender in contenders.items():
+        if key.startswith("multi-task "):
+            assert "; segmentation: mask 64x64" in contender["output"], (key, contender)
+    for head in ("classification", "detection", "segmentation"):
+        for runtime in ("litert", "executorch"):
+            line = _agreement(table, f"multi-task {head} {runtime} float vs ort float")
+            if head == "segmentation":
+                assert float(line.split(": ")[1].split(" %")[0]) >= 99.0, line
+    left_out = [line for line in out.splitlines() if " row left out: " in line]
+    int8_keys = [c for c in contenders if c.endswith(" int8") and c.startswith("multi-task ")]
+    with_openvino = any(key.startswith("multi-task openvino") for key in contenders)
+    # Each int8 file is a row or a note: onnxruntime, LiteRT, ExecuTorch (and OpenVINO).
+    assert len(int8_keys) + len(left_out) == 3 + with_openvino
+    assert table["fastest_int8"]["key"] in int8_keys
+
+
+def test_benchmark_seg_ade_without_the_mlperf_file_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MTVISION_REALDATA", str(tmp_path))
+    from mtvision.engine.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: benchmark_tool.main(["--task", "seg-ade", "--size", "64"] + TINY))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(
+        "error: --task seg-ade runs Google's deeplabv3_mnv2_ade20k_int8.tflite"
+    )
+    assert str(tmp_path / "mlperf_deeplabv3plus_ade20k") in err[0]
+
+
+@pytest.mark.slow
+def test_benchmark_seg_ade_converted_deeplabv3plus_against_googles_file(realdata, capsys):
+    """issue 19's speed row: Google's MLPerf DeepLabv3+ converted by mtvision, int8 .onnx
+    and .tflite against Google's int8 file at 512 (goal <= 1), with the class maps of
+    the same weights compared."""
+    tables = benchmark_tool.main(
+        ["--task", "seg-ade", "--phone-formats", "tflite", "--runs", "1", "--warmup", "0"]
+        + ["--block", "1", "--calib", "2"]
+    )
+    out = capsys.readouterr().out
+    table = _one_table(tables, "seg-ade")
+    assert "deeplabv3plus_mobilenet_v2, 32 classes" in out
+    ratios = {row["name"]: row for row in table["ratios"]}
+    assert ratios["mtvision ort int8 / TFLite int8"]["goal"] == 1.0
+    if _litert_installed():
+        assert ratios["mtvision litert int8 / TFLite int8"]["goal"] == 1.0
+    line = _agreement(table, "torch vs Google's int8 file")
+    assert float(line.split(": ")[1].split(" %")[0]) >= 95.0, line
 
 
 def test_benchmark_task_refuses_batch(capsys):

@@ -1,13 +1,16 @@
 """Speed of mtvision against the references it replaces, as ratios, in one process and one run.
 
-    python tools/benchmark.py --task cls|det|seg|multitask [--threads 1 2] [--size S]
+    python tools/benchmark.py --task cls|det|seg|seg-ade|multitask [--threads 1 2] [--size S]
         [--runs 50] [--warmup 10] [--calib 16] [--det-candidates 300]
+        [--phone-formats tflite executorch]
     python tools/benchmark.py [--runs 50] [--warmup 10] [--threads 1] [--size 224]
         [--multitask-size 320] [--multitask-output-stride 16|32] [--topk-images 5000] [--device cpu|cuda] [--batch 1] [--train]
 
 ``--task``: end to end, what a user's application sees (uint8 image in, final
 results out; mtvision torch, its deployed graph in onnxruntime / OpenVINO float and
-int8, torchvision, Google's TFLite runtime): :mod:`mtvision.benchmarks.end_to_end`.
+int8, its LiteRT .tflite and ExecuTorch .pte files float and int8, torchvision,
+Google's TFLite runtime; ``seg-ade``: Google's MLPerf DeepLabv3+ converted by
+mtvision against Google's file): :mod:`mtvision.benchmarks.end_to_end`.
 Without ``--task``: network comparisons (mtvision vs torchvision eager, onnxruntime
 vs torch, one multi-task forward vs three single-task models, TopKAccuracy vs
 ``torch.topk``): :mod:`mtvision.benchmarks.networks`. Ratios are medians of per-run
@@ -23,6 +26,7 @@ import argparse
 import torch
 
 from mtvision.benchmarks import TASK_INPUT_SIZES, TASKS, BenchmarkOptions, run_benchmarks
+from mtvision.benchmarks.phone_files import PHONE_FORMATS
 from mtvision.engine.cli import run_cli
 
 
@@ -33,7 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=TASKS,
         default=None,
         help="end to end, uint8 image in, final results out: mtvision torch eager, "
-        "onnxruntime float and int8 against torchvision and the TFLite runtime "
+        "onnxruntime float and int8, LiteRT and ExecuTorch files against torchvision and "
+        "the TFLite runtime; seg-ade: Google's MLPerf DeepLabv3+ (ADE20K, 512) converted "
+        "and exported by mtvision against Google's int8 file (needs ../shared/realdata) "
         "(default: the network comparisons below)",
     )
     parser.add_argument(
@@ -103,6 +109,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="--task: per run and contender, one untimed call, then this many timed "
         "calls whose median is the run's time (default 3)",
     )
+    parser.add_argument(
+        "--phone-formats",
+        nargs="*",
+        choices=PHONE_FORMATS,
+        default=list(PHONE_FORMATS),
+        help="--task: the phone formats whose float and int8 files (exported from the same "
+        "model) join the ONNX rows; rows of a format whose extra is not installed are left "
+        "out with a note (default: tflite executorch; none given: ONNX only)",
+    )
     args = parser.parse_args(argv)
     if args.runs is None:
         args.runs = 20 if args.task else 50
@@ -137,7 +152,12 @@ def main(argv=None) -> list[dict]:
     """Run the benchmarks and print the tables; returns their rows (with ``--task``: one
     dict per thread count), see :func:`mtvision.benchmarks.run_benchmarks`."""
     args = parse_args(argv)
-    return run_benchmarks(BenchmarkOptions(**{**vars(args), "threads": tuple(args.threads)}))
+    options = {
+        **vars(args),
+        "threads": tuple(args.threads),
+        "phone_formats": tuple(dict.fromkeys(args.phone_formats)),
+    }
+    return run_benchmarks(BenchmarkOptions(**options))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 - :func:`run_benchmarks` with :class:`BenchmarkOptions`: what ``tools/benchmark.py`` runs.
 - :mod:`~mtvision.benchmarks.networks`: network comparisons (mtvision vs torchvision
   eager, onnxruntime vs torch, multi-task vs three single-task models, TopKAccuracy).
-- :mod:`~mtvision.benchmarks.end_to_end`: ``--task cls|det|seg|multitask``, uint8 image
-  in, final results out; its contenders in :mod:`~mtvision.benchmarks.contenders`
-  (mtvision torch, deployed graphs in onnxruntime / OpenVINO) and
+- :mod:`~mtvision.benchmarks.end_to_end`: ``--task cls|det|seg|seg-ade|multitask``, uint8
+  image in, final results out; its contenders in :mod:`~mtvision.benchmarks.contenders`
+  (mtvision torch, deployed graphs in onnxruntime / OpenVINO),
+  :mod:`~mtvision.benchmarks.phone_files` (LiteRT ``.tflite`` and ExecuTorch ``.pte``,
+  float and int8) and
   :mod:`~mtvision.benchmarks.references` (torchvision, TFLite runtime); results per
   head, described and compared by each head's task adapter, in
   :mod:`~mtvision.benchmarks.results`.

@@ -12,7 +12,7 @@ class BenchmarkOptions:
     ``task``: ``None`` for the network comparisons
     (:func:`mtvision.benchmarks.networks.run_networks`), else one of
     :data:`mtvision.benchmarks.end_to_end.TASKS` (``cls``, ``det``, ``seg``,
-    ``multitask``: :func:`mtvision.benchmarks.end_to_end.run_task`).
+    ``seg-ade``, ``multitask``: :func:`mtvision.benchmarks.end_to_end.run_task`).
     ``runs`` / ``warmup``: timed and untimed runs per contender. ``threads``: intra-op
     threads of torch, onnxruntime, OpenVINO and TFLite; one table per value.
     ``size``: input height and width in pixels. ``multitask_size`` /
@@ -22,7 +22,9 @@ class BenchmarkOptions:
     training step) apply to the network comparisons only. ``calib``: images that
     calibrate int8 (the first is the timed image); ``det_candidates``: (anchor, class)
     pairs per image that reach NMS; ``block``: timed calls per run and contender whose
-    median is the run's time (the end-to-end tasks only).
+    median is the run's time; ``phone_formats``: the phone formats whose float and int8
+    files join the ONNX rows (``"tflite"``, ``"executorch"``: those whose extra imports;
+    empty: ONNX only) (the end-to-end tasks only).
 
     The values are not checked here; ``tools/benchmark.py`` refuses bad ones with a
     one-line usage error.
@@ -42,3 +44,4 @@ class BenchmarkOptions:
     calib: int = 16
     det_candidates: int = 300
     block: int = 3
+    phone_formats: tuple[str, ...] = ("tflite", "executorch")

@@ -1,5 +1,7 @@
 """The end-to-end references: torchvision's mobile models eager and Google's TFLite runtime
-on the Coral int8 files, each a uint8 RGB (H, W, 3) image in and final results out.
+on the Coral int8 files and the MLPerf DeepLabv3+ file, each a uint8 RGB (H, W, 3) image
+in and final results out; :func:`converted_google_model`: a Google file converted into
+mtvision's model, for the tasks whose mtvision model is Google's network.
 
 Their outputs are converted here into the task adapters' deployed format for one image
 (:mod:`~mtvision.benchmarks.results`), under the name of the mtvision head they are
@@ -8,6 +10,7 @@ compared with."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,12 +21,16 @@ from torchvision.transforms.v2.functional import to_dtype
 from mtvision.benchmarks.contenders import Contender
 from mtvision.benchmarks.images import REALDATA_ENV, TFLITE_FOLDER, realdata_folder
 from mtvision.benchmarks.results import E2E_TOPK, HeadOutputs
+from mtvision.errors import ConfigError
 from mtvision.tasks import CLASSIFICATION, DETECTION, SEGMENTATION
 
-#: Google's int8 files in ``<realdata>/coral_mobilenetv2_tflite/models`` (its README).
-TFLITE_FILES = dict(
-    cls="tf2_mobilenet_v2_1.0_224_ptq.tflite", seg="deeplabv3_mnv2_pascal_quant.tflite"
-)
+#: Google's int8 files per task, in the real-data folder (its README): the Coral
+#: classifier and VOC DeepLabv3, and MLPerf Mobile's ADE20K DeepLabv3+ (512, 32 classes).
+TFLITE_FILES = {
+    "cls": f"{TFLITE_FOLDER}/models/tf2_mobilenet_v2_1.0_224_ptq.tflite",
+    "seg": f"{TFLITE_FOLDER}/models/deeplabv3_mnv2_pascal_quant.tflite",
+    "seg-ade": "mlperf_deeplabv3plus_ade20k/deeplabv3_mnv2_ade20k_int8.tflite",
+}
 #: torchvision's reference preprocessing (its ``ImageClassification`` /
 #: ``SemanticSegmentation`` presets: to float in [0, 1], then these).
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
@@ -72,13 +79,39 @@ def torchvision_contender(task: str, model: nn.Module, image: np.ndarray, head: 
     return Contender("torchvision", name, make, result)
 
 
+def converted_google_model(task: str) -> tuple[nn.Module, str]:
+    """Google's int8 file of ``task`` converted into mtvision's model
+    (:func:`~mtvision.convert.tflite_conversion.convert_tflite`: the network the graph
+    describes, its weights dequantised, eval mode) and a note naming the file.
+
+    Raises:
+        ConfigError: the file is not in the real-data folder (names the path and
+            ``$MTVISION_REALDATA``).
+    """
+    from mtvision.convert.tflite_conversion import convert_tflite
+
+    folder = realdata_folder()
+    path = (folder or Path("../shared/realdata")) / TFLITE_FILES[task]
+    if folder is None or not path.is_file():
+        raise ConfigError(
+            f"--task {task} runs Google's {path.name} converted by mtvision: {path} is not "
+            f"there (set {REALDATA_ENV} to the real-data folder)"
+        )
+    model, meta = convert_tflite(path)
+    kwargs = meta["model"]["kwargs"]
+    return model.eval(), (
+        f"mtvision's model: {path.name} converted by mtvision ({meta['model']['name']}, "
+        f"{kwargs['num_classes']} classes, output stride {meta['converted_from']['output_stride']})"
+    )
+
+
 def tflite_contender(task: str, image: np.ndarray, head: str) -> tuple[Contender | None, str]:
-    """Google's TFLite runtime on the Coral int8 file of ``task`` (``cls`` or ``seg``), its
+    """Google's TFLite runtime on its int8 file of ``task`` (:data:`TFLITE_FILES`), its
     result under ``head``'s name; or ``None`` and why not."""
     folder = realdata_folder()
     if folder is None:
         return None, f"TFLite row left out: ../shared/realdata not present (set {REALDATA_ENV})"
-    path = folder / TFLITE_FOLDER / "models" / TFLITE_FILES[task]
+    path = folder / TFLITE_FILES[task]
     if not path.is_file():
         return None, f"TFLite row left out: {path} not present"
     try:

@@ -114,7 +114,8 @@ def print_network_rows(rows: list[dict]) -> None:
 
 def print_task_table(table: dict, runs: int, warmup: int, block: int) -> None:
     """One thread count of an end-to-end task (:func:`~mtvision.benchmarks.end_to_end.task_table`):
-    the contenders' times and outputs, the ratios with their goals, the agreement checks."""
+    the contenders' times and outputs, the ratios with their goals, the fastest of
+    mtvision's int8 files (runtime and format), the agreement checks."""
     print(
         f"\nthreads {table['threads']}, batch 1, {runs} runs after {warmup} warm-up "
         f"(per run and contender in rotating order: 1 untimed call, median of {block} timed)"
@@ -131,5 +132,11 @@ def print_task_table(table: dict, runs: int, warmup: int, block: int) -> None:
     print(markdown_table(lines, numeric={1, 2}))
     print()
     print(format_table(table["ratios"]))
+    fastest = table.get("fastest_int8")
+    if fastest is not None:
+        print(
+            f"fastest mtvision int8 file: {fastest['format']} ({fastest['key']}), "
+            f"{fastest['median_ms']:.2f} ms"
+        )
     for line in table["agreement"]:
         print(f"  {line}")
