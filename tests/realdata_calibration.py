@@ -82,8 +82,3 @@ def resized_images(photos, size: int) -> list[torch.Tensor]:
         .contiguous()
         for p in photos
     ]
-
-
-def with_mirrors(images: list[torch.Tensor]) -> list[torch.Tensor]:
-    """``images`` and their left-right mirror images (uint8 (3, H, W))."""
-    return images + [image.flip(-1) for image in images]
