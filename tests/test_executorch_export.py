@@ -437,7 +437,8 @@ def test_converted_google_classifier_float_and_int8_pte(realdata, tmp_path):
 @pytest.mark.slow
 def test_converted_google_deeplab_float_and_int8_pte(realdata, tmp_path):
     """Float .pte class maps = torch's (pixel agreement >= 0.999) on the 14 VOC crops;
-    int8 .pte mIoU (tools/eval.py) within 0.005 of Google's int8 file; latency printed."""
+    int8 .pte (calibrated on 16 held-out real photos, never the crops) mIoU (tools/eval.py)
+    within 0.005 of Google's int8 file (measured 0.8240 vs 0.8265); latency printed."""
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
     from mtvision.evaluation.miou_metric import confusion_matrix, scores_from_confusion
