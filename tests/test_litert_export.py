@@ -325,10 +325,14 @@ def test_int8_tflite_follows_the_float_model_and_refuses_itself(tmp_path):
     assert {k: v for k, v in metadata.items() if k != "quantization"} == read_deploy_metadata(
         source
     )
+    assert record["float_layers"] == ["FULLY_CONNECTED", "SOFTMAX"]
     interpreter = _interpreter(target)
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32  # probabilities, float
     kinds = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
     assert "int8" in kinds
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert ops.index("DEQUANTIZE") < ops.index("FULLY_CONNECTED")  # int8 features, float fc
     assert target.stat().st_size < 0.5 * (tmp_path / "cls.tflite").stat().st_size
     held_out = images[32:]  # 16 images the calibration did not see
     actual = DeployedModel(target).run(held_out)["classification"]

@@ -8,6 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from realdata_calibration import (
+    classifier_calibration_photos,
+    pipeline_images,
+    resized_images,
+    segmentation_calibration_photos,
+)
 
 from mtvision.convert.tflite_conversion import convert_tflite
 from mtvision.evaluation.miou_metric import confusion_matrix, scores_from_confusion
@@ -27,6 +33,7 @@ from mtvision.export.litert_quantize import quantize_tflite  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 VOC = "voc2012_seg_samples_vainf/VOCdevkit/VOC2012"
+CLASSIFIER_CONFIG = "configs/pretrained/mobilenetv2_tflite_imagenet.py"
 
 
 def _coral(realdata):
@@ -66,9 +73,11 @@ def _latency_ms(runtimes: dict, image: np.ndarray, rounds: int) -> dict[str, flo
 
 
 def test_converted_classifier_float_equals_torch_and_int8_googles_int8(realdata, tmp_path):
-    """Float: top-1 equal to torch on 14/14 photos. int8, calibrated on the same 14 photos
-    through the pretrained config's test pipeline (its test set): top-1 equal to Google's
-    tf2 int8 file on >= 13 (measured 13; 12 when calibrated on 95 other real photos)."""
+    """Float: top-1 equal to torch on 14/14 photos. int8, calibrated on 106 held-out real
+    photos (never the 14) through the pretrained config's test pipeline: top-1 equal to
+    Google's tf2 int8 file on 14/14 with the fully-connected layer and softmax float (the
+    default); all-int8 (``float_last_layers=False``) measured 12/14: the calibrated logit
+    range clips the top logits of photos 9 and 12, which then tie."""
     coral = _coral(realdata)
     google = coral / "models" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
     photos = sorted(p for p in (coral / "images").iterdir() if "_mask" not in p.name)
@@ -77,11 +86,16 @@ def test_converted_classifier_float_equals_torch_and_int8_googles_int8(realdata,
     model, _ = convert_tflite(str(google))
     model.eval()
     float_file = export_deploy_tflite(model, tmp_path / "cls.tflite", (224, 224))
-    int8_file = tmp_path / "cls.int8.tflite"
-    quantize_tflite(float_file, int8_file, [torch.from_numpy(i).permute(2, 0, 1) for i in images])
+    calibration = pipeline_images(
+        CLASSIFIER_CONFIG, classifier_calibration_photos(realdata), tmp_path / "calibration"
+    )
+    int8_file, all_int8_file = tmp_path / "cls.int8.tflite", tmp_path / "cls.all_int8.tflite"
+    quantize_tflite(float_file, int8_file, calibration)
+    quantize_tflite(float_file, all_int8_file, calibration, float_last_layers=False)
     deploy = DeployModel(model, phone=True, channels_last=True).eval()
     runtimes = {name: _Runtime(path) for name, path in
-                (("float", float_file), ("int8", int8_file), ("google int8", google))}  # fmt: skip
+                (("float", float_file), ("int8", int8_file), ("all int8", all_int8_file),
+                 ("google int8", google))}  # fmt: skip
     top1 = {name: [] for name in ["torch", *runtimes]}
     for image in images:
         with torch.no_grad():
@@ -90,18 +104,24 @@ def test_converted_classifier_float_equals_torch_and_int8_googles_int8(realdata,
         for name, runtime in runtimes.items():
             top1[name].append(int(np.argmax(runtime(image))))
     float_equal = sum(a == b for a, b in zip(top1["float"], top1["torch"], strict=True))
-    int8_equal = sum(a == b for a, b in zip(top1["int8"], top1["google int8"], strict=True))
-    latency = _latency_ms({k: runtimes[k] for k in ("int8", "google int8")}, images[0], 30)
-    print(f"classifier: float == torch {float_equal}/14, int8 == Google's int8 {int8_equal}/14,"
-          f" 1-thread ms {latency}")  # fmt: skip
+    int8_equal, all_int8_equal = (
+        sum(a == b for a, b in zip(top1[name], top1["google int8"], strict=True))
+        for name in ("int8", "all int8")
+    )
+    latency = _latency_ms(
+        {k: runtimes[k] for k in ("int8", "all int8", "google int8")}, images[0], 30
+    )
+    print(f"classifier: float == torch {float_equal}/14, int8 == Google's int8 {int8_equal}/14"
+          f" (all int8 {all_int8_equal}/14), 1-thread ms {latency}")  # fmt: skip
     assert float_equal == 14
     assert int8_equal >= 13
 
 
 def test_converted_deeplab_float_pixels_and_int8_miou_beside_googles(realdata, tmp_path):
     """The VOC DeepLab (class map inside, as Google's file) on the 14 VOC crops: float
-    pixels equal to torch >= 0.999; int8 (calibrated on the crops, the config's test set)
-    mIoU within 0.005 of Google's uint8 file (measured 0.8239 vs 0.8265; float 0.8270)."""
+    pixels equal to torch >= 0.999; int8 (calibrated on 16 held-out real photos, never the
+    crops) mIoU within 0.005 of Google's uint8 file (measured 0.8265 vs 0.8265; float 0.8270;
+    0.8239 when it was calibrated on the 14 crops it is scored on)."""
     google = _coral(realdata) / "models" / "deeplabv3_mnv2_pascal_quant.tflite"
     voc = realdata / VOC
     ids = (voc / "ImageSets/Segmentation/val.txt").read_text().split()
@@ -113,7 +133,8 @@ def test_converted_deeplab_float_pixels_and_int8_miou_beside_googles(realdata, t
     model.eval()
     float_file = export_deploy_tflite(model, tmp_path / "seg.tflite", (513, 513), class_map=True)
     int8_file = tmp_path / "seg.int8.tflite"
-    quantize_tflite(float_file, int8_file, [torch.from_numpy(i).permute(2, 0, 1) for i in images])
+    calibration = resized_images(segmentation_calibration_photos(realdata, 16), 513)
+    quantize_tflite(float_file, int8_file, calibration)
     deploy = DeployModel(model, phone=True, class_map=True, channels_last=True).eval()
     runtimes = {name: _Runtime(path) for name, path in
                 (("float", float_file), ("int8", int8_file), ("google uint8", google))}  # fmt: skip

@@ -1,6 +1,7 @@
 """MediaPipe Tasks run mtvision's phone graphs (.tflite + MediaPipe metadata) as mtvision's
 own predict path does: same top-1, same boxes, same class map."""
 
+import gc
 import json
 import sys
 
@@ -131,13 +132,10 @@ def test_predict_mediapipe_backend_writes_torchs_results(classifier_tool_file, t
             assert mp_doc[key] == value, key
 
 
-@pytest.mark.skip(
-    reason="open: tools/eval.py --backend mediapipe hangs after the runner starts (seen twice, "
-    "with and without loader workers; predict through the same runner works)"
-)
 def test_eval_mediapipe_backend_equals_torch(classifier_tool_file, tiny_shapes, tmp_path):
+    """Two runners in one process: the second one's ``gc.collect()`` collects the first
+    runner's cycle with its MediaPipe Task (which hung before ``close_with``)."""
     _, checkpoint, path, _ = classifier_tool_file
-    # No loader workers: a worker forked after MediaPipe started its threads can hang.
     options = [
         "--cfg-options",
         f"test_dataloader.dataset.data_root={tiny_shapes / 'imagenet'}",
@@ -152,6 +150,21 @@ def test_eval_mediapipe_backend_equals_torch(classifier_tool_file, tiny_shapes, 
         [CLASSIFIER, str(checkpoint), "--work-dir", str(tmp_path / "pt"), *options]
     )
     assert got["accuracy/top1"] == pytest.approx(want["accuracy/top1"], abs=1e-9)
+
+
+@pytest.mark.timeout(120)
+def test_a_task_in_a_garbage_cycle_is_closed_by_the_collector(classifier_tool_file):
+    from mtvision.export.mediapipe_runtime import open_mediapipe
+
+    _, _, path, _ = classifier_tool_file
+    run, _ = open_mediapipe(str(path))
+    run(np.zeros((1, 64, 64, 3), np.uint8))
+    closer = run.close
+    cycle = {"run": run}
+    cycle["cycle"] = cycle  # as mmengine's Runner holds the model
+    del run, cycle
+    gc.collect()  # hung in the Task's __del__ before close_with
+    assert not closer.alive
 
 
 def test_missing_mediapipe_is_a_one_line_install_hint(classifier_tool_file, tmp_path, monkeypatch,

@@ -19,6 +19,12 @@ import torch
 import torch.nn.functional as F
 from engine_toy import load_tool
 from onnx import numpy_helper
+from realdata_calibration import (
+    classifier_calibration_photos,
+    photo_folder,
+    resized_images,
+    segmentation_calibration_photos,
+)
 from torch import nn
 
 from mtvision.engine.cli import run_cli
@@ -447,16 +453,6 @@ CLASSIFIER_CONFIG = "configs/pretrained/mobilenetv2_tflite_imagenet.py"
 DEEPLAB_CONFIG = "configs/pretrained/deeplabv3_tflite_voc.py"
 
 
-def _photo_folder(root, photos) -> str:
-    """An ImageNet-layout folder (``val/all/``) of links to ``photos``: the classifier
-    config's test dataset reads it through its test pipeline."""
-    folder = root / "val" / "all"
-    folder.mkdir(parents=True)
-    for index, photo in enumerate(photos):
-        (folder / f"{index:03d}_{photo.name}").symlink_to(photo)
-    return str(root)
-
-
 def _deployed(realdata, tmp_path, tflite: str, config: str, size) -> str:
     """tools/convert_weights.py --config, then the deployed graph at ``size``."""
     from mtvision.engine import load_config
@@ -477,15 +473,13 @@ def test_converted_models_int8_meet_the_accuracy_goals(realdata, tmp_path):
     """The converted MobileNetV2 (uint8 TF1 file) and DeepLabv3 int8 against float:
     top-1 agreement >= 95 % on the 14 classification photos, and at most 1.0 mIoU point
     lost on the 14 VOC crops (tools/eval.py --backend onnxruntime). Both are calibrated
-    on 28 other real photos (balloon, COCO, VOC detection), never on the evaluated ones."""
-    held_out = sorted((realdata / "balloon/coco/val").glob("*.jpg"))[:10]
-    held_out += sorted((realdata / "coco8/coco").glob("*/*.jpg"))
-    held_out += sorted((realdata / "voc_detection_samples/VOCdevkit").glob("*/JPEGImages/*.jpg"))
-    assert len(held_out) == 28
-    calibration = _photo_folder(tmp_path / "calibration", held_out)
+    on held-out real photos, never on the evaluated ones (tests/realdata_calibration.py:
+    the classifier on 106, DeepLab on 16)."""
+    held_out = classifier_calibration_photos(realdata)
+    calibration = photo_folder(tmp_path / "calibration", held_out)
     photos = sorted(p for p in (realdata / CORAL / "images").iterdir() if "_mask" not in p.name)
     assert len(photos) == 14
-    evaluation = _photo_folder(tmp_path / "photos", photos)
+    evaluation = photo_folder(tmp_path / "photos", photos)
 
     # Classifier: the tool, calibrated through the config's test pipeline (224 crops).
     float_cls = _deployed(
@@ -493,10 +487,10 @@ def test_converted_models_int8_meet_the_accuracy_goals(realdata, tmp_path):
     )
     int8_cls = str(tmp_path / "classifier.int8.onnx")
     record = quantize_tool.main(
-        [CLASSIFIER_CONFIG, float_cls, "--out", int8_cls, "--calib", "28", "--cfg-options"]
+        [CLASSIFIER_CONFIG, float_cls, "--out", int8_cls, "--calib", "106", "--cfg-options"]
         + [f"test_dataloader.dataset.data_root={calibration}"]
     )
-    assert record["calibration_images"] == 28
+    assert record["calibration_images"] == 106
     from mtvision.engine import load_config
 
     cfg = load_config(CLASSIFIER_CONFIG, {"test_dataloader.dataset.data_root": evaluation})
@@ -513,14 +507,8 @@ def test_converted_models_int8_meet_the_accuracy_goals(realdata, tmp_path):
         realdata, tmp_path, "deeplabv3_mnv2_pascal_quant", DEEPLAB_CONFIG, (513, 513)
     )
     int8_seg = tmp_path / "deeplab.int8.onnx"
-    from PIL import Image
-
-    def batches():
-        for photo in held_out[:16]:
-            image = Image.open(photo).convert("RGB").resize((513, 513), Image.BILINEAR)
-            yield np.asarray(image).transpose(2, 0, 1)[None].copy()
-
-    quantize_onnx(float_seg, int8_seg, batches())
+    calibration_crops = resized_images(segmentation_calibration_photos(realdata, 16), 513)
+    quantize_onnx(float_seg, int8_seg, (image[None].numpy() for image in calibration_crops))
     eval_tool = load_tool("eval")
     miou = {}
     for name, path in (("float", float_seg), ("int8", str(int8_seg))):

@@ -28,7 +28,8 @@ int8 file replaces ``--out`` only after onnxruntime has opened it.
 A ``.tflite`` (``tools/export.py --format tflite``) is quantised by ai-edge-quantizer
 (``mtvision.export.litert_quantize``: static int8, per-channel weights, min/max
 activation ranges from the same draw of test images, fed one at a time as uint8
-(1, H, W, 3)); the ONNX options (``--method`` ...) do not apply to it. Its metadata
+(1, H, W, 3); its fully-connected and softmax layers stay float unless
+``--int8-last-layers``); the other ONNX options (``--method`` ...) do not apply to it. Its metadata
 (mtvision's, with a ``quantization`` record naming the float file, and MediaPipe's)
 is kept; an int8 ``.tflite`` is refused naming the float file it came from.
 """
@@ -136,6 +137,7 @@ def main(argv=None) -> dict:
                 args.out,
                 calibration_batches([d for _, d in datasets], picks, size, 1, resized),
                 on_image=bar.update,
+                float_last_layers=not args.int8_last_layers,
             )
         _note_resized(resized, len(picks), size)
         print(

@@ -3,11 +3,20 @@
 :func:`quantize_tflite` calibrates the activation ranges (min/max) on uint8 NHWC images
 from the config's test pipeline and quantises every op LiteRT has an int8 kernel for
 (``ai_edge_quantizer.recipe.static_wi8_ai8``: int8 weights per output channel, int8
-activations, asymmetric as LiteRT's int8 kernels want); the uint8 image input and
-the outputs stay as they were (the quantiser puts the (de)quantize ops at the edges),
-so the runtime and the metadata need no change. The trial behind issue 18 measured
-this path at Google's own int8 accuracy and speed, where litert-torch's PT2E int8 broke
-the classifier.
+activations, asymmetric as LiteRT's int8 kernels want); the uint8 image input stays as
+it was and the outputs stay float (the quantiser puts the (de)quantize ops at the
+edges), so the runtime and the metadata need no change. The trial behind issue 18
+measured this path at Google's own int8 accuracy and speed, where litert-torch's PT2E
+int8 broke the classifier.
+
+The last layers stay float by default (``float_last_layers``, as the ONNX path's
+:class:`~mtvision.export.quantize.QuantizationSettings`): the classifier's
+``FULLY_CONNECTED`` (the logits) and every ``SOFTMAX``. Min/max ranges calibrated on
+photos the network is less sure about than on the ones it is used on clip the largest
+logits, so the top classes tie in int8 and the argmax takes the first one: Google's
+classifier calibrated on 106 held-out real photos lost 2 of 14 top-1 labels to such
+ties (int8 logits and softmax; int16 ones clip alike), and 0 with the float
+fully-connected layer, at +0.1 ms of 3.6 ms (1 thread; ``tests/test_litert_realdata.py``).
 
 The int8 file keeps the float file's mtvision metadata with a ``quantization`` record
 (calibration images, scheme, ``source`` = the float file) and gets MediaPipe's metadata
@@ -36,6 +45,8 @@ from mtvision.utils.atomic_files import atomic_write_bytes, staged_file
 
 #: The signature LiteRT's converter names the one function of a converted module.
 SIGNATURE = "serving_default"
+#: The ops kept float with ``float_last_layers`` (ai-edge-quantizer's op names).
+FLOAT_LAST_OPS = ("FULLY_CONNECTED", "SOFTMAX")
 #: MediaPipe's metadata entry (rewritten for the int8 file).
 MEDIAPIPE_ENTRY = "TFLITE_METADATA"
 
@@ -64,6 +75,7 @@ def quantize_tflite(
     target: str | os.PathLike,
     calibration_images: Iterable,
     on_image: Callable[[int], object] | None = None,
+    float_last_layers: bool = True,
 ) -> dict:
     """Quantise the float ``.tflite`` ``source`` to static int8 and write it to ``target``.
 
@@ -75,6 +87,9 @@ def quantize_tflite(
             (N, 3, H, W) (numpy or torch; the config's test pipeline output), or
             (H, W, 3); each is fed as one (1, H, W, 3) batch.
         on_image: called with 1 after each calibration image (progress).
+        float_last_layers: keep ``FULLY_CONNECTED`` and ``SOFTMAX`` ops float (the
+            module docstring says why); False: every op LiteRT has an int8 kernel for
+            is int8.
 
     Returns:
         The ``quantization`` record written into the int8 file's metadata.
@@ -89,7 +104,7 @@ def quantize_tflite(
     source, target = os.fspath(source), os.fspath(target)
     metadata = check_float_tflite(source)
     try:
-        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer import quantizer
     except ImportError:
         raise ExportError(
             f"quantising .tflite files needs ai-edge-quantizer ({INSTALL_HINT})"
@@ -111,7 +126,7 @@ def quantize_tflite(
         raise ValueError(f"{source}: no calibration images; quantisation needs at least one")
     with open(source, "rb") as file:
         content = file.read()
-    engine = quantizer.Quantizer(content, recipe.static_wi8_ai8())
+    engine = quantizer.Quantizer(content, _recipe(float_last_layers))
     ranges = engine.calibrate({SIGNATURE: feeds}, num_threads=1)
     quantized = bytes(engine.quantize(ranges, enable_progress_report=False).quantized_model)
 
@@ -120,6 +135,7 @@ def quantize_tflite(
         "scheme": "static int8 (ai-edge-quantizer static_wi8_ai8, min/max)",
         "weights": "int8 per output channel",
         "activations": "int8",
+        "float_layers": list(FLOAT_LAST_OPS) if float_last_layers else [],
         "source": source,
     }
     metadata = {**metadata, "quantization": record}
@@ -134,6 +150,22 @@ def quantize_tflite(
 
         open_litert(staged, 1)  # LiteRT loads it: the check before it replaces target
     return record
+
+
+def _recipe(float_last_layers: bool):
+    """ai-edge-quantizer's static int8 recipe; the graph outputs float, and with
+    ``float_last_layers`` the :data:`FLOAT_LAST_OPS` float."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    manager = recipe_manager.RecipeManager()
+    operations = qtyping.TFLOperationName
+    manager.add_static_config(".*", operations.ALL_SUPPORTED, 8, 8)
+    keep = ("OUTPUT", *FLOAT_LAST_OPS) if float_last_layers else ("OUTPUT",)
+    for name in keep:
+        manager.add_quantization_config(
+            ".*", operations[name], algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE
+        )
+    return manager.get_quantization_recipe()
 
 
 def _nhwc_batches(image) -> list[np.ndarray]:

@@ -18,9 +18,19 @@ session returns the ONNX graph's fields for the file's one head and
 
 The file needs MediaPipe metadata (:func:`~mtvision.export.mediapipe_metadata.add_mediapipe_metadata`)
 and mtvision's ``"mtvision"`` entry.
+
+A MediaPipe Task is closed by :func:`close_with`, never by the garbage collector: its
+``close()`` (also its ``__del__``) hands the C call to a one-thread executor and waits
+for it, and when the Task sits in a reference cycle (an mmengine ``Runner`` holding the
+model is one) the collector first clears the executor's weak reference, which tells its
+only worker thread to exit, and then runs ``__del__``, whose call no thread will ever
+run: the process hangs (``tools/eval.py --backend mediapipe`` hung so in the next
+runner's ``gc.collect()``, mmengine's ``BaseDataset._serialize_data``).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
@@ -50,9 +60,22 @@ def pixel_box_to_xyxy(
     return x1, y1, x2, y2
 
 
+def close_with(owner, task) -> weakref.finalize:
+    """Close the MediaPipe ``task`` when ``owner`` is collected, or at interpreter exit.
+
+    The finalizer's registry holds ``task`` (and with it its executor), so a cycle that
+    holds ``owner`` never makes the task garbage together with its executor: the
+    collector calls ``task.close()`` while the executor's worker thread still runs, and
+    the task's own ``__del__`` later finds it closed. At exit MediaPipe's own ``atexit``
+    flag makes the close a no-op where it has run first.
+    """
+    return weakref.finalize(owner, task.close)
+
+
 def open_mediapipe(path: str, threads=None):
     """``(run, output names)`` for a MediaPipe-ready ``.tflite`` (``threads`` is MediaPipe's
-    choice: its Python API has no thread option).
+    choice: its Python API has no thread option). The Task closes when ``run`` is
+    collected; ``run.close()`` closes it now (:func:`close_with`).
 
     Raises:
         ExportError: mediapipe missing (install hint), a multi-task file, or a file
@@ -144,4 +167,5 @@ def open_mediapipe(path: str, threads=None):
         results = [one(image) for image in images]
         return [np.stack([r[field] for r in results]) for field in names]
 
+    run.close = close_with(run, runner)  # run.close(): close the Task now
     return run, names
