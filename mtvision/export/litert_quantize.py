@@ -5,7 +5,9 @@ from the config's test pipeline and quantises every op LiteRT has an int8 kernel
 (``ai_edge_quantizer.recipe.static_wi8_ai8``: int8 weights per output channel, int8
 activations, asymmetric as LiteRT's int8 kernels want); the uint8 image input and
 the outputs stay as they were (the quantiser puts the (de)quantize ops at the edges),
-so the runtime and the metadata need no change. The trial behind issue 18 measured
+so the runtime and the metadata need no change; a class map's ARG_MAX then reads the
+int8 logits (:func:`~mtvision.export.litert_rewrite.argmax_without_dequantize`, as in
+Google's int8 DeepLab files). The trial behind issue 18 measured
 this path at Google's own int8 accuracy and speed, where litert-torch's PT2E int8 broke
 the classifier.
 
@@ -32,6 +34,7 @@ from mtvision.export.litert_metadata import (
     tflite_metadata_entries,
     with_mtvision_metadata,
 )
+from mtvision.export.litert_rewrite import argmax_without_dequantize
 from mtvision.utils.atomic_files import atomic_write_bytes, staged_file
 
 #: The signature LiteRT's converter names the one function of a converted module.
@@ -114,6 +117,8 @@ def quantize_tflite(
     engine = quantizer.Quantizer(content, recipe.static_wi8_ai8())
     ranges = engine.calibrate({SIGNATURE: feeds}, num_threads=1)
     quantized = bytes(engine.quantize(ranges, enable_progress_report=False).quantized_model)
+    # The quantiser has no int8 ARG_MAX: the class map's argmax reads the int8 logits.
+    quantized = argmax_without_dequantize(quantized)
 
     record = {
         "calibration_images": len(feeds),
