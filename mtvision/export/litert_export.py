@@ -5,7 +5,9 @@ phone graph (``phone=True, channels_last=True``: uint8 RGB (1, H, W, 3) in, mean
 inside; classification ``probabilities`` (1, K); detection raw ``anchor_scores``
 (1, A, C) and ``box_regression`` (1, A, 4) with the anchors in the metadata;
 segmentation ``class_logits`` (1, H, W, K), or with ``class_map`` the uint8 ``mask``
-(1, H, W)) with ``litert_torch.convert`` (torch.export, then LiteRT's MLIR converter).
+(1, H, W)) with ``litert_torch.convert`` (torch.export, then LiteRT's MLIR converter);
+the TF-legacy resizes it spells in four ops become LiteRT's one
+(:func:`~mtvision.export.litert_rewrite.fuse_legacy_resizes`).
 The file's batch is fixed to 1, as LiteRT apps and MediaPipe Tasks feed one camera
 frame at a time; the runtime (:mod:`mtvision.export.litert_runtime`) runs a batch image
 by image. Its metadata list holds mtvision's JSON (entry ``"mtvision"``,
@@ -33,6 +35,7 @@ from mtvision.export.litert_metadata import (
     tflite_metadata_entries,
     with_mtvision_metadata,
 )
+from mtvision.export.litert_rewrite import fuse_legacy_resizes
 from mtvision.utils.atomic_files import atomic_write_bytes
 
 __all__ = ["add_phone_metadata", "export_deploy_tflite", "read_tflite_metadata"]
@@ -107,6 +110,7 @@ def export_deploy_tflite(
     content = converted.model_content()
     if callable(content):
         content = content()
+    content = fuse_legacy_resizes(bytes(content))
     output_names = [name for fields in output_map.values() for name in fields.values()]
     metadata = deploy_metadata(deploy, size, output_map, classes=classes, source=source)
     content = with_mtvision_metadata(bytes(content), metadata, INPUT_NAME, output_names)

@@ -5,7 +5,10 @@ from the config's test pipeline and quantises every op LiteRT has an int8 kernel
 (``ai_edge_quantizer.recipe.static_wi8_ai8``: int8 weights per output channel, int8
 activations, asymmetric as LiteRT's int8 kernels want); the uint8 image input stays as
 it was and the outputs stay float (the quantiser puts the (de)quantize ops at the
-edges), so the runtime and the metadata need no change. The trial behind issue 18
+edges; their tensors get the float file's output names back, so the runtime and the
+metadata need no change); a class map's ARG_MAX reads the int8 logits
+(:func:`~mtvision.export.litert_rewrite.argmax_without_dequantize`, as in Google's int8
+DeepLab files). The trial behind issue 18
 measured this path at Google's own int8 accuracy and speed, where litert-torch's PT2E
 int8 broke the classifier.
 
@@ -41,6 +44,7 @@ from mtvision.export.litert_metadata import (
     tflite_metadata_entries,
     with_mtvision_metadata,
 )
+from mtvision.export.litert_rewrite import argmax_without_dequantize
 from mtvision.utils.atomic_files import atomic_write_bytes, staged_file
 
 #: The signature LiteRT's converter names the one function of a converted module.
@@ -129,6 +133,8 @@ def quantize_tflite(
     engine = quantizer.Quantizer(content, _recipe(float_last_layers))
     ranges = engine.calibrate({SIGNATURE: feeds}, num_threads=1)
     quantized = bytes(engine.quantize(ranges, enable_progress_report=False).quantized_model)
+    # The quantiser has no int8 ARG_MAX: the class map's argmax reads the int8 logits.
+    quantized = argmax_without_dequantize(quantized)
 
     record = {
         "calibration_images": len(feeds),
@@ -139,7 +145,12 @@ def quantize_tflite(
         "source": source,
     }
     metadata = {**metadata, "quantization": record}
-    quantized = with_mtvision_metadata(quantized, metadata, drop=(MEDIAPIPE_ENTRY,))
+    # The quantiser names the float outputs it adds "<name>_dequant"; the runtime finds
+    # outputs by the metadata's names, so they get them back (in the signature's order).
+    output_names = [n for info in metadata["heads"].values() for n in info["outputs"].values()]
+    quantized = with_mtvision_metadata(
+        quantized, metadata, input_name, output_names, drop=(MEDIAPIPE_ENTRY,)
+    )
     quantized = add_phone_metadata(quantized, metadata, target)
     entries = tflite_metadata_entries(quantized, target)
     if json.loads(entries["mtvision"].decode()) != json.loads(json.dumps(metadata)):

@@ -216,19 +216,28 @@ class DeepLabV3Head(Head):
         input_size: tuple[int, int],
         with_logits: bool = False,
         class_logits: bool = False,
+        channels_last: bool = False,
     ) -> dict[str, Tensor]:
         """What an exported graph returns: ``{"mask": (N, H, W) uint8}``, the argmax of the
         logits upsampled to the (H, W) input (:meth:`postprocess`), plus ``"seg_logits"``
         (N, K, H, W) float32 when ``with_logits``. Needs K <= 256. With ``class_logits``
         instead ``{"class_logits": (N, H, W, K)}``, the upsampled logits channels last
         (what MediaPipe's ``ImageSegmenter`` reads, applying the softmax its metadata
-        names, to make its category mask; the argmax is the same as the mask's)."""
+        names, to make its category mask; the argmax is the same as the mask's).
+        ``channels_last``: the mask is the argmax over the last axis of the logits'
+        channels-last view (the same mask), so that a graph of a channels-last runtime
+        (LiteRT's converter) reduces the logits where they lie, with no transpose of the
+        full-size (N, H, W, K) logits before the argmax."""
         logits = self.postprocess(outputs, input_size)["seg_logits"]
         if class_logits:
             return {"class_logits": logits.permute(0, 2, 3, 1)}
         if self.num_classes > 256:
             raise ValueError(f"a uint8 class map holds 256 classes, not {self.num_classes}")
-        results = {"mask": logits.argmax(dim=1).to(torch.uint8)}
+        if channels_last:
+            mask = logits.permute(0, 2, 3, 1).argmax(dim=3)
+        else:
+            mask = logits.argmax(dim=1)
+        results = {"mask": mask.to(torch.uint8)}
         if with_logits:
             results["seg_logits"] = logits
         return results

@@ -54,9 +54,10 @@ class Segmentation(Task):
         self, topk: int, seg_logits: bool, phone: bool = False, class_map: bool = False
     ) -> dict:
         """``phone``: the upsampled logits channels last (``class_logits`` (N, H, W, K)), or
-        with ``class_map`` the uint8 ``mask`` as in the ONNX graph."""
+        with ``class_map`` the uint8 ``mask`` as in the ONNX graph, taken over the
+        channels-last logits as the phone runtimes lay them out."""
         if phone:
-            return {"with_logits": False, "class_logits": not class_map}
+            return {"with_logits": False, "class_logits": not class_map, "channels_last": True}
         return {"with_logits": seg_logits}
 
     def deploy_metadata(
