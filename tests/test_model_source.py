@@ -19,7 +19,7 @@ from mtvision.engine.model_source import (
     inference_pipeline,
     reads_files,
 )
-from mtvision.errors import ConfigError
+from mtvision.errors import CheckpointError, ConfigError
 from mtvision.export.deploy import read_deploy_metadata
 from mtvision.registry import TRANSFORMS
 from mtvision.synthetic.shapes import generate_shapes_dataset
@@ -214,3 +214,13 @@ def test_a_config_object_gets_its_options_checked_like_a_file(checkpoint):
     with pytest.raises(ConfigError, match="unknown top-level config key 'modle'"):
         Inferencer(cfg, checkpoint, cfg_options={"modle.backbone.width_mult": 1})
     assert cfg.model.backbone.get("width_mult") != 0  # the given Config is left as it was
+
+
+def test_int8_emulation_without_its_record_names_the_checkpoint(checkpoint):
+    """A config asking for the int8 emulation with a checkpoint that was not converted
+    from an int8 file (no ``meta["int8_emulation"]``): one CheckpointError naming it."""
+    cfg = load_config(CLASSIFIER)
+    cfg.int8_emulation = True
+    with pytest.raises(CheckpointError, match=rf"{checkpoint}: .*int8"):
+        ModelSource(cfg, str(checkpoint)).build_model()
+    assert ModelSource(cfg, str(checkpoint)).build_model(int8_emulation=False) is not None
