@@ -98,6 +98,7 @@ def test_legacy_resizes_become_one_op_with_the_same_logits(legacy_model, tmp_pat
     np.testing.assert_allclose(logits, expected.numpy(), rtol=0, atol=1e-3)
 
 
+@pytest.mark.slow  # another conversion (~15 s); the resize fusion stays in the default run
 def test_a_graph_without_the_pattern_comes_back_as_it_is(tmp_path):
     torch.manual_seed(0)
     model = mtvision.create_model("deeplabv3_mobilenet_v2", num_classes=5, width_mult=0.35)
@@ -107,6 +108,7 @@ def test_a_graph_without_the_pattern_comes_back_as_it_is(tmp_path):
     assert argmax_without_dequantize(content) is content
 
 
+@pytest.mark.slow  # another conversion (~15 s); the resize fusion stays in the default run
 def test_int8_argmax_reads_the_int8_logits_with_the_same_class_map(
     legacy_model, tmp_path, monkeypatch
 ):
