@@ -25,6 +25,7 @@ from mtvision.errors import ExportError
 from mtvision.export import DeployedModel, DeployModel, read_deploy_metadata
 from mtvision.export.parity import head_agreement
 from mtvision.synthetic.shapes import generate_shapes_dataset
+from mtvision.tasks.detection import detection_agreement
 from mtvision.utils.parity import randomize_batch_norms_
 
 try:
@@ -216,11 +217,10 @@ def test_detector_boxes_are_torchs_within_float32_rounding(detector):
     expected = DeployModel(model).eval().outputs(images)["detection"]
     assert torch.equal(actual["num_detections"], expected["num_detections"])
     assert int(expected["num_detections"].min()) > 3, "too few detections to compare"
-    for i, count in enumerate(expected["num_detections"].tolist()):
-        assert torch.equal(actual["labels"][i, :count], expected["labels"][i, :count])
-        box_difference = (actual["boxes"][i, :count] - expected["boxes"][i, :count]).abs().max()
-        assert box_difference <= 5e-3
-        assert torch.allclose(actual["scores"][i, :count], expected["scores"][i, :count], atol=5e-4)
+    # As sets (detection_agreement): near-equal scores may come out in another order, and
+    # a full list's last place is a tie (the thread count moves float32 scores by ~1e-5).
+    # IoU >= 0.999 is corners within ~0.01 px for these 20-110 px boxes.
+    assert detection_agreement(expected, actual, iou_threshold=0.999, score_tolerance=5e-4) == 1.0
 
 
 @pytest.mark.slow  # one more lowering (20-70 s each); the classifier fixture covers the fast path
