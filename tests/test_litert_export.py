@@ -120,14 +120,10 @@ def test_detector_raw_outputs_finished_give_torchs_boxes(tmp_path):
     expected = DeployModel(model).eval().outputs(images)["detection"]
     assert expected["num_detections"].min() > 5, "too few detections to compare"
     assert torch.equal(actual["num_detections"], expected["num_detections"])
-    assert detection_agreement(expected, actual) == 1.0
-    for i in range(3):  # the same boxes, matched by score order
-        count = int(expected["num_detections"][i])
-        got = actual["boxes"][i, :count][actual["scores"][i, :count].argsort()]
-        want = expected["boxes"][i, :count][expected["scores"][i, :count].argsort()]
-        # Input pixels. XNNPACK's float sums in another order: raw regressions differ by
-        # ~3e-5 of their scale on this random model, amplified by exp(dw / 5) up to ~1.1e-3 px.
-        assert float((got - want).abs().max()) < 2e-3
+    # Matched as sets, corners within ~0.01 px (IoU >= 0.999 on these boxes): XNNPACK sums
+    # in another order (raw regressions ~3e-5 of their scale apart, up to ~1e-3 px after
+    # exp(dw / 5)), and near-equal scores may come out in another order.
+    assert detection_agreement(expected, actual, iou_threshold=0.999) == 1.0
 
 
 @pytest.mark.slow  # one more conversion (10-20 s each); the multi-task file covers every head fast
