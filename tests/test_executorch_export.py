@@ -112,6 +112,7 @@ def detector(tmp_path_factory):
 # ------------------------------------------------------------------ classifier
 
 
+@pytest.mark.slow  # the classifier fixture: three exports (~1 min); the default run keeps the bad-input checks
 def test_tool_writes_a_checked_classifier_pte(classifier):
     assert classifier["agreements"] == {"classification": 1.0}
     metadata = read_deploy_metadata(classifier["float"])
@@ -136,6 +137,7 @@ def test_tool_writes_a_checked_classifier_pte(classifier):
     assert torch.allclose(finished["scores"], want["scores"], atol=1e-5)
 
 
+@pytest.mark.slow  # the classifier fixture: three exports (~1 min); the default run keeps the bad-input checks
 def test_int8_classifier_is_quantised_and_follows_float(classifier):
     metadata = read_deploy_metadata(classifier["int8"])
     assert metadata["quantization"]["weights"] == "int8 symmetric per-channel"
@@ -169,6 +171,7 @@ def test_tool_failed_check_keeps_the_previous_file(classifier, shapes, tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["cls.pte"]
 
 
+@pytest.mark.slow  # the classifier fixture: three exports (~1 min); the default run keeps the bad-input checks
 def test_eval_of_the_pte_equals_torch_and_onnx(classifier, shapes, tmp_path):
     metrics = {}
     for name, file in [("torch", classifier["checkpoint"]), ("onnx", classifier["onnx"]),
@@ -180,6 +183,7 @@ def test_eval_of_the_pte_equals_torch_and_onnx(classifier, shapes, tmp_path):
     assert metrics["pte"] == pytest.approx(metrics["onnx"], abs=1e-9)
 
 
+@pytest.mark.slow  # the classifier fixture: three exports (~1 min); the default run keeps the bad-input checks
 def test_pte_of_another_config_names_both(classifier):
     other = mtvision.create_model("mobilenet_v2_035", num_classes=9)
     with pytest.raises(
@@ -191,6 +195,7 @@ def test_pte_of_another_config_names_both(classifier):
         DeployedModel(classifier["float"], model=detector, config_source="cfg.py")
 
 
+@pytest.mark.slow  # the classifier fixture: three exports (~1 min); the default run keeps the bad-input checks
 def test_eval_of_a_pte_of_another_config_is_one_line(classifier, tmp_path, capsys):
     argv = [DETECTOR, str(classifier["float"]), "--work-dir", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_info:
