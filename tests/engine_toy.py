@@ -312,13 +312,20 @@ def deployed_eval(config: str, checkpoint, options: list[str], out_dir, *export_
 
 
 def phone_deployed_evals(
-    config: str, checkpoint, options: list[str], out_dir, calib: int, calib_options=()
+    config: str,
+    checkpoint,
+    options: list[str],
+    out_dir,
+    calib: int,
+    calib_options=(),
+    float_pte: bool = True,
 ) -> dict[str, dict]:
     """The phone files of ``checkpoint`` as a user makes them, each evaluated with
     ``tools/eval.py`` in its runtime: ``tflite`` (tools/export.py, checked against torch),
     ``tflite int8`` (tools/quantize.py, ``calib`` images), ``pte`` and ``pte int8``
     (tools/export.py --int8 --calib). ``calib_options``: --cfg-options that point the test
-    data at the calibration images (e.g. the training split). Returns ``{kind: metrics}``."""
+    data at the calibration images (e.g. the training split); ``float_pte=False`` leaves the
+    float ``.pte`` out (an export and an evaluation less). Returns ``{kind: metrics}``."""
     out_dir = Path(out_dir)
     export, quantize, evaluate = load_tool("export"), load_tool("quantize"), load_tool("eval")
     files = {
@@ -332,7 +339,12 @@ def phone_deployed_evals(
         [config, str(files["tflite"]), "--out", str(files["tflite int8"]), "--calib", str(calib),
          "--cfg-options", *options, *calib_options]
     )  # fmt: skip
-    export.main([config, str(checkpoint), "--out", str(files["pte"]), "--cfg-options", *options])
+    if float_pte:
+        export.main(
+            [config, str(checkpoint), "--out", str(files["pte"]), "--cfg-options", *options]
+        )
+    else:
+        del files["pte"]
     export.main(
         [config, str(checkpoint), "--out", str(files["pte int8"]), "--int8", "--calib",
          str(calib), "--cfg-options", *options, *calib_options]

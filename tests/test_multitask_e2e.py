@@ -96,16 +96,19 @@ def test_demo_recipe_learns_every_task(tmp_path):
     assert metrics["voc/mIoU"] >= 0.5
     assert len(curves.metrics["voc/mIoU"][0]) == runner.train_loop.max_epochs // 2
 
-    # On phones: one .tflite and one .pte for the three heads, float and int8 (64 val
-    # images, as docs/quantization.md's ONNX row), within the ONNX files' tolerances.
+    # On phones: one .tflite (float, int8) and one int8 .pte for the three heads (int8
+    # calibrated on 64 val images, as docs/quantization.md's ONNX row), within the ONNX
+    # files' tolerances.
+    # (The float .pte is left out here for CI's time: the detection demo's e2e test and the
+    # converted real-data models check float .pte files.)
     phone = phone_deployed_evals(
-        DEMO_CONFIG, tmp_path / "work" / "last.pth", _options(root), tmp_path, 64
+        DEMO_CONFIG, tmp_path / "work" / "last.pth", _options(root), tmp_path, 64, float_pte=False
     )
     names = ("classification/top1", "coco/bbox_mAP_50", "voc/mIoU")
     for kind, kind_metrics in phone.items():
         print(f"multi-task demo {kind}: " + ", ".join(f"{n} {kind_metrics[n]:.4f}" for n in names))
-    for kind in ("tflite", "pte"):
-        for name in names:
-            # float: one image of 300 may flip its top-1 on a tie
-            assert phone[kind][name] == pytest.approx(metrics[name], abs=4e-3), (kind, name)
-            assert phone[f"{kind} int8"][name] >= phone[kind][name] - 0.02, (kind, name)
+    for name in names:
+        # float: one image of 300 may flip its top-1 on a tie
+        assert phone["tflite"][name] == pytest.approx(metrics[name], abs=4e-3), name
+        for kind in ("tflite int8", "pte int8"):
+            assert phone[kind][name] >= phone["tflite"][name] - 0.02, (kind, name)
